@@ -1,0 +1,53 @@
+# CUHK-PEDES: data/CUHK-PEDES/{reid_raw.json, imgs/}
+dataset_type = 'CUHKPEDES'
+data_root = 'data/CUHK-PEDES'
+image_size = (384, 128)  # (height, width)
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=image_size[::-1], keep_ratio=False),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='mmpretrain.RandomCrop', crop_size=image_size, padding=10),
+    dict(type='mmpretrain.RandomErasing', erase_prob=0.5, mode='const',
+         fill_color=(104, 117, 123)),
+    dict(type='TokenizeCaption', context_length=77),
+    dict(type='PackTextPersonInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=image_size[::-1], keep_ratio=False),
+    dict(type='TokenizeCaption', context_length=77),
+    dict(type='PackTextPersonInputs'),
+]
+
+train_dataloader = dict(
+    batch_size=64,
+    num_workers=8,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    drop_last=True,
+    dataset=dict(
+        type=dataset_type, data_root=data_root, split='train',
+        pipeline=train_pipeline),
+)
+val_dataloader = dict(
+    batch_size=256,
+    num_workers=8,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type, data_root=data_root, split='val',
+        pipeline=test_pipeline),
+)
+val_evaluator = dict(type='TextPersonRetrievalMetric')
+
+test_dataloader = dict(
+    batch_size=256,
+    num_workers=8,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type, data_root=data_root, split='test',
+        pipeline=test_pipeline),
+)
+test_evaluator = val_evaluator

@@ -1,0 +1,12 @@
+# CLIP ViT-B/16 at 384x128 with the SDM loss (tau = 0.02).
+model = dict(
+    type='CLIPSDM',
+    backbone=dict(
+        type='OpenCLIPBackbone',
+        arch='ViT-B-16-quickgelu',
+        image_size=(384, 128),
+        # OpenAI's ViT-B-16.pt (TorchScript archive) or any CLIP state dict
+        pretrained='checkpoints/ViT-B-16.pt'),
+    loss=dict(type='SDMLoss', temperature=0.02),
+    data_preprocessor=dict(type='TextPersonDataPreprocessor'),
+)

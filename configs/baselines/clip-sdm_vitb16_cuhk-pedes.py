@@ -1,0 +1,7 @@
+# CLIP ViT-B/16 (OpenAI weights) fine-tuned with SDM on CUHK-PEDES.
+_base_ = [
+    '../_base_/models/clip-sdm_vitb16.py',
+    '../_base_/datasets/cuhk_pedes.py',
+    '../_base_/schedules/adam_60e.py',
+    '../_base_/default_runtime.py',
+]

@@ -1,0 +1,3 @@
+from .retrieval import TextPersonRetrievalMetric, compute_retrieval_metrics
+
+__all__ = ['TextPersonRetrievalMetric', 'compute_retrieval_metrics']

@@ -1,0 +1,201 @@
+"""Text-to-image person retrieval metrics: R@K (CMC), mAP and mINP.
+
+For a query caption the whole gallery is sorted by descending similarity;
+an image is relevant iff its pid equals the query's pid. Ties keep gallery
+order (stable sort), so results do not depend on the sorting backend.
+
+- ``R@K``: share of queries with a relevant image among the first K.
+- ``AP``: mean of precision@k over the ranks k of the relevant images.
+- ``INP``: (number of relevant images) / (rank of the last relevant one).
+
+All are averaged over queries and reported in percent. **Queries without any
+relevant image in the gallery are left out** of every average (AP and INP
+are undefined for them); the metric logs how many were left out, and raises
+if no query is left.
+"""
+import logging
+from typing import (Dict, Iterable, Iterator, List, Optional, Sequence,
+                    Tuple)
+
+import torch
+from mmengine.evaluator import BaseMetric
+from mmengine.logging import print_log
+from terminaltables import AsciiTable
+
+from gadms.registry import METRICS
+
+# Rank matrices are built for at most this many (query, gallery) pairs at a
+# time (int64 indices: 128 MiB), which bounds memory for any gallery size.
+DEFAULT_PAIRS_PER_CHUNK = 1 << 24
+
+
+def _rank_statistics(similarity: torch.Tensor, query_pids: torch.Tensor,
+                     gallery_pids: torch.Tensor, topk: Sequence[int]
+                     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                torch.Tensor]:
+    """Per-query hits@K, AP and INP for one block of queries.
+
+    Args:
+        similarity (Tensor): ``[Q, G]``.
+        query_pids (Tensor): ``[Q]``.
+        gallery_pids (Tensor): ``[G]``.
+        topk (Sequence[int]): The K of R@K.
+
+    Returns:
+        tuple: ``hits [Q, len(topk)]`` (bool), ``ap [Q]``, ``inp [Q]``,
+        ``valid [Q]`` (bool, query has a relevant image). ``ap`` and ``inp``
+        are 0 where ``valid`` is False.
+    """
+    order = torch.sort(similarity, dim=1, descending=True, stable=True)[1]
+    matches = gallery_pids[order] == query_pids[:, None]
+    num_relevant = matches.sum(dim=1)
+    valid = num_relevant > 0
+    ranks = torch.arange(
+        1, matches.shape[1] + 1, device=matches.device, dtype=torch.float64)
+    first_hit = torch.where(valid, matches.int().argmax(dim=1) + 1,
+                            matches.shape[1] + 1)
+    hits = first_hit[:, None] <= torch.as_tensor(topk, device=ranks.device)
+    precision = matches.cumsum(dim=1) / ranks
+    denominator = num_relevant.clamp(min=1)
+    ap = (precision * matches).sum(dim=1) / denominator
+    last_hit = matches.shape[1] - matches.flip(dims=[1]).int().argmax(dim=1)
+    inp = torch.where(valid, num_relevant.double() / last_hit,
+                      torch.zeros_like(ap))
+    return hits, ap, inp, valid
+
+
+def _summarise(hits: torch.Tensor, ap: torch.Tensor, inp: torch.Tensor,
+               valid: torch.Tensor, topk: Sequence[int]) -> Dict[str, float]:
+    num_valid = int(valid.sum())
+    if num_valid == 0:
+        raise ValueError('no query has a relevant image in the gallery')
+    metrics = {
+        f'R{k}': 100.0 * hits[valid, i].double().mean().item()
+        for i, k in enumerate(topk)
+    }
+    metrics['mAP'] = 100.0 * ap[valid].mean().item()
+    metrics['mINP'] = 100.0 * inp[valid].mean().item()
+    return metrics
+
+
+def _query_blocks(num_queries: int, num_gallery: int,
+                  pairs_per_chunk: int) -> Iterator[slice]:
+    """Slices of queries holding at most ``pairs_per_chunk`` pairs each."""
+    step = max(1, pairs_per_chunk // max(1, num_gallery))
+    for start in range(0, num_queries, step):
+        yield slice(start, start + step)
+
+
+def _concat_blocks(blocks: Iterable[Tuple[torch.Tensor, ...]]
+                   ) -> Tuple[torch.Tensor, ...]:
+    return tuple(torch.cat(column) for column in zip(*blocks))
+
+
+def compute_retrieval_metrics(similarity: torch.Tensor,
+                              query_pids: torch.Tensor,
+                              gallery_pids: torch.Tensor,
+                              topk: Sequence[int] = (1, 5, 10)
+                              ) -> Dict[str, float]:
+    """Text-to-image retrieval metrics from a similarity matrix.
+
+    Args:
+        similarity (Tensor): ``[Q, G]``, larger is more similar.
+        query_pids (Tensor): ``[Q]`` identities of the queries.
+        gallery_pids (Tensor): ``[G]`` identities of the gallery images.
+        topk (Sequence[int]): K values of R@K. Defaults to (1, 5, 10).
+
+    Returns:
+        dict: ``R1``, ``R5``, ``R10`` (one per K), ``mAP`` and ``mINP``, in
+        percent, over the queries that have a relevant gallery image.
+    """
+    similarity = torch.as_tensor(similarity)
+    query_pids = torch.as_tensor(query_pids, device=similarity.device)
+    gallery_pids = torch.as_tensor(gallery_pids, device=similarity.device)
+    if similarity.shape != (len(query_pids), len(gallery_pids)):
+        raise ValueError(f'similarity has shape {tuple(similarity.shape)}, '
+                         f'expected ({len(query_pids)}, {len(gallery_pids)})')
+    stats = _concat_blocks(
+        _rank_statistics(similarity[block], query_pids[block], gallery_pids,
+                         topk)
+        for block in _query_blocks(*similarity.shape,
+                                   DEFAULT_PAIRS_PER_CHUNK))
+    return _summarise(*stats, topk=topk)
+
+
+@METRICS.register_module()
+class TextPersonRetrievalMetric(BaseMetric):
+    """Text-to-image person retrieval: R@1/5/10, mAP and mINP (percent).
+
+    Consumes the retriever's predictions, one data sample per gallery image
+    with ``image_feat [D]``, ``text_feats [N, D]`` (its captions, the
+    queries) and ``pid``. Every query is ranked against every gallery image
+    by the dot product of the normalised features, a block of queries at a
+    time, so memory stays bounded for large galleries. See the module
+    docstring for the exact protocol, including the rule for queries whose
+    identity is absent from the gallery.
+
+    Args:
+        topk (Sequence[int]): K values of R@K. Defaults to (1, 5, 10).
+        pairs_per_chunk (int): Query-gallery pairs ranked at once.
+        collect_device (str): ``'cpu'`` or ``'gpu'``, where results of
+            all ranks are gathered.
+        prefix (str, optional): Metric name prefix. Defaults to ``'t2i'``.
+
+    Use in configs::
+
+        val_evaluator = dict(type='TextPersonRetrievalMetric')
+    """
+
+    default_prefix: Optional[str] = 't2i'
+
+    def __init__(self,
+                 topk: Sequence[int] = (1, 5, 10),
+                 pairs_per_chunk: int = DEFAULT_PAIRS_PER_CHUNK,
+                 collect_device: str = 'cpu',
+                 prefix: Optional[str] = None) -> None:
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        topk = tuple(topk)
+        if not topk or any(int(k) != k or k < 1 for k in topk):
+            raise ValueError(f'topk must be positive integers, got {topk}')
+        self.topk = topk
+        self.pairs_per_chunk = pairs_per_chunk
+
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        for sample in data_samples:
+            self.results.append(
+                dict(
+                    image_feat=sample['image_feat'].cpu(),
+                    text_feats=sample['text_feats'].cpu(),
+                    pid=int(sample['pid'])))
+
+    def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
+        gallery_feats = torch.stack([r['image_feat'] for r in results])
+        gallery_pids = torch.tensor([r['pid'] for r in results])
+        query_feats = torch.cat([r['text_feats'] for r in results])
+        query_pids = torch.repeat_interleave(
+            gallery_pids,
+            torch.tensor([len(r['text_feats']) for r in results]))
+        query_feats, gallery_feats = query_feats.float(), gallery_feats.float()
+        hits, ap, inp, valid = _concat_blocks(
+            _rank_statistics(query_feats[block] @ gallery_feats.t(),
+                             query_pids[block], gallery_pids, self.topk)
+            for block in _query_blocks(len(query_pids), len(gallery_pids),
+                                       self.pairs_per_chunk))
+        metrics = _summarise(hits, ap, inp, valid, self.topk)
+        self._log_table(metrics, len(query_pids), len(gallery_pids),
+                        int((~valid).sum()))
+        return metrics
+
+    def _log_table(self, metrics: Dict[str, float], num_queries: int,
+                   num_gallery: int, num_skipped: int) -> None:
+        header = ['queries', 'gallery'] + list(metrics)
+        row = [str(num_queries), str(num_gallery)
+               ] + [f'{value:.2f}' for value in metrics.values()]
+        title = f'{self.prefix or ""} text-to-image retrieval'.strip()
+        print_log('\n' + AsciiTable([header, row], title=title).table,
+                  logger='current')
+        if num_skipped:
+            print_log(
+                f'{num_skipped} of {num_queries} queries have no image of '
+                'their identity in the gallery and were left out',
+                logger='current', level=logging.WARNING)

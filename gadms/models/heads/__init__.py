@@ -1,0 +1,3 @@
+from .id_head import IdentityHead
+
+__all__ = ['IdentityHead']

@@ -1,0 +1,3 @@
+from .sdm_loss import SDMLoss
+
+__all__ = ['SDMLoss']

@@ -1,0 +1,3 @@
+from .clip_sdm import CLIPSDM
+
+__all__ = ['CLIPSDM']

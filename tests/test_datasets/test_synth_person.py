@@ -1,0 +1,124 @@
+import json
+import os.path as osp
+
+import mmcv
+import numpy as np
+import pytest
+
+from gadms.datasets import CUHKPEDES, SynthPerson, export_cuhk_pedes_layout
+from gadms.datasets.synth.attributes import COLOURS, PersonAttributes
+from gadms.datasets.synth.captions import NOISE_CLAUSES
+from gadms.datasets.synth.render import render_person
+
+SMALL = dict(num_identities=dict(train=6, val=2, test=3),
+             images_per_identity=3, seed=7)
+
+
+def test_train_has_one_sample_per_caption():
+    dataset = SynthPerson(split='train', **SMALL)
+    assert len(dataset) == 6 * 3 * 2
+    info = dataset.get_data_info(0)
+    assert len(info['captions']) == 1
+    assert info['img'].shape == (128, 48, 3) and info['img'].dtype == np.uint8
+    assert {dataset.get_data_info(i)['pid']
+            for i in range(len(dataset))} == set(range(6))
+
+
+def test_test_split_has_one_sample_per_image_and_disjoint_ids():
+    test = SynthPerson(split='test', **SMALL)
+    val = SynthPerson(split='val', **SMALL)
+    assert len(test) == 3 * 3
+    assert all(len(test.get_data_info(i)['captions']) == 2
+               for i in range(len(test)))
+    test_ids = {test.get_data_info(i)['pid'] for i in range(len(test))}
+    val_ids = {val.get_data_info(i)['pid'] for i in range(len(val))}
+    assert test_ids == {8, 9, 10} and val_ids == {6, 7}
+
+
+def test_deterministic_for_a_seed_and_different_across_seeds():
+    a = SynthPerson(split='test', **SMALL).get_data_info(4)
+    b = SynthPerson(split='test', **SMALL).get_data_info(4)
+    c = SynthPerson(split='test', **dict(SMALL, seed=8)).get_data_info(4)
+    assert a['captions'] == b['captions']
+    assert (a['img'] == b['img']).all()
+    assert a['captions'] != c['captions'] or (a['img'] != c['img']).any()
+
+
+def test_captions_describe_the_identity_and_photos_vary():
+    dataset = SynthPerson(split='test', **SMALL)
+    infos = [dataset.get_data_info(i) for i in range(3)]  # one identity
+    attrs = infos[0]['attributes']
+    assert len({info['pid'] for info in infos}) == 1
+    for info in infos:
+        assert info['attributes'] == attrs
+        for caption in info['captions']:
+            assert f'{attrs["upper_colour"]} ' in caption
+            assert f'{attrs["lower_colour"]} ' in caption
+        assert info['captions'][0] != info['captions'][1]
+    assert not (infos[0]['img'] == infos[1]['img']).all()
+
+
+def _nearest_colour_names(pixels_bgr: np.ndarray) -> np.ndarray:
+    palette = np.array(list(COLOURS.values()), dtype=float)
+    rgb = pixels_bgr[..., ::-1].reshape(-1, 3).astype(float)
+    nearest = np.linalg.norm(rgb[:, None] - palette[None], axis=-1).argmin(1)
+    return np.array(list(COLOURS))[nearest]
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_clothing_colour_is_what_changes_in_the_picture(seed):
+    """Same photo, only the upper colour differs: the changed pixels are a
+    real part of the image and show red in one and blue in the other."""
+    info = SynthPerson(split='train', **SMALL).get_data_info(0)
+    attrs = dict(info['attributes'], upper_pattern='plain')
+    red, blue = (render_person(
+        PersonAttributes(**dict(attrs, upper_colour=colour)),
+        np.random.default_rng(seed)) for colour in ('red', 'blue'))
+    changed = np.abs(red.astype(int) - blue.astype(int)).max(-1) > 40
+    assert changed.mean() > 0.05
+    for image, colour in ((red, 'red'), (blue, 'blue')):
+        names, counts = np.unique(
+            _nearest_colour_names(image[changed]), return_counts=True)
+        assert names[counts.argmax()] == colour
+
+
+def test_caption_noise_rates():
+    clean = SynthPerson(split='train', **SMALL)
+    noisy = SynthPerson(
+        split='train', noise_rate=1.0, wrong_attribute_rate=1.0, **SMALL)
+    for i in range(len(clean)):
+        clean_info, noisy_info = clean.get_data_info(i), noisy.get_data_info(i)
+        assert clean_info['caption_noise'] == [[], []]
+        caption = noisy_info['captions'][0]
+        assert any(clause in caption for clause in NOISE_CLAUSES)
+        assert noisy_info['caption_noise'][0] == ['clause', 'wrong_word']
+    with pytest.raises(ValueError, match='noise_rate'):
+        SynthPerson(split='train', noise_rate=1.5, **SMALL)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        SynthPerson(split='dev', **SMALL)
+    with pytest.raises(ValueError, match='lacks splits'):
+        SynthPerson(split='train', num_identities=dict(train=2))
+
+
+def test_export_round_trip_through_cuhk_pedes_loader(tmp_path):
+    out = str(tmp_path / 'synth_cuhk')
+    ann_file = export_cuhk_pedes_layout(out, **SMALL)
+    records = json.load(open(ann_file))
+    assert {r['split'] for r in records} == {'train', 'val', 'test'}
+    assert set(records[0]) == {
+        'split', 'captions', 'file_path', 'id', 'processed_tokens'
+    }
+    for split in ('train', 'test'):
+        synth = SynthPerson(split=split, **SMALL)
+        cuhk = CUHKPEDES(data_root=out, split=split)
+        assert len(cuhk) == len(synth)
+        for i in range(len(synth)):
+            a, b = synth.get_data_info(i), cuhk.get_data_info(i)
+            assert a['captions'] == b['captions']
+            offset = 0 if split == 'train' else 1  # CUHK: test pid = raw id
+            assert b['pid'] == a['pid'] + offset
+            img = mmcv.imread(b['img_path'])
+            assert osp.isfile(b['img_path']) and (img == a['img']).all()

@@ -1,0 +1,124 @@
+import pytest
+import torch
+
+from gadms.evaluation import (TextPersonRetrievalMetric,
+                              compute_retrieval_metrics)
+from gadms.registry import METRICS
+
+
+def brute_force_metrics(similarity, query_pids, gallery_pids,
+                        topk=(1, 5, 10)):
+    """The protocol written out query by query with plain Python."""
+    sums = {f'R{k}': 0.0 for k in topk}
+    sums.update(mAP=0.0, mINP=0.0)
+    counted = 0
+    for q, row in enumerate(similarity.tolist()):
+        # descending similarity; ties keep gallery order
+        order = sorted(range(len(row)), key=lambda g: (-row[g], g))
+        relevant = [gallery_pids[g] == query_pids[q] for g in order]
+        if not any(relevant):
+            continue
+        counted += 1
+        ranks = [i + 1 for i, hit in enumerate(relevant) if hit]
+        for k in topk:
+            sums[f'R{k}'] += 1.0 if ranks[0] <= k else 0.0
+        sums['mAP'] += sum((n + 1) / rank
+                           for n, rank in enumerate(ranks)) / len(ranks)
+        sums['mINP'] += len(ranks) / ranks[-1]
+    return {key: 100.0 * value / counted for key, value in sums.items()}
+
+
+def test_hand_worked_example():
+    similarity = torch.tensor([[0.9, 0.8, 0.1, 0.5],
+                               [0.7, 0.2, 0.6, 0.4],
+                               [0.3, 0.3, 0.3, 0.3]])
+    query_pids = torch.tensor([1, 2, 9])  # pid 9 is not in the gallery
+    gallery_pids = torch.tensor([1, 2, 1, 3])
+    metrics = compute_retrieval_metrics(similarity, query_pids, gallery_pids)
+    # query 0: relevant at ranks 1 and 4 -> AP (1/1 + 2/4) / 2, INP 2/4
+    # query 1: relevant at rank 4 -> AP 1/4, INP 1/4; query 2 left out
+    assert metrics == pytest.approx(
+        dict(R1=50.0, R5=100.0, R10=100.0, mAP=50.0, mINP=37.5))
+
+
+def test_ties_keep_gallery_order():
+    metrics = compute_retrieval_metrics(
+        torch.tensor([[0.5, 0.5]]), torch.tensor([1]), torch.tensor([2, 1]),
+        topk=(1, ))
+    assert metrics == pytest.approx(dict(R1=0.0, mAP=50.0, mINP=50.0))
+
+
+@pytest.mark.parametrize('num_queries, num_gallery, num_ids', [
+    (1, 1, 1), (7, 13, 4), (50, 30, 12), (200, 120, 40), (64, 300, 150)
+])
+def test_matches_brute_force_on_random_inputs(num_queries, num_gallery,
+                                              num_ids):
+    generator = torch.Generator().manual_seed(num_queries * 1000 +
+                                              num_gallery)
+    # quantised similarities produce ties as well
+    similarity = torch.randint(0, 20, (num_queries, num_gallery),
+                               generator=generator).float() / 20
+    gallery_pids = torch.randint(0, num_ids, (num_gallery, ),
+                                 generator=generator)
+    # some query identities are absent from the gallery
+    query_pids = torch.randint(0, num_ids + 3, (num_queries, ),
+                               generator=generator)
+    if not (query_pids[:, None] == gallery_pids[None]).any():
+        query_pids[0] = gallery_pids[0]
+    expected = brute_force_metrics(similarity, query_pids.tolist(),
+                                   gallery_pids.tolist())
+    metrics = compute_retrieval_metrics(similarity, query_pids, gallery_pids)
+    assert metrics == pytest.approx(expected, abs=1e-6)
+
+
+def test_no_query_with_a_relevant_image_is_an_error():
+    with pytest.raises(ValueError, match='no query'):
+        compute_retrieval_metrics(
+            torch.rand(2, 3), torch.tensor([5, 6]), torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match='shape'):
+        compute_retrieval_metrics(
+            torch.rand(2, 3), torch.tensor([1]), torch.tensor([1, 2, 3]))
+
+
+def _predictions(num_images, captions_per_image, dim, num_ids, seed):
+    generator = torch.Generator().manual_seed(seed)
+    samples = []
+    for i in range(num_images):
+        samples.append(
+            dict(
+                image_feat=torch.nn.functional.normalize(
+                    torch.randn(dim, generator=generator), dim=0),
+                text_feats=torch.nn.functional.normalize(
+                    torch.randn(captions_per_image[i % 3], dim,
+                                generator=generator), dim=1),
+                pid=i % num_ids))
+    return samples
+
+
+@pytest.mark.parametrize('pairs_per_chunk', [1, 37, 1 << 24])
+def test_metric_ranks_every_caption_against_every_image(pairs_per_chunk):
+    samples = _predictions(30, (1, 2, 3), 8, 11, seed=3)
+    metric = METRICS.build(
+        dict(type='TextPersonRetrievalMetric',
+             pairs_per_chunk=pairs_per_chunk))
+    metric.process({}, samples[:17])
+    metric.process({}, samples[17:])
+    metrics = metric.evaluate(size=30)
+    gallery = torch.stack([s['image_feat'] for s in samples])
+    queries = torch.cat([s['text_feats'] for s in samples])
+    query_pids = [s['pid'] for s in samples
+                  for _ in range(len(s['text_feats']))]
+    expected = brute_force_metrics(queries @ gallery.t(), query_pids,
+                                   [s['pid'] for s in samples])
+    assert len(query_pids) == 60
+    assert metrics == pytest.approx(
+        {f't2i/{key}': value
+         for key, value in expected.items()}, abs=1e-4)
+
+
+def test_metric_arguments():
+    assert isinstance(
+        METRICS.build(dict(type='TextPersonRetrievalMetric', prefix='cuhk')),
+        TextPersonRetrievalMetric)
+    with pytest.raises(ValueError, match='topk'):
+        TextPersonRetrievalMetric(topk=(0, 5))

@@ -1,0 +1,12 @@
+"""Tiny CLIP settings shared by the tests."""
+TINY_ARCH = dict(
+    embed_dim=32,
+    vision_cfg=dict(layers=2, width=32, head_width=16, patch_size=8),
+    text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2,
+                  layers=2))
+
+
+def tiny_backbone_cfg(image_size=(32, 16), **kwargs) -> dict:
+    """Config of an ``OpenCLIPBackbone`` small enough for unit tests."""
+    return dict(type='OpenCLIPBackbone', arch=TINY_ARCH,
+                image_size=image_size, **kwargs)
