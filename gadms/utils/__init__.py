@@ -1,3 +1,4 @@
 from .setup_env import register_all_modules
+from .tool_args import add_common_args, load_config
 
-__all__ = ['register_all_modules']
+__all__ = ['register_all_modules', 'add_common_args', 'load_config']

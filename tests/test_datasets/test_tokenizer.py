@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from gadms.datasets.transforms import (EOT_TOKEN_ID, MASK_TOKEN_ID,
-                                       SOT_TOKEN_ID, VOCAB_SIZE,
-                                       CLIPTokenizer, PackTextPersonInputs,
-                                       TokenizeCaption, get_tokenizer)
+                                       SOT_TOKEN_ID, VOCAB_SIZE, CLIPTokenizer,
+                                       PackTextPersonInputs, TokenizeCaption,
+                                       get_tokenizer)
 
 
 @pytest.fixture(scope='module')

@@ -52,8 +52,9 @@ def test_train_save_resume_and_test(tmp_path):
     resumed = torch.load(osp.join(resumed_dir, 'epoch_2.pth'),
                          map_location='cpu', weights_only=True)
     assert resumed['meta']['epoch'] == 2 and resumed['meta']['iter'] == 16
-    assert not torch.equal(resumed['state_dict']['backbone.clip.visual.proj'],
-                           checkpoint['state_dict']['backbone.clip.visual.proj'])
+    key = 'backbone.clip.visual.proj'
+    assert not torch.equal(resumed['state_dict'][key],
+                           checkpoint['state_dict'][key])
     # the learning-rate schedule continues where the first run stopped
     first_final = torch.load(osp.join(first_dir, 'epoch_2.pth'),
                              map_location='cpu', weights_only=True)

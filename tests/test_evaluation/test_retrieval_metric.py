@@ -1,5 +1,9 @@
+import os
+import tempfile
+
 import pytest
 import torch
+import torch.multiprocessing as mp
 
 from gadms.evaluation import (TextPersonRetrievalMetric,
                               compute_retrieval_metrics)
@@ -122,3 +126,31 @@ def test_metric_arguments():
         TextPersonRetrievalMetric)
     with pytest.raises(ValueError, match='topk'):
         TextPersonRetrievalMetric(topk=(0, 5))
+
+
+def _distributed_eval_worker(rank, world_size, tmp_dir, samples):
+    import torch.distributed as dist
+    from mmengine.dataset import DefaultSampler
+    dist.init_process_group(
+        'gloo', init_method=f'file://{os.path.join(tmp_dir, "init")}',
+        rank=rank, world_size=world_size)
+    # the sampler pads the last round with repeated samples
+    sampler = DefaultSampler(list(range(len(samples))), shuffle=False)
+    metric = TextPersonRetrievalMetric()
+    metric.process({}, [samples[i] for i in sampler])
+    metrics = metric.evaluate(size=len(samples))
+    torch.save(metrics, os.path.join(tmp_dir, f'rank{rank}.pt'))
+    dist.destroy_process_group()
+
+
+def test_two_process_evaluation_equals_one_process():
+    samples = _predictions(31, (1, 2, 3), 8, 9, seed=5)  # 31: not even
+    single = TextPersonRetrievalMetric()
+    single.process({}, samples)
+    expected = single.evaluate(size=31)
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(_distributed_eval_worker, nprocs=2, join=True,
+                 args=(2, tmp, samples))
+        for rank in range(2):
+            metrics = torch.load(os.path.join(tmp, f'rank{rank}.pt'))
+            assert metrics == pytest.approx(expected, abs=1e-9)

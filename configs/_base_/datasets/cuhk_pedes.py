@@ -42,12 +42,5 @@ val_dataloader = dict(
 val_evaluator = dict(type='TextPersonRetrievalMetric')
 
 test_dataloader = dict(
-    batch_size=256,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type, data_root=data_root, split='test',
-        pipeline=test_pipeline),
-)
+    val_dataloader, dataset=dict(val_dataloader['dataset'], split='test'))
 test_evaluator = val_evaluator

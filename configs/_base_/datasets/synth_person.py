@@ -46,11 +46,5 @@ val_dataloader = dict(
 val_evaluator = dict(type='TextPersonRetrievalMetric')
 
 test_dataloader = dict(
-    batch_size=64,
-    num_workers=1,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type, split='test', pipeline=test_pipeline, **synth_cfg),
-)
+    val_dataloader, dataset=dict(val_dataloader['dataset'], split='test'))
 test_evaluator = val_evaluator

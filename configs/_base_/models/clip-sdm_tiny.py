@@ -12,8 +12,9 @@ model = dict(
                 context_length=77, vocab_size=49408, width=128, heads=4,
                 layers=3, mlp_ratio=2.0)),
         image_size=(96, 32)),
-    # From random weights all features start nearly parallel (cosine ~0.94);
-    # at GA-DMS's tau = 0.02 SDM then barely moves, so the tiny model uses 0.05.
+    # From random weights all features start nearly parallel (cosine
+    # ~0.94); at GA-DMS's tau = 0.02 SDM then barely moves them, so the tiny
+    # model uses 0.05 (docs/configs.md).
     loss=dict(type='SDMLoss', temperature=0.05),
     data_preprocessor=dict(type='TextPersonDataPreprocessor'),
 )

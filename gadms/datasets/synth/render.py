@@ -226,7 +226,8 @@ def _background(size: Tuple[int, int],
     draw = ImageDraw.Draw(canvas)
     for _ in range(int(rng.integers(0, 4))):
         x0, y0 = rng.uniform(0, width), rng.uniform(0, horizon)
-        x1, y1 = x0 + rng.uniform(5, width / 2), y0 + rng.uniform(5, height / 3)
+        x1 = x0 + rng.uniform(5, width / 2)
+        y1 = y0 + rng.uniform(5, height / 3)
         draw.rectangle([x0, y0, x1, y1],
                        fill=tuple(int(c) for c in rng.uniform(40, 210, 3)))
     return canvas

@@ -14,8 +14,7 @@ are undefined for them); the metric logs how many were left out, and raises
 if no query is left.
 """
 import logging
-from typing import (Dict, Iterable, Iterator, List, Optional, Sequence,
-                    Tuple)
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.evaluator import BaseMetric
