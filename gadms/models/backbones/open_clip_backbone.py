@@ -63,6 +63,9 @@ class OpenCLIPBackbone(BaseModule):
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.clip = _build_clip(arch, tuple(image_size))
+        # gadms losses own their temperature; a trainable but unused
+        # logit_scale would also break DDP's gradient reduction
+        self.clip.logit_scale.requires_grad_(False)
         self.pretrained = pretrained
         self.pos_embed_interpolation = pos_embed_interpolation
 
