@@ -9,7 +9,7 @@ from mmengine.registry import DefaultScope
 
 from gadms import registry
 from gadms.datasets import export_cuhk_pedes_layout
-from gadms.registry import DATASETS, METRICS, MODELS, TRANSFORMS
+from gadms.registry import DATASETS, HOOKS, METRICS, MODELS, TRANSFORMS
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(
@@ -68,3 +68,5 @@ def test_every_module_of_a_config_builds(config_path, cuhk_like_root):
         assert tuple(sample['inputs'].shape[1:]) == image_size
     for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
         METRICS.build(evaluator)
+    for hook in cfg.get('custom_hooks', []):
+        HOOKS.build(hook)

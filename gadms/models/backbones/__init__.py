@@ -1,8 +1,8 @@
 from .clip_weights import (load_clip_weights, read_clip_state_dict,
                            resize_pos_embed)
-from .open_clip_backbone import OpenCLIPBackbone
+from .open_clip_backbone import DenseTextOutput, OpenCLIPBackbone
 
 __all__ = [
-    'OpenCLIPBackbone', 'load_clip_weights', 'read_clip_state_dict',
-    'resize_pos_embed'
+    'OpenCLIPBackbone', 'DenseTextOutput', 'load_clip_weights',
+    'read_clip_state_dict', 'resize_pos_embed'
 ]

@@ -1,7 +1,9 @@
 import copy
-from typing import Optional, Tuple, Union
+import math
+from typing import List, NamedTuple, Optional, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from open_clip import get_model_config
@@ -28,6 +30,45 @@ def _build_clip(arch: Union[str, dict], image_size: Tuple[int, int]) -> CLIP:
                          f'{arch!r} sets {unsupported}')
     config.pop('custom_text', None)
     return CLIP(**config)
+
+
+class DenseTextOutput(NamedTuple):
+    """What :meth:`OpenCLIPBackbone.encode_text_dense` exposes.
+
+    Per dense layer (oldest first), all ``[B, N, W]`` with ``W`` the text
+    width: ``queries``, ``keys``, ``values`` (after the input projection)
+    and ``attn_outputs`` (attention output before the output projection);
+    ``attn`` is ``[B, N, N]`` (averaged over heads). ``tokens`` is the final
+    ``[B, N, D]`` after ``ln_final`` and the text projection.
+    """
+
+    tokens: torch.Tensor
+    queries: List[torch.Tensor]
+    keys: List[torch.Tensor]
+    values: List[torch.Tensor]
+    attn: List[torch.Tensor]
+    attn_outputs: List[torch.Tensor]
+
+
+def _dense_block(block: torch.nn.Module, x: torch.Tensor,
+                 attn_mask: torch.Tensor, heads: int) -> Tuple:
+    """Re-run one open_clip residual block by hand, keeping q/k/v, the
+    attention map and the attention output."""
+    attn = block.attn
+    q, k, v = F.linear(block.ln_1(x), attn.in_proj_weight,
+                       attn.in_proj_bias).chunk(3, dim=-1)
+    batch, length, width = q.shape
+    head_dim = width // heads
+
+    def split(t: torch.Tensor) -> torch.Tensor:
+        return t.view(batch, length, heads, head_dim).transpose(1, 2)
+
+    logits = split(q) @ split(k).transpose(-1, -2) / math.sqrt(head_dim)
+    weights = (logits + attn_mask).softmax(dim=-1)
+    out = (weights @ split(v)).transpose(1, 2).reshape(batch, length, width)
+    x = x + block.ls_1(attn.out_proj(out))
+    x = x + block.ls_2(block.mlp(block.ln_2(x)))
+    return x, (q, k, v, weights.mean(dim=1), out)
 
 
 @MODELS.register_module()
@@ -116,6 +157,49 @@ class OpenCLIPBackbone(BaseModule):
         x = clip.token_embedding(text_ids) + clip.positional_embedding
         x = clip.transformer(x, attn_mask=clip.attn_mask)
         return clip.ln_final(x) @ clip.text_projection
+
+    def encode_text_dense(self,
+                          text_ids: torch.Tensor,
+                          num_layers: int = 8,
+                          heads: int = 1) -> DenseTextOutput:
+        """Text forward that exposes the internals of the last layers.
+
+        The first ``L - num_layers`` layers run as usual and without
+        autograd; the last ``num_layers`` are re-run by hand (see
+        :class:`DenseTextOutput`). When autograd is enabled their input is
+        marked as requiring grad, so gradients can be taken with respect to
+        the exposed tensors even if the weights are frozen.
+
+        Args:
+            text_ids (Tensor): ``[B, N]`` token ids.
+            num_layers (int): How many final layers to expose.
+            heads (int): Attention heads of the re-run: ``1`` treats the
+                whole width as one head scaled by ``1 / sqrt(W)`` (GA-DMS's
+                released code and Grad-ECLIP); the model's head count
+                reproduces :meth:`encode_text` exactly.
+        """
+        clip = self.clip
+        blocks = clip.transformer.resblocks
+        if not 1 <= num_layers <= len(blocks):
+            raise ValueError(f'num_layers must be in [1, {len(blocks)}], got '
+                             f'{num_layers}')
+        if clip.transformer.width % heads:
+            raise ValueError(f'heads={heads} does not divide the text width '
+                             f'{clip.transformer.width}')
+        with torch.no_grad():
+            x = clip.token_embedding(text_ids) + clip.positional_embedding
+            for block in blocks[:len(blocks) - num_layers]:
+                x = block(x, attn_mask=clip.attn_mask)
+        if torch.is_grad_enabled():
+            x.requires_grad_(True)
+        layers = []
+        for block in blocks[len(blocks) - num_layers:]:
+            x, internals = _dense_block(block, x, clip.attn_mask, heads)
+            layers.append(internals)
+        tokens = clip.ln_final(x) @ clip.text_projection
+        queries, keys, values, attn, attn_outputs = map(list, zip(*layers))
+        return DenseTextOutput(tokens, queries, keys, values, attn,
+                               attn_outputs)
 
     @staticmethod
     def pool_text(text_tokens: torch.Tensor,

@@ -1,3 +1,4 @@
 from .id_head import IdentityHead
+from .mtp_head import MTPHead
 
-__all__ = ['IdentityHead']
+__all__ = ['IdentityHead', 'MTPHead']

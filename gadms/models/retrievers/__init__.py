@@ -1,3 +1,4 @@
 from .clip_sdm import CLIPSDM
+from .gadms import GADMS
 
-__all__ = ['CLIPSDM']
+__all__ = ['CLIPSDM', 'GADMS']

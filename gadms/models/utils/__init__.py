@@ -1,3 +1,4 @@
 from .distributed import gather_with_local_grad
+from .score_bank import TokenScoreBank
 
-__all__ = ['gather_with_local_grad']
+__all__ = ['gather_with_local_grad', 'TokenScoreBank']

@@ -1,0 +1,3 @@
+from .score_bank_hook import ScoreBankHook
+
+__all__ = ['ScoreBankHook']

@@ -1,0 +1,65 @@
+from typing import Optional
+
+import torch
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from gadms.models.utils import TokenScoreBank
+from gadms.registry import HOOKS
+
+
+@HOOKS.register_module()
+class ScoreBankHook(Hook):
+    """Give a GA-DMS model its token score bank and checkpoint it.
+
+    Before training, a :class:`TokenScoreBank` sized to the training set
+    (one row per caption, ``context_length`` scores) is attached to the
+    model as ``score_bank``; its contents travel in checkpoints under
+    ``'score_bank'``, so a resumed run masks with the scores it had.
+
+    Args:
+        context_length (int): Scores per caption (77).
+        path (str, optional): Backing file of the bank; a temporary file by
+            default.
+
+    Use in configs::
+
+        custom_hooks = [dict(type='ScoreBankHook')]
+    """
+
+    priority = 'NORMAL'
+
+    def __init__(self, context_length: int = 77,
+                 path: Optional[str] = None) -> None:
+        self.context_length = context_length
+        self.path = path
+        self._resumed_scores: Optional[torch.Tensor] = None
+
+    @staticmethod
+    def _model(runner):
+        model = runner.model
+        return model.module if is_model_wrapper(model) else model
+
+    def before_train(self, runner) -> None:
+        model = self._model(runner)
+        bank = TokenScoreBank(
+            len(runner.train_dataloader.dataset), self.context_length,
+            init_value=model.score_init, path=self.path)
+        if self._resumed_scores is not None:
+            bank.load_tensor(self._resumed_scores)
+            self._resumed_scores = None
+        model.score_bank = bank
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        bank = self._model(runner).score_bank
+        if bank is not None:
+            checkpoint['score_bank'] = bank.to_tensor()
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if 'score_bank' not in checkpoint:
+            return
+        bank = self._model(runner).score_bank
+        if bank is None:
+            self._resumed_scores = checkpoint['score_bank']
+        else:
+            bank.load_tensor(checkpoint['score_bank'])

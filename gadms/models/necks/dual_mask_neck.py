@@ -1,0 +1,146 @@
+from typing import NamedTuple, Optional, Tuple
+
+import torch
+from torch import nn
+
+from gadms.datasets.transforms.tokenizer import MASK_TOKEN_ID
+from gadms.registry import MODELS
+
+POLICIES = ('score', 'random', 'off')
+
+
+class MaskedViews(NamedTuple):
+    """Output of :class:`DualMaskNeck` (all ``[B, N]`` long tensors).
+
+    ``noise_ids`` / ``noise_labels``: the caption for alignment with its
+    noise-like tokens corrupted, and which were selected (original id where
+    selected, 0 elsewhere). ``mtp_ids`` / ``mtp_labels``: the caption for
+    masked-token prediction and its targets, in the same form; ``None``
+    when the policy has no MTP view.
+    """
+
+    noise_ids: torch.Tensor
+    noise_labels: torch.Tensor
+    mtp_ids: Optional[torch.Tensor]
+    mtp_labels: Optional[torch.Tensor]
+
+
+@MODELS.register_module()
+class DualMaskNeck(nn.Module):
+    """Score-guided dual masking of a caption (method.md section 4).
+
+    With token scores ``s`` in [0, 1]:
+
+    - noise view: ``p_n = noise_alpha * sigmoid(lam * ((1 - s) -
+      noise_gamma))``, so low-score (noise-like) tokens are corrupted;
+    - MTP view: ``p_i = info_alpha * sigmoid(lam * (s - info_gamma))``, so
+      informative tokens are masked and must be predicted.
+
+    Each eligible position (``0 < id < 49405``: never padding, SOT, EOT or
+    ``[MASK]``) is selected with its probability; a selected token becomes
+    ``[MASK]`` (80%), a random id in [1, 49404] (10%) or stays (10%). A row
+    with nothing selected gets position 1 forced to ``[MASK]`` when the
+    view's ``force_one`` flag is set (default: MTP view only).
+
+    Policies: ``'score'`` (above), ``'random'`` (noise view untouched,
+    uniform ``random_ratio`` BERT masking for MTP: IRRA fine-tuning) and
+    ``'off'`` (noise view untouched, no MTP view).
+
+    Args:
+        policy (str): ``'score'``, ``'random'`` or ``'off'``.
+        noise_alpha, info_alpha (float): Caps of p_n and p_i (0.2, 0.3).
+        lam (float): Sigmoid slope (20).
+        noise_gamma, info_gamma (float): Sigmoid centres (0.9 on 1 - s,
+            0.1 on s).
+        random_ratio (float): Selection rate of the ``'random'`` policy.
+        noise_replace (str): ``'bert'`` (80/10/10) or ``'mask_only'`` for
+            the noise view.
+        force_one_noise, force_one_mtp (bool): Fallback per view.
+    """
+
+    def __init__(self,
+                 policy: str = 'score',
+                 noise_alpha: float = 0.2,
+                 info_alpha: float = 0.3,
+                 lam: float = 20.0,
+                 noise_gamma: float = 0.9,
+                 info_gamma: float = 0.1,
+                 random_ratio: float = 0.15,
+                 noise_replace: str = 'bert',
+                 force_one_noise: bool = False,
+                 force_one_mtp: bool = True) -> None:
+        super().__init__()
+        if policy not in POLICIES:
+            raise ValueError(f'policy must be one of {POLICIES}, got '
+                             f'{policy!r}')
+        if noise_replace not in ('bert', 'mask_only'):
+            raise ValueError("noise_replace must be 'bert' or 'mask_only', "
+                             f'got {noise_replace!r}')
+        self.policy = policy
+        self.noise_alpha, self.info_alpha = noise_alpha, info_alpha
+        self.lam = lam
+        self.noise_gamma, self.info_gamma = noise_gamma, info_gamma
+        self.random_ratio = random_ratio
+        self.noise_replace = noise_replace
+        self.force_one_noise = force_one_noise
+        self.force_one_mtp = force_one_mtp
+
+    @property
+    def needs_scores(self) -> bool:
+        """Whether :meth:`forward` reads token scores."""
+        return self.policy == 'score'
+
+    def selection_probs(self, scores: torch.Tensor
+                        ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``[B, N]`` scores -> (p_n, p_i), each ``[B, N]``."""
+        p_noise = self.noise_alpha * torch.sigmoid(
+            self.lam * ((1 - scores) - self.noise_gamma))
+        p_info = self.info_alpha * torch.sigmoid(
+            self.lam * (scores - self.info_gamma))
+        return p_noise, p_info
+
+    def forward(self, text_ids: torch.Tensor,
+                scores: Optional[torch.Tensor] = None) -> MaskedViews:
+        """Build the views of ``text_ids [B, N]`` (``scores [B, N]`` are
+        needed by the ``'score'`` policy only)."""
+        untouched = torch.zeros_like(text_ids)
+        if self.policy == 'off':
+            return MaskedViews(text_ids, untouched, None, None)
+        if self.policy == 'random':
+            probs = torch.full(text_ids.shape, self.random_ratio,
+                               device=text_ids.device)
+            mtp_ids, mtp_labels = self._corrupt(text_ids, probs, 'bert',
+                                                self.force_one_mtp)
+            return MaskedViews(text_ids, untouched, mtp_ids, mtp_labels)
+        if scores is None:
+            raise ValueError("the 'score' policy needs token scores")
+        p_noise, p_info = self.selection_probs(scores.to(text_ids.device))
+        noise_ids, noise_labels = self._corrupt(text_ids, p_noise,
+                                                self.noise_replace,
+                                                self.force_one_noise)
+        mtp_ids, mtp_labels = self._corrupt(text_ids, p_info, 'bert',
+                                            self.force_one_mtp)
+        return MaskedViews(noise_ids, noise_labels, mtp_ids, mtp_labels)
+
+    @staticmethod
+    def _corrupt(text_ids: torch.Tensor, probs: torch.Tensor, replace: str,
+                 force_one: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Select positions with ``probs`` and corrupt them; returns the new
+        ids and the labels (original id where selected, else 0)."""
+        eligible = (text_ids > 0) & (text_ids < MASK_TOKEN_ID)
+        selected = (torch.rand(probs.shape, device=text_ids.device) <
+                    probs) & eligible
+        draw = torch.rand(text_ids.shape, device=text_ids.device)
+        to_mask = selected & (draw < 0.8) if replace == 'bert' else selected
+        to_random = selected & (draw >= 0.8) & (draw < 0.9) \
+            if replace == 'bert' else torch.zeros_like(selected)
+        if force_one:
+            forced = torch.zeros_like(selected)
+            forced[:, 1] = ~selected.any(dim=1) & eligible[:, 1]
+            selected = selected | forced
+            to_mask = to_mask | forced
+        random_ids = torch.randint_like(text_ids, 1, MASK_TOKEN_ID)
+        corrupted = torch.where(to_random, random_ids, text_ids)
+        corrupted = corrupted.masked_fill(to_mask, MASK_TOKEN_ID)
+        labels = torch.where(selected, text_ids, torch.zeros_like(text_ids))
+        return corrupted, labels

@@ -1,0 +1,10 @@
+from .attention_scorer import AttentionScorer
+from .cosine_scorer import CosineScorer
+from .grad_attn_scorer import GradAttnScorer
+from .random_scorer import RandomScorer
+from .utils import content_mask, multi_scale_pool, normalise_scores
+
+__all__ = [
+    'GradAttnScorer', 'AttentionScorer', 'CosineScorer', 'RandomScorer',
+    'content_mask', 'multi_scale_pool', 'normalise_scores'
+]

@@ -1,0 +1,40 @@
+import torch
+from torch import nn
+
+from gadms.registry import MODELS
+from .utils import content_mask, eot_positions, normalise_scores
+
+
+@MODELS.register_module()
+class AttentionScorer(nn.Module):
+    """Ablation scorer: the EOT attention row alone, summed over layers.
+
+    ``E = mask * sum_l A_l[EOT, :]`` over the last ``num_layers`` text
+    layers (no gradient term), then min-max normalised like
+    :class:`GradAttnScorer`. Inputs and output as in that class.
+
+    Args:
+        num_layers (int): Last text layers read.
+        heads (int): Heads of the dense re-run.
+        norm_scope (str): ``'batch'`` or ``'sample'``.
+    """
+
+    def __init__(self,
+                 num_layers: int = 8,
+                 heads: int = 1,
+                 norm_scope: str = 'batch') -> None:
+        super().__init__()
+        self.num_layers = num_layers
+        self.heads = heads
+        self.norm_scope = norm_scope
+
+    @torch.no_grad()
+    def forward(self, backbone: nn.Module, text_ids: torch.Tensor,
+                image_tokens: torch.Tensor) -> torch.Tensor:
+        dense = backbone.encode_text_dense(text_ids, self.num_layers,
+                                           self.heads)
+        rows = torch.arange(text_ids.shape[0], device=text_ids.device)
+        eot_attn = torch.stack(dense.attn).float()[:, rows,
+                                                   eot_positions(text_ids)]
+        raw = content_mask(text_ids) * eot_attn.sum(dim=0)
+        return normalise_scores(raw, self.norm_scope)

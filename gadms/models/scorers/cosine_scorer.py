@@ -1,0 +1,37 @@
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gadms.registry import MODELS
+from .utils import content_mask, normalise_scores
+
+
+@MODELS.register_module()
+class CosineScorer(nn.Module):
+    """Ablation scorer CSS: each token's best cosine match among patches.
+
+    ``E[b, j] = max_p cos(text_token[b, j], image_patch[b, p])`` with the
+    final projected text tokens and image patch tokens (token 0, the global
+    feature, is excluded), clipped at 0, masked to content tokens and
+    min-max normalised. (NAM reads layer-10 features; gadms uses the final
+    ones, which every backbone exposes.) Inputs and output as in
+    :class:`GradAttnScorer`.
+
+    Args:
+        norm_scope (str): ``'batch'`` or ``'sample'``.
+    """
+
+    def __init__(self, norm_scope: str = 'batch') -> None:
+        super().__init__()
+        self.norm_scope = norm_scope
+
+    @torch.no_grad()
+    def forward(self, backbone: nn.Module, text_ids: torch.Tensor,
+                image_tokens: torch.Tensor) -> torch.Tensor:
+        text_tokens = F.normalize(
+            backbone.encode_text(text_ids).float(), dim=-1)
+        patches = F.normalize(image_tokens[:, 1:].float(), dim=-1)
+        best = torch.einsum('bnd,bpd->bnp', text_tokens,
+                            patches).amax(dim=-1)
+        raw = content_mask(text_ids) * best.clamp(min=0)
+        return normalise_scores(raw, self.norm_scope)

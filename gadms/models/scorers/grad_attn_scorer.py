@@ -1,0 +1,97 @@
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gadms.registry import MODELS
+from .utils import (content_mask, eot_positions, multi_scale_pool,
+                    normalise_scores)
+
+
+@MODELS.register_module()
+class GradAttnScorer(nn.Module):
+    """Gradient-attention similarity score (GASS) of every caption token.
+
+    Follows method.md section 3: a dense re-run of the last ``num_layers``
+    text layers on the clean caption; the gradient of the summed matched
+    image-text cosine similarities with respect to each layer's attention
+    output (one ``torch.autograd.grad`` call, no parameter gradients), read
+    at the EOT row; times the values, weighted by the min-max-normalised
+    cosine between the multi-scale-pooled EOT query and every key; times
+    the EOT attention row; summed over layers, ReLU, masked to content
+    tokens and min-max normalised to [0, 1]. Everything runs in fp32.
+
+    Args:
+        num_layers (int): Last text layers scored (8 for ViT-B/16).
+        heads (int): Heads of the dense re-run (1 = released code).
+        scales (Sequence[int]): MSP scales. Defaults to (1, 2).
+        attn_norm (str): ``'paper'``: attention renormalised over the
+            content tokens; ``'code'``: divided by the sum of the raw
+            gradient scores over all positions (released code).
+        norm_scope (str): ``'batch'`` or ``'sample'`` min-max scope.
+
+    Inputs of :meth:`forward`: ``backbone`` (``OpenCLIPBackbone``),
+    ``text_ids [B, N]`` and ``image_tokens [B, 1 + HW, D]``. Output:
+    detached fp32 scores ``[B, N]``; SOT, EOT and padding score 0.
+    """
+
+    def __init__(self,
+                 num_layers: int = 8,
+                 heads: int = 1,
+                 scales: Sequence[int] = (1, 2),
+                 attn_norm: str = 'paper',
+                 norm_scope: str = 'batch') -> None:
+        super().__init__()
+        if attn_norm not in ('paper', 'code'):
+            raise ValueError(f"attn_norm must be 'paper' or 'code', got "
+                             f'{attn_norm!r}')
+        if not scales or any(int(c) != c or c < 1 for c in scales):
+            raise ValueError(f'scales must be positive integers, got {scales}')
+        self.num_layers = num_layers
+        self.heads = heads
+        self.scales = tuple(scales)
+        self.attn_norm = attn_norm
+        self.norm_scope = norm_scope
+
+    def forward(self, backbone: nn.Module, text_ids: torch.Tensor,
+                image_tokens: torch.Tensor) -> torch.Tensor:
+        device_type = text_ids.device.type
+        with torch.enable_grad(), torch.autocast(device_type, enabled=False):
+            raw = self._raw_scores(backbone, text_ids,
+                                   image_tokens[:, 0].detach().float())
+        return normalise_scores(raw, self.norm_scope).detach()
+
+    def _raw_scores(self, backbone: nn.Module, text_ids: torch.Tensor,
+                    image_feats: torch.Tensor) -> torch.Tensor:
+        dense = backbone.encode_text_dense(text_ids, self.num_layers,
+                                           self.heads)
+        eot = eot_positions(text_ids)
+        rows = torch.arange(text_ids.shape[0], device=text_ids.device)
+        text_feats = F.normalize(dense.tokens[rows, eot].float(), dim=-1)
+        similarity = (F.normalize(image_feats, dim=-1) * text_feats).sum()
+        grads = torch.autograd.grad(similarity, dense.attn_outputs)
+        # stack the layers: [L, B, N, W] (attention maps [L, B, N, N])
+        grads, queries, keys, values, attn = (
+            torch.stack(t).float()
+            for t in (grads, dense.queries, dense.keys, dense.values,
+                      dense.attn))
+        eot_grad = grads[:, rows, eot]  # [L, B, W]
+        eot_query = multi_scale_pool(queries, self.scales)[:, rows, eot]
+        key_cos = F.cosine_similarity(
+            eot_query[:, :, None], multi_scale_pool(keys, self.scales), dim=-1)
+        low = key_cos.min(dim=-1, keepdim=True)[0]
+        high = key_cos.max(dim=-1, keepdim=True)[0]
+        key_weight = (key_cos - low) / (high - low + 1e-8)
+        grad_value = key_weight * torch.einsum('lbw,lbnw->lbn', eot_grad,
+                                               values)
+        eot_attn = attn[:, rows, eot]  # [L, B, N]
+        mask = content_mask(text_ids).float()
+        if self.attn_norm == 'paper':
+            masked_attn = eot_attn * mask
+            layer_terms = grad_value * mask * masked_attn / (
+                masked_attn.sum(dim=-1, keepdim=True) + 1e-8)
+        else:
+            layer_terms = grad_value * mask * eot_attn * mask / (
+                grad_value.sum(dim=-1, keepdim=True) + 1e-8)
+        return mask * layer_terms.sum(dim=0).relu()

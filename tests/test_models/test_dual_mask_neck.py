@@ -1,0 +1,130 @@
+import math
+
+import pytest
+import torch
+
+from gadms.registry import MODELS
+
+MASK, SOT, EOT = 49405, 49406, 49407
+SCORE_VALUES = (0.0, 0.05, 0.1, 0.15, 0.3, 0.85, 1.0)
+
+
+def _captions(rows: int, length: int = 40) -> torch.Tensor:
+    ids = torch.zeros(rows, 77, dtype=torch.long)
+    ids[:, 0] = SOT
+    ids[:, 1:length] = torch.randint(1, MASK, (rows, length - 1))
+    ids[:, length] = EOT
+    return ids
+
+
+def p_noise(s):  # 0.2 * sigmoid(20 * ((1 - s) - 0.9)), by hand
+    return 0.2 / (1 + math.exp(-20 * ((1 - s) - 0.9)))
+
+
+def p_info(s):  # 0.3 * sigmoid(20 * (s - 0.1))
+    return 0.3 / (1 + math.exp(-20 * (s - 0.1)))
+
+
+def test_probabilities_match_the_formulas_and_table():
+    neck = MODELS.build(dict(type='DualMaskNeck'))
+    scores = torch.tensor(SCORE_VALUES)
+    noise, info = neck.selection_probs(scores)
+    torch.testing.assert_close(noise, torch.tensor(
+        [p_noise(s) for s in SCORE_VALUES]))
+    torch.testing.assert_close(info, torch.tensor(
+        [p_info(s) for s in SCORE_VALUES]))
+    # method.md 4.1: both cross at s = 0.1 with 0.10 and 0.15
+    assert noise[2].item() == pytest.approx(0.10)
+    assert info[2].item() == pytest.approx(0.15)
+
+
+def test_empirical_selection_rates_within_three_standard_errors():
+    torch.manual_seed(0)
+    neck = MODELS.build(dict(type='DualMaskNeck', force_one_mtp=False))
+    rows_per_value = 400
+    ids = _captions(rows_per_value * len(SCORE_VALUES))
+    scores = torch.tensor(SCORE_VALUES).repeat_interleave(
+        rows_per_value)[:, None].expand(-1, 77)
+    views = neck(ids, scores)
+    content = slice(1, 40)
+    for view, rule in ((views.noise_labels, p_noise),
+                       (views.mtp_labels, p_info)):
+        for k, s in enumerate(SCORE_VALUES):
+            block = view[k * rows_per_value:(k + 1) * rows_per_value,
+                         content]
+            trials = block.numel()
+            rate = (block != 0).float().mean().item()
+            p = rule(s)
+            stderr = math.sqrt(max(p * (1 - p), 1e-12) / trials)
+            assert abs(rate - p) <= 3 * stderr + 1e-9, (rule.__name__, s,
+                                                        rate, p)
+
+
+def test_bert_replacement_and_label_consistency():
+    torch.manual_seed(1)
+    neck = MODELS.build(
+        dict(type='DualMaskNeck', info_alpha=1.0, info_gamma=-10.0))
+    ids = _captions(300)
+    views = neck(ids, torch.ones(ids.shape))
+    selected = views.mtp_labels != 0
+    changed = views.mtp_ids != ids
+    # labels carry the original id exactly where a token was selected
+    assert torch.equal(views.mtp_labels[selected], ids[selected])
+    assert not (changed & ~selected).any()
+    masked = (views.mtp_ids == MASK) & selected
+    kept = (views.mtp_ids == ids) & selected
+    randomised = selected & ~masked & ~kept
+    total = selected.sum().item()
+    for count, share in ((masked, 0.8), (kept, 0.1), (randomised, 0.1)):
+        p = count.sum().item() / total
+        assert abs(p - share) < 3 * math.sqrt(share * (1 - share) / total)
+    assert ((views.mtp_ids[randomised] >= 1) &
+            (views.mtp_ids[randomised] < MASK)).all()
+
+
+def test_special_tokens_are_never_selected():
+    torch.manual_seed(2)
+    neck = MODELS.build(
+        dict(type='DualMaskNeck', noise_alpha=1.0, noise_gamma=-10.0,
+             info_alpha=1.0, info_gamma=-10.0))
+    ids = _captions(50)
+    ids[:, 5] = MASK  # an existing [MASK] is not eligible either
+    views = neck(ids, torch.full(ids.shape, 0.5))
+    special = (ids == 0) | (ids >= MASK)
+    for labels, out in ((views.noise_labels, views.noise_ids),
+                        (views.mtp_labels, views.mtp_ids)):
+        assert (labels[special] == 0).all()
+        assert torch.equal(out[special], ids[special])
+        assert (labels[:, 1:40][~special[:, 1:40]] != 0).all()
+
+
+def test_forced_token_only_for_the_mtp_view_by_default():
+    neck = MODELS.build(
+        dict(type='DualMaskNeck', noise_alpha=0.0, info_alpha=0.0))
+    ids = _captions(20)
+    views = neck(ids, torch.rand(ids.shape))
+    assert torch.equal(views.noise_ids, ids)
+    assert (views.noise_labels == 0).all()
+    assert (views.mtp_ids[:, 1] == MASK).all()
+    assert torch.equal(views.mtp_labels[:, 1], ids[:, 1])
+    assert (views.mtp_labels[:, 2:] == 0).all()
+    both = MODELS.build(
+        dict(type='DualMaskNeck', noise_alpha=0.0, info_alpha=0.0,
+             force_one_noise=True))
+    assert (both(ids, torch.rand(ids.shape)).noise_ids[:, 1] == MASK).all()
+
+
+def test_random_and_off_policies():
+    torch.manual_seed(3)
+    ids = _captions(500)
+    random_views = MODELS.build(
+        dict(type='DualMaskNeck', policy='random', force_one_mtp=False))(ids)
+    assert torch.equal(random_views.noise_ids, ids)
+    rate = (random_views.mtp_labels[:, 1:40] != 0).float().mean().item()
+    assert abs(rate - 0.15) < 3 * math.sqrt(0.15 * 0.85 / (500 * 39))
+    off = MODELS.build(dict(type='DualMaskNeck', policy='off'))(ids)
+    assert torch.equal(off.noise_ids, ids) and off.mtp_ids is None
+    with pytest.raises(ValueError, match='policy'):
+        MODELS.build(dict(type='DualMaskNeck', policy='sometimes'))
+    with pytest.raises(ValueError, match='token scores'):
+        MODELS.build(dict(type='DualMaskNeck'))(ids)
