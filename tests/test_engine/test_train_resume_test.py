@@ -105,3 +105,23 @@ def test_two_cpu_processes_train_and_evaluate_like_one(tmp_path):
     assert dist_metrics.keys() == single_metrics.keys()
     for key, value in single_metrics.items():
         assert abs(dist_metrics[key] - value) < 1e-6, key
+
+
+def test_gadms_checkpoint_carries_the_score_bank(tmp_path):
+    config = 'configs/gadms/gadms_tiny_synthperson-noise40.py'
+    first_dir, resumed_dir = str(tmp_path / 'first'), str(tmp_path / 'next')
+    _run('tools/train.py', config, '--work-dir', first_dir, '--cfg-options',
+         'train_cfg.max_epochs=2', 'train_cfg.val_interval=2', *SMALL_DATA)
+    epoch_1 = torch.load(osp.join(first_dir, 'epoch_1.pth'),
+                         map_location='cpu', weights_only=True)
+    bank = epoch_1['score_bank']
+    # 16 identities x 4 photos x 2 captions, 77 scores each
+    assert bank.shape == (128, 77) and bank.dtype == torch.float16
+    # every caption was scored in epoch 1: no 0.85 left, SOT scores 0
+    assert (bank[:, 0] == 0).all() and (bank <= 1).all()
+    assert not (bank == torch.tensor(0.85, dtype=torch.float16)).any()
+    log = _run('tools/train.py', config, '--work-dir', resumed_dir,
+               '--resume', osp.join(first_dir, 'epoch_1.pth'),
+               '--cfg-options', 'train_cfg.max_epochs=2',
+               'train_cfg.val_interval=2', *SMALL_DATA)
+    assert 'resumed epoch: 1' in log and 'loss_mtp' in log
