@@ -1,5 +1,7 @@
 import glob
+import json
 import os.path as osp
+import shutil
 import subprocess
 import sys
 
@@ -36,18 +38,32 @@ def test_config_types_resolve_without_imports_in_a_fresh_process():
 
 
 @pytest.fixture(scope='module')
-def cuhk_like_root(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp('cuhk'))
-    export_cuhk_pedes_layout(
+def benchmark_like_root(tmp_path_factory) -> str:
+    """SynthPerson written in the layout of every benchmark gadms reads."""
+    root = str(tmp_path_factory.mktemp('benchmarks'))
+    ann_file = export_cuhk_pedes_layout(
         root,
         num_identities=dict(train=3, val=2, test=2),
         images_per_identity=2)
+    records = json.load(open(ann_file))
+    icfg = [dict(r, id=r['id'] - 1) for r in records if r['split'] != 'val']
+    rstp = [dict(id=r['id'], img_path=r['file_path'], captions=r['captions'],
+                 split=r['split']) for r in records]
+    webperson = [{r['file_path']: dict(caption1=r['captions'][0],
+                                       caption2=r['captions'][1])}
+                 for r in records]
+    for name, content in (('ICFG-PEDES.json', icfg),
+                          ('data_captions.json', rstp),
+                          ('annotations.json', webperson)):
+        with open(osp.join(root, name), 'w') as f:
+            json.dump(content, f)
+    shutil.copytree(osp.join(root, 'imgs'), osp.join(root, 'images'))
     return root
 
 
 @pytest.mark.parametrize('config_path', CONFIGS,
                          ids=[osp.basename(p) for p in CONFIGS])
-def test_every_module_of_a_config_builds(config_path, cuhk_like_root):
+def test_every_module_of_a_config_builds(config_path, benchmark_like_root):
     cfg = Config.fromfile(config_path)
     assert cfg.default_scope == 'gadms'
     assert DefaultScope.get_current_instance().scope_name == 'gadms'
@@ -57,7 +73,7 @@ def test_every_module_of_a_config_builds(config_path, cuhk_like_root):
                        'test_dataloader'):
         dataset_cfg = cfg[loader_key].dataset.copy()
         if 'data_root' in dataset_cfg:
-            dataset_cfg['data_root'] = cuhk_like_root
+            dataset_cfg['data_root'] = benchmark_like_root
         for step in dataset_cfg.pipeline:
             TRANSFORMS.build(step)
         if 'num_identities' in dataset_cfg:

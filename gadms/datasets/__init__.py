@@ -1,9 +1,10 @@
 from .base import TextPersonDataset
-from .cuhk_pedes import CUHKPEDES
+from .benchmarks import CUHKPEDES, ICFGPEDES, RecordListDataset, RSTPReid
 from .synth_person import SynthPerson, export_cuhk_pedes_layout
 from .transforms import *  # noqa: F401,F403
+from .webperson import WebPerson
 
 __all__ = [
-    'TextPersonDataset', 'CUHKPEDES', 'SynthPerson',
-    'export_cuhk_pedes_layout'
+    'TextPersonDataset', 'RecordListDataset', 'CUHKPEDES', 'ICFGPEDES',
+    'RSTPReid', 'WebPerson', 'SynthPerson', 'export_cuhk_pedes_layout'
 ]

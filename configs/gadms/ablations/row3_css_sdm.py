@@ -1,0 +1,5 @@
+# Table 9.4 row 3: CSS scores, SDM on the noise-masked caption, no MTP.
+_base_ = ['../vitb16_webperson.py']
+model = dict(
+    scorer=dict(_delete_=True, type='CosineScorer'),
+    mtp_head=None)

@@ -1,0 +1,3 @@
+# Table 9.4 row 4: CSS scores, noise-masked SDM and score-guided MTP.
+_base_ = ['../vitb16_webperson.py']
+model = dict(scorer=dict(_delete_=True, type='CosineScorer'))

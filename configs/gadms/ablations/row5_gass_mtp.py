@@ -1,0 +1,3 @@
+# Table 9.4 row 5: GASS scores, score-guided MTP, no noise masking.
+_base_ = ['../vitb16_webperson.py']
+model = dict(neck=dict(noise_alpha=0.0))

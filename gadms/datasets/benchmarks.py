@@ -1,0 +1,164 @@
+import json
+import os.path as osp
+from typing import Dict, List
+
+from gadms.registry import DATASETS
+from .base import TextPersonDataset
+
+
+class RecordListDataset(TextPersonDataset):
+    """A benchmark published as one JSON list of per-image records.
+
+    Subclasses set the annotation file name, the field holding the image
+    path and how training pids are derived from the raw ids:
+    ``'minus_one'`` (1-based ids, checked contiguous), ``'as_is'`` (0-based,
+    checked contiguous) or ``'relabel'`` (sorted raw ids mapped to 0..N-1).
+    Val and test pids are the raw ids.
+
+    Args:
+        data_root (str): Dataset folder.
+        split (str): One of ``SPLITS``.
+        ann_file (str, optional): Annotation file relative to
+            ``data_root``; defaults to ``ANN_FILE``.
+        data_prefix (dict): ``img_path`` folder relative to ``data_root``.
+        **kwargs: Passed to :class:`TextPersonDataset`.
+    """
+
+    ANN_FILE = ''
+    PATH_FIELD = 'file_path'
+    TRAIN_PIDS = 'minus_one'
+
+    def __init__(self,
+                 data_root: str,
+                 split: str = 'train',
+                 ann_file: str = None,
+                 data_prefix: dict = dict(img_path='imgs'),
+                 **kwargs) -> None:
+        super().__init__(
+            split=split,
+            data_root=data_root,
+            ann_file=ann_file or self.ANN_FILE,
+            data_prefix=data_prefix,
+            **kwargs)
+
+    @property
+    def field_types(self) -> Dict[str, type]:
+        return {'split': str, 'captions': list, self.PATH_FIELD: str,
+                'id': int}
+
+    def _read_annotations(self) -> list:
+        if not osp.isfile(self.ann_file):
+            raise FileNotFoundError(
+                f'{type(self).__name__}: annotation file {self.ann_file} '
+                'does not exist')
+        with open(self.ann_file, encoding='utf-8') as f:
+            try:
+                annotations = json.load(f)
+            except json.JSONDecodeError as err:
+                raise ValueError(f'{self.ann_file} is not valid JSON: '
+                                 f'{err}') from err
+        if not isinstance(annotations, list):
+            raise ValueError(f'{self.ann_file}: expected a list of records, '
+                             f'got {type(annotations).__name__}')
+        return annotations
+
+    def _check_fields(self, record, index: int) -> None:
+        if not isinstance(record, dict):
+            raise ValueError(f'{self.ann_file}: record {index} is not an '
+                             'object')
+        for field, kind in self.field_types.items():
+            if field not in record:
+                raise ValueError(f'{self.ann_file}: record {index} has no '
+                                 f'field "{field}"')
+            if not isinstance(record[field], kind):
+                raise ValueError(
+                    f'{self.ann_file}: record {index} field "{field}" must '
+                    f'be {kind.__name__}, got {record[field]!r}')
+
+    def load_image_records(self) -> List[dict]:
+        records = []
+        image_folder = self.data_prefix['img_path']
+        for index, raw in enumerate(self._read_annotations()):
+            self._check_fields(raw, index)
+            if raw['split'] != self.split:
+                continue
+            records.append(
+                dict(
+                    img_path=osp.join(image_folder, raw[self.PATH_FIELD]),
+                    pid=raw['id'],
+                    captions=raw['captions']))
+        if self.split == 'train':
+            self._set_train_pids(records)
+        return records
+
+    def _set_train_pids(self, records: List[dict]) -> None:
+        if self.TRAIN_PIDS == 'relabel':
+            label = {pid: i for i, pid in enumerate(
+                sorted({r['pid'] for r in records}))}
+            for record in records:
+                record['pid'] = label[record['pid']]
+            return
+        if self.TRAIN_PIDS == 'minus_one':
+            for record in records:
+                record['pid'] -= 1
+        pids = {r['pid'] for r in records}
+        if pids and pids != set(range(len(pids))):
+            first = 1 if self.TRAIN_PIDS == 'minus_one' else 0
+            raise ValueError(
+                f'{self.ann_file}: training ids must run from {first} '
+                f'without gaps; got {len(pids)} ids from '
+                f'{min(pids) + first} to {max(pids) + first}')
+
+
+@DATASETS.register_module()
+class CUHKPEDES(RecordListDataset):
+    """CUHK-PEDES in its published layout.
+
+    ``<data_root>/reid_raw.json`` is a list of records ``{split, captions,
+    file_path, id, processed_tokens}`` with images under
+    ``<data_root>/imgs/<file_path>``. Identity ids are 1-based; training pids
+    are ``id - 1`` (checked to be contiguous from 0), val and test pids are
+    the raw ids (IRRA convention).
+
+    Use in configs::
+
+        dict(type='CUHKPEDES', data_root='data/CUHK-PEDES', split='test',
+             pipeline=test_pipeline)
+    """
+
+    ANN_FILE = 'reid_raw.json'
+
+
+@DATASETS.register_module()
+class ICFGPEDES(RecordListDataset):
+    """ICFG-PEDES: ``ICFG-PEDES.json`` (name configurable through
+    ``ann_file``; IRRA spells it ``ICFG_PEDES.json``) with the CUHK-PEDES
+    record fields and ``imgs/{train,test}/...``. There is no val split;
+    training ids are 0-based and used as given (checked contiguous).
+
+    Use in configs::
+
+        dict(type='ICFGPEDES', data_root='data/ICFG-PEDES', split='test',
+             pipeline=test_pipeline)
+    """
+
+    SPLITS = ('train', 'test')
+    ANN_FILE = 'ICFG-PEDES.json'
+    TRAIN_PIDS = 'as_is'
+
+
+@DATASETS.register_module()
+class RSTPReid(RecordListDataset):
+    """RSTPReid: ``data_captions.json`` records ``{id, img_path, captions,
+    split}`` with images under ``imgs/``. Training ids are mapped to
+    0..N-1 in sorted order; val and test keep the raw ids.
+
+    Use in configs::
+
+        dict(type='RSTPReid', data_root='data/RSTPReid', split='test',
+             pipeline=test_pipeline)
+    """
+
+    ANN_FILE = 'data_captions.json'
+    PATH_FIELD = 'img_path'
+    TRAIN_PIDS = 'relabel'
