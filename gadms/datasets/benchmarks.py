@@ -1,6 +1,6 @@
 import json
 import os.path as osp
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from gadms.registry import DATASETS
 from .base import TextPersonDataset
@@ -31,7 +31,7 @@ class RecordListDataset(TextPersonDataset):
     def __init__(self,
                  data_root: str,
                  split: str = 'train',
-                 ann_file: str = None,
+                 ann_file: Optional[str] = None,
                  data_prefix: dict = dict(img_path='imgs'),
                  **kwargs) -> None:
         super().__init__(

@@ -30,7 +30,9 @@ class TokenScoreBank:
                  length: int = 77,
                  init_value: float = 0.85,
                  path: Optional[str] = None) -> None:
-        self._owns_file = path is None
+        # only the creating process removes a temporary file: forked
+        # data-loader workers hold copies of this object too
+        self._owner_pid = os.getpid() if path is None else None
         if path is None:
             handle, path = tempfile.mkstemp(prefix='gadms_score_bank_',
                                             suffix='.f16')
@@ -45,7 +47,8 @@ class TokenScoreBank:
         return self._array.shape[0]
 
     def __del__(self) -> None:
-        if getattr(self, '_owns_file', False) and os.path.exists(self.path):
+        if getattr(self, '_owner_pid', None) == os.getpid() and \
+                os.path.exists(self.path):
             os.remove(self.path)
 
     def read(self, indices: torch.Tensor) -> torch.Tensor:
