@@ -62,7 +62,7 @@ def main() -> None:
                   flush=True)
     lines = ['| model | ' + ' | '.join(f'seed {s} R1 / mAP'
                                        for s in args.seeds) +
-             ' | mean R1 | mean mAP | min per run |',
+             ' | mean R1 | mean mAP | minutes per run |',
              '| --- ' * (len(args.seeds) + 4) + '|']
     for name, runs in results.items():
         cells = [f'{m["t2i/R1"]:.2f} / {m["t2i/mAP"]:.2f}' for m in runs]
