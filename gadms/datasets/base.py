@@ -1,5 +1,7 @@
+import json
+import os.path as osp
 from abc import abstractmethod
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
@@ -42,6 +44,19 @@ class TextPersonDataset(BaseDataset):
         if test_mode is None:
             test_mode = split != 'train'
         super().__init__(test_mode=test_mode, **kwargs)
+
+    def read_json_annotations(self) -> Any:
+        """Parse ``self.ann_file``, naming it in every error."""
+        if not osp.isfile(self.ann_file):
+            raise FileNotFoundError(
+                f'{type(self).__name__}: annotation file {self.ann_file} '
+                'does not exist')
+        with open(self.ann_file, encoding='utf-8') as f:
+            try:
+                return json.load(f)
+            except json.JSONDecodeError as err:
+                raise ValueError(f'{self.ann_file} is not valid JSON: '
+                                 f'{err}') from err
 
     @abstractmethod
     def load_image_records(self) -> List[dict]:

@@ -1,4 +1,3 @@
-import json
 import os.path as osp
 from typing import Dict, List, Optional
 
@@ -47,16 +46,7 @@ class RecordListDataset(TextPersonDataset):
                 'id': int}
 
     def _read_annotations(self) -> list:
-        if not osp.isfile(self.ann_file):
-            raise FileNotFoundError(
-                f'{type(self).__name__}: annotation file {self.ann_file} '
-                'does not exist')
-        with open(self.ann_file, encoding='utf-8') as f:
-            try:
-                annotations = json.load(f)
-            except json.JSONDecodeError as err:
-                raise ValueError(f'{self.ann_file} is not valid JSON: '
-                                 f'{err}') from err
+        annotations = self.read_json_annotations()
         if not isinstance(annotations, list):
             raise ValueError(f'{self.ann_file}: expected a list of records, '
                              f'got {type(annotations).__name__}')

@@ -1,4 +1,3 @@
-import json
 import os.path as osp
 from typing import List
 
@@ -44,15 +43,10 @@ class WebPerson(TextPersonDataset):
             **kwargs)
 
     def load_image_records(self) -> List[dict]:
-        if not osp.isfile(self.ann_file):
-            raise FileNotFoundError(
-                f'WebPerson: annotation file {self.ann_file} does not exist')
-        with open(self.ann_file, encoding='utf-8') as f:
-            try:
-                entries = json.load(f)
-            except json.JSONDecodeError as err:
-                raise ValueError(f'{self.ann_file} is not valid JSON: '
-                                 f'{err}') from err
+        entries = self.read_json_annotations()
+        if not isinstance(entries, list):
+            raise ValueError(f'{self.ann_file}: expected a list of entries, '
+                             f'got {type(entries).__name__}')
         images = {}
         for index, entry in enumerate(entries):
             if not isinstance(entry, dict) or len(entry) != 1:

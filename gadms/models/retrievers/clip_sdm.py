@@ -84,15 +84,20 @@ class CLIPSDM(BaseModel):
         return torch.tensor([sample.pid for sample in data_samples],
                             device=device)
 
-    def loss(self, inputs: Dict[str, torch.Tensor],
-             data_samples: SampleList) -> Dict[str, torch.Tensor]:
-        """Losses of a batch where every image has exactly one caption."""
+    @staticmethod
+    def _check_one_caption_per_image(inputs: Dict[str, torch.Tensor]
+                                     ) -> None:
         num_images = inputs['images'].shape[0]
         if inputs['text_ids'].shape[0] != num_images:
             raise ValueError(
                 f'training needs one caption per image, got '
                 f'{inputs["text_ids"].shape[0]} captions for {num_images} '
                 'images')
+
+    def loss(self, inputs: Dict[str, torch.Tensor],
+             data_samples: SampleList) -> Dict[str, torch.Tensor]:
+        """Losses of a batch where every image has exactly one caption."""
+        self._check_one_caption_per_image(inputs)
         pids = self._pids(data_samples, inputs['images'].device)
         image_feats, text_feats = self.extract_feat(inputs)
         losses = dict(loss_sdm=self.loss_align(image_feats, text_feats, pids))

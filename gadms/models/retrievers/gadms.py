@@ -92,11 +92,8 @@ class GADMS(CLIPSDM):
 
     def loss(self, inputs: Dict[str, torch.Tensor],
              data_samples: SampleList) -> Dict[str, torch.Tensor]:
+        self._check_one_caption_per_image(inputs)
         images, text_ids = inputs['images'], inputs['text_ids']
-        if text_ids.shape[0] != images.shape[0]:
-            raise ValueError(
-                f'training needs one caption per image, got '
-                f'{text_ids.shape[0]} captions for {images.shape[0]} images')
         batch = images.shape[0]
         pids = self._pids(data_samples, images.device)
 
