@@ -19,6 +19,8 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = {
     'CLIP-SDM': 'configs/baselines/clip-sdm_tiny_synthperson-noise40.py',
     'GA-DMS': 'configs/gadms/gadms_tiny_synthperson-noise40.py',
+    'GA-DMS, constant scores':
+    'configs/gadms/gadms_tiny_synthperson-noise40_constant-scores.py',
 }
 
 
@@ -29,7 +31,8 @@ def run(*args: str) -> None:
 
 def train_and_test(name: str, config: str, seed: int, work_root: str,
                    epochs: int) -> dict:
-    work_dir = osp.join(work_root, f'{name}_seed{seed}')
+    folder = name.replace(' ', '').replace(',', '_')
+    work_dir = osp.join(work_root, f'{folder}_seed{seed}')
     start = time.time()
     run('tools/train.py', config, '--work-dir', work_dir, '--cfg-options',
         f'randomness.seed={seed}', f'train_cfg.max_epochs={epochs}',
@@ -47,15 +50,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--epochs', type=int, default=20)
+    parser.add_argument('--models', nargs='+', choices=list(CONFIGS),
+                        default=['CLIP-SDM', 'GA-DMS'])
     parser.add_argument('--work-root', default='work_dirs/noise_robustness')
     parser.add_argument('--out', default=None,
                         help='write the markdown table here too')
     args = parser.parse_args()
-    results = {name: [] for name in CONFIGS}
+    results = {name: [] for name in args.models}
     for seed in args.seeds:
-        for name, config in CONFIGS.items():
-            metrics = train_and_test(name, config, seed, args.work_root,
-                                     args.epochs)
+        for name in args.models:
+            metrics = train_and_test(name, CONFIGS[name], seed,
+                                     args.work_root, args.epochs)
             results[name].append(metrics)
             print(f'{name} seed {seed}: R1 {metrics["t2i/R1"]:.2f} mAP '
                   f'{metrics["t2i/mAP"]:.2f} ({metrics["minutes"]:.1f} min)',
