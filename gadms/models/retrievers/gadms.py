@@ -1,6 +1,8 @@
+import logging
 from typing import Dict, Optional
 
 import torch
+from mmengine.logging import print_log
 
 from gadms.registry import MODELS
 from ..utils import TokenScoreBank
@@ -75,6 +77,7 @@ class GADMS(CLIPSDM):
             self.mtp_head = MODELS.build(mtp_head)
         self.score_init = score_init
         self.score_bank: Optional[TokenScoreBank] = None
+        self._warned_without_bank = False
 
     @staticmethod
     def _sample_indices(data_samples: SampleList) -> torch.Tensor:
@@ -85,6 +88,13 @@ class GADMS(CLIPSDM):
         if not self.neck.needs_scores:
             return None
         if self.score_bank is None:
+            if self.scorer is not None and not self._warned_without_bank:
+                self._warned_without_bank = True
+                print_log(
+                    'GADMS has a scorer but no score bank: add '
+                    "custom_hooks=[dict(type='ScoreBankHook')]; every "
+                    f'caption keeps the initial score {self.score_init}',
+                    logger='current', level=logging.WARNING)
             return torch.full(text_ids.shape, self.score_init,
                               device=text_ids.device)
         scores = self.score_bank.read(self._sample_indices(data_samples))
