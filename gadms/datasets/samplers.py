@@ -29,6 +29,8 @@ class IdentityBalancedSampler(Sampler):
         num_instances (int): ``K``, samples per identity in a batch.
         seed (int, optional): Shared seed; synchronised across ranks by
             default.
+        shuffle (bool): Must be True (accepted so that a config can switch
+            ``type`` from ``DefaultSampler``).
 
     Use in configs::
 
@@ -42,7 +44,11 @@ class IdentityBalancedSampler(Sampler):
                  dataset: BaseDataset,
                  batch_size: int,
                  num_instances: int = 4,
-                 seed: Optional[int] = None) -> None:
+                 seed: Optional[int] = None,
+                 shuffle: bool = True) -> None:
+        if not shuffle:
+            raise ValueError('IdentityBalancedSampler always shuffles; use '
+                             'DefaultSampler for a fixed order')
         if num_instances < 1 or batch_size % num_instances:
             raise ValueError(f'batch_size ({batch_size}) must be a multiple '
                              f'of num_instances ({num_instances})')

@@ -67,3 +67,5 @@ def test_bad_arguments(dataset):
         _build(dataset, batch_size=9)
     with pytest.raises(ValueError, match='cannot fill batches'):
         _build(dataset, batch_size=40, num_instances=2)
+    with pytest.raises(ValueError, match='always shuffles'):
+        _build(dataset, shuffle=False)
