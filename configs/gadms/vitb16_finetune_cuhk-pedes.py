@@ -1,14 +1,11 @@
-# Fine-tune a GA-DMS pretraining checkpoint on CUHK-PEDES (IRRA recipe,
-# GA-DMS script values: batch 128, lr 1e-5, 60 epochs). The ID head is new;
-# every other key loads from the checkpoint.
+# Fine-tune a GA-DMS pretraining checkpoint on CUHK-PEDES (IRRA recipe with the
+# GA-DMS script values: batch 128, lr 1e-5, 60 epochs).
 _base_ = [
     '../_base_/models/irra_finetune_vitb16.py',
     '../_base_/datasets/cuhk_pedes.py',
     '../_base_/schedules/adam_60e.py',
     '../_base_/default_runtime.py',
 ]
-model = dict(
-    backbone=dict(pretrained=None),
-    id_head=dict(num_classes=11003))
+model = dict(id_head=dict(num_classes=11003))
 train_dataloader = dict(batch_size=128)
 load_from = 'work_dirs/vitb16_webperson/epoch_30.pth'

@@ -1,12 +1,11 @@
-# Fine-tune a GA-DMS pretraining checkpoint on RSTPReid (IRRA recipe).
+# Fine-tune a GA-DMS pretraining checkpoint on RSTPReid (IRRA recipe with the
+# GA-DMS script values: batch 128, lr 1e-5, 60 epochs).
 _base_ = [
     '../_base_/models/irra_finetune_vitb16.py',
     '../_base_/datasets/rstpreid.py',
     '../_base_/schedules/adam_60e.py',
     '../_base_/default_runtime.py',
 ]
-model = dict(
-    backbone=dict(pretrained=None),
-    id_head=dict(num_classes=3701))
+model = dict(id_head=dict(num_classes=3701))
 train_dataloader = dict(batch_size=128)
 load_from = 'work_dirs/vitb16_webperson/epoch_30.pth'
