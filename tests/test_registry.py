@@ -1,7 +1,5 @@
 import glob
-import json
 import os.path as osp
-import shutil
 import subprocess
 import sys
 
@@ -10,8 +8,8 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from gadms import registry
-from gadms.datasets import export_cuhk_pedes_layout
-from gadms.registry import DATASETS, HOOKS, METRICS, MODELS, TRANSFORMS
+from gadms.datasets import export_synth_person
+from gadms.registry import DATASETS, HOOKS, METRICS, MODELS
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(
@@ -37,33 +35,42 @@ def test_config_types_resolve_without_imports_in_a_fresh_process():
     subprocess.run([sys.executable, '-c', code], check=True, cwd=REPO_ROOT)
 
 
+# dataset type -> the SynthPerson layout written for it
+LAYOUT_OF = {
+    'CUHKPEDES': 'cuhk-pedes',
+    'ICFGPEDES': 'icfg-pedes',
+    'RSTPReid': 'rstpreid',
+    'WebPerson': 'webperson-parquet',
+}
+
+
 @pytest.fixture(scope='module')
-def benchmark_like_root(tmp_path_factory) -> str:
+def benchmark_roots(tmp_path_factory) -> dict:
     """SynthPerson written in the layout of every benchmark gadms reads."""
-    root = str(tmp_path_factory.mktemp('benchmarks'))
-    ann_file = export_cuhk_pedes_layout(
-        root,
-        num_identities=dict(train=3, val=2, test=2),
-        images_per_identity=2)
-    records = json.load(open(ann_file))
-    icfg = [dict(r, id=r['id'] - 1) for r in records if r['split'] != 'val']
-    rstp = [dict(id=r['id'], img_path=r['file_path'], captions=r['captions'],
-                 split=r['split']) for r in records]
-    webperson = [{r['file_path']: dict(caption1=r['captions'][0],
-                                       caption2=r['captions'][1])}
-                 for r in records]
-    for name, content in (('ICFG-PEDES.json', icfg),
-                          ('data_captions.json', rstp),
-                          ('annotations.json', webperson)):
-        with open(osp.join(root, name), 'w') as f:
-            json.dump(content, f)
-    shutil.copytree(osp.join(root, 'imgs'), osp.join(root, 'images'))
-    return root
+    root = tmp_path_factory.mktemp('benchmarks')
+    for layout in set(LAYOUT_OF.values()):
+        export_synth_person(
+            str(root / layout), layout,
+            num_identities=dict(train=3, val=2, test=2),
+            images_per_identity=2)
+    return {kind: str(root / layout) for kind, layout in LAYOUT_OF.items()}
+
+
+def _point_to(dataset_cfg, roots: dict):
+    """The dataset config with each data_root replaced by the fixture's."""
+    dataset_cfg = dataset_cfg.copy()
+    if dataset_cfg.type == 'ConcatDataset':
+        dataset_cfg.datasets = [
+            _point_to(d, roots) for d in dataset_cfg.datasets
+        ]
+    elif 'data_root' in dataset_cfg:
+        dataset_cfg.data_root = roots[dataset_cfg.type]
+    return dataset_cfg
 
 
 @pytest.mark.parametrize('config_path', CONFIGS,
                          ids=[osp.basename(p) for p in CONFIGS])
-def test_every_module_of_a_config_builds(config_path, benchmark_like_root):
+def test_every_module_of_a_config_builds(config_path, benchmark_roots):
     cfg = Config.fromfile(config_path)
     assert cfg.default_scope == 'gadms'
     assert DefaultScope.get_current_instance().scope_name == 'gadms'
@@ -71,11 +78,7 @@ def test_every_module_of_a_config_builds(config_path, benchmark_like_root):
     assert model.backbone.pretrained == cfg.model.backbone.get('pretrained')
     for loader_key in ('train_dataloader', 'val_dataloader',
                        'test_dataloader'):
-        dataset_cfg = cfg[loader_key].dataset.copy()
-        if 'data_root' in dataset_cfg:
-            dataset_cfg['data_root'] = benchmark_like_root
-        for step in dataset_cfg.pipeline:
-            TRANSFORMS.build(step)
+        dataset_cfg = _point_to(cfg[loader_key].dataset, benchmark_roots)
         if 'num_identities' in dataset_cfg:
             dataset_cfg['num_identities'] = dict(train=2, val=1, test=1)
         dataset = DATASETS.build(dataset_cfg)

@@ -1,12 +1,15 @@
 from .base import TextPersonDataset
 from .benchmarks import CUHKPEDES, ICFGPEDES, RecordListDataset, RSTPReid
 from .samplers import IdentityBalancedSampler
-from .synth_person import SynthPerson, export_cuhk_pedes_layout
+from .synth_export import LAYOUT_SPLITS, export_synth_person
+from .synth_person import SynthPerson
 from .transforms import *  # noqa: F401,F403
-from .webperson import WebPerson
+from .transforms import LoadPersonImage
+from .webperson import WebPerson, parquet_shards
 
 __all__ = [
     'TextPersonDataset', 'RecordListDataset', 'CUHKPEDES', 'ICFGPEDES',
-    'RSTPReid', 'WebPerson', 'SynthPerson', 'export_cuhk_pedes_layout',
-    'IdentityBalancedSampler'
+    'RSTPReid', 'WebPerson', 'parquet_shards', 'SynthPerson',
+    'export_synth_person', 'LAYOUT_SPLITS', 'IdentityBalancedSampler',
+    'LoadPersonImage'
 ]

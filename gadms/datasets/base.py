@@ -1,8 +1,8 @@
 import json
 import os.path as osp
-from abc import abstractmethod
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 from terminaltables import AsciiTable
@@ -23,24 +23,33 @@ class TextPersonDataset(BaseDataset):
       encoded exactly once.
 
     Every sample also gets ``image_id``, the running index of its image in
-    the split.
+    the split, and ``benchmark`` and ``split``, which name the dataset in
+    multi-benchmark evaluation. A record may carry ``source`` (annotation
+    file and record index) for error messages.
 
     Args:
         split (str): Which split to read, one of ``SPLITS``.
         test_mode (bool, optional): Defaults to ``split != 'train'``.
+        name (str, optional): Dataset name in metrics and tables. Defaults
+            to ``NAME``.
         **kwargs: Passed to :class:`mmengine.dataset.BaseDataset`.
     """
 
     SPLITS: Sequence[str] = ('train', 'val', 'test')
+    NAME = ''
+    # split -> (identities, images, captions) as published
+    PUBLISHED_COUNTS: Dict[str, Tuple[int, int, int]] = {}
 
     def __init__(self,
                  split: str = 'train',
                  test_mode: Optional[bool] = None,
+                 name: Optional[str] = None,
                  **kwargs) -> None:
         if split not in self.SPLITS:
             raise ValueError(f'{type(self).__name__}: unknown split '
                              f'{split!r}, expected one of {self.SPLITS}')
         self.split = split
+        self.name = name or self.NAME or type(self).__name__
         if test_mode is None:
             test_mode = split != 'train'
         super().__init__(test_mode=test_mode, **kwargs)
@@ -58,15 +67,24 @@ class TextPersonDataset(BaseDataset):
                 raise ValueError(f'{self.ann_file} is not valid JSON: '
                                  f'{err}') from err
 
-    @abstractmethod
     def load_image_records(self) -> List[dict]:
         """Read the split's images: ``img_path``, ``pid``, ``captions``."""
+        raise NotImplementedError(
+            f'{type(self).__name__} must implement load_image_records')
+
+    def sample_pids(self) -> np.ndarray:
+        """``[len(self)]`` pid of every sample, without loading images."""
+        # BaseDataset's accessor: a subclass's one may load or draw images
+        return np.array([
+            BaseDataset.get_data_info(self, index)['pid']
+            for index in range(len(self))
+        ])
 
     def load_data_list(self) -> List[dict]:
         records = self.load_image_records()
         data_list = []
         for image_id, record in enumerate(records):
-            self._check_record(record, image_id)
+            self.check_captions(record, image_id)
             record = dict(record, image_id=image_id)
             if self.test_mode:
                 data_list.append(record)
@@ -74,23 +92,37 @@ class TextPersonDataset(BaseDataset):
             for caption_idx, caption in enumerate(record['captions']):
                 data_list.append(
                     dict(record, captions=[caption], caption_idx=caption_idx))
-        self._log_summary(records)
+        self.log_summary(
+            len({r['pid'] for r in records}), len(records),
+            sum(len(r['captions']) for r in records))
         return data_list
 
-    def _check_record(self, record: dict, index: int) -> None:
+    def get_data_info(self, idx: int) -> dict:
+        data_info = super().get_data_info(idx)
+        data_info.update(benchmark=self.name, split=self.split)
+        return data_info
+
+    def check_captions(self, record: dict, index: int) -> None:
+        """Raise ``ValueError`` unless the record's ``captions`` is a
+        non-empty list of non-blank strings."""
         captions = record.get('captions')
         if not isinstance(captions, list) or not captions or not all(
                 isinstance(c, str) and c.strip() for c in captions):
+            where = record.get('source') or (
+                f'{type(self).__name__} ({self.split}) image record {index}')
             raise ValueError(
-                f'{type(self).__name__} ({self.split}): image record {index} '
-                f'({record.get("img_path")}) needs "captions" as a non-empty '
-                f'list of non-empty strings, got {captions!r}')
+                f'{where} ({record.get("img_path")}), field "captions": '
+                'needs a non-empty list of non-empty strings, got '
+                f'{captions!r}')
 
-    def _log_summary(self, records: List[dict]) -> None:
-        num_ids = len({r['pid'] for r in records})
-        num_captions = sum(len(r['captions']) for r in records)
-        table = AsciiTable(
-            [['split', 'identities', 'images', 'captions'],
-             [self.split, num_ids, len(records), num_captions]],
-            title=type(self).__name__)
+    def log_summary(self, num_ids: int, num_images: int,
+                    num_captions: int) -> None:
+        """Log a table of the split's identities, images and captions,
+        with the published figures of the benchmark when they are known."""
+        rows = [['split', 'identities', 'images', 'captions'],
+                [self.split, num_ids, num_images, num_captions]]
+        published = self.PUBLISHED_COUNTS.get(self.split)
+        if published:
+            rows.append([f'{self.split} (published)', *published])
+        table = AsciiTable(rows, title=self.name)
         print_log('\n' + table.table, logger='current')

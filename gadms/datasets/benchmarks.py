@@ -20,6 +20,9 @@ class RecordListDataset(TextPersonDataset):
         ann_file (str, optional): Annotation file relative to
             ``data_root``; defaults to ``ANN_FILE``.
         data_prefix (dict): ``img_path`` folder relative to ``data_root``.
+        check_images (bool): Check on load that every image of the split
+            exists, so a missing file fails at once, naming its record.
+            Defaults to True.
         **kwargs: Passed to :class:`TextPersonDataset`.
     """
 
@@ -32,7 +35,9 @@ class RecordListDataset(TextPersonDataset):
                  split: str = 'train',
                  ann_file: Optional[str] = None,
                  data_prefix: dict = dict(img_path='imgs'),
+                 check_images: bool = True,
                  **kwargs) -> None:
+        self.check_images = check_images
         super().__init__(
             split=split,
             data_root=data_root,
@@ -45,14 +50,18 @@ class RecordListDataset(TextPersonDataset):
         return {'split': str, 'captions': list, self.PATH_FIELD: str,
                 'id': int}
 
-    def _read_annotations(self) -> list:
+    def read_records(self) -> list:
+        """The annotation file's list of raw records."""
         annotations = self.read_json_annotations()
         if not isinstance(annotations, list):
             raise ValueError(f'{self.ann_file}: expected a list of records, '
                              f'got {type(annotations).__name__}')
         return annotations
 
-    def _check_fields(self, record, index: int) -> None:
+    def check_record_fields(self, record, index: int) -> None:
+        """Raise ``ValueError`` naming the file, record and field when a
+        raw annotation record lacks a field, has a wrongly typed one or an
+        unknown split."""
         if not isinstance(record, dict):
             raise ValueError(f'{self.ann_file}: record {index} is not an '
                              'object')
@@ -64,19 +73,28 @@ class RecordListDataset(TextPersonDataset):
                 raise ValueError(
                     f'{self.ann_file}: record {index} field "{field}" must '
                     f'be {kind.__name__}, got {record[field]!r}')
+        if record['split'] not in self.SPLITS:
+            raise ValueError(
+                f'{self.ann_file}: record {index} field "split" is '
+                f'{record["split"]!r}, expected one of {self.SPLITS}')
 
     def load_image_records(self) -> List[dict]:
         records = []
         image_folder = self.data_prefix['img_path']
-        for index, raw in enumerate(self._read_annotations()):
-            self._check_fields(raw, index)
+        for index, raw in enumerate(self.read_records()):
+            self.check_record_fields(raw, index)
             if raw['split'] != self.split:
                 continue
-            records.append(
-                dict(
-                    img_path=osp.join(image_folder, raw[self.PATH_FIELD]),
-                    pid=raw['id'],
-                    captions=raw['captions']))
+            record = dict(
+                img_path=osp.join(image_folder, raw[self.PATH_FIELD]),
+                pid=raw['id'],
+                captions=raw['captions'],
+                source=f'{self.ann_file} record {index}')
+            if self.check_images and not osp.isfile(record['img_path']):
+                raise FileNotFoundError(
+                    f'{record["source"]}, field "{self.PATH_FIELD}": image '
+                    f'{record["img_path"]} does not exist')
+            records.append(record)
         if self.split == 'train':
             self._set_train_pids(records)
         return records
@@ -116,7 +134,12 @@ class CUHKPEDES(RecordListDataset):
              pipeline=test_pipeline)
     """
 
+    NAME = 'CUHK-PEDES'
     ANN_FILE = 'reid_raw.json'
+    PUBLISHED_COUNTS = dict(
+        train=(11003, 34054, 68126),
+        val=(1000, 3078, 6158),
+        test=(1000, 3074, 6156))
 
 
 @DATASETS.register_module()
@@ -132,8 +155,11 @@ class ICFGPEDES(RecordListDataset):
              pipeline=test_pipeline)
     """
 
+    NAME = 'ICFG-PEDES'
     SPLITS = ('train', 'test')
     ANN_FILE = 'ICFG-PEDES.json'
+    PUBLISHED_COUNTS = dict(train=(3102, 34674, 34674),
+                            test=(1000, 19848, 19848))
     TRAIN_PIDS = 'as_is'
 
 
@@ -149,6 +175,11 @@ class RSTPReid(RecordListDataset):
              pipeline=test_pipeline)
     """
 
+    NAME = 'RSTPReid'
     ANN_FILE = 'data_captions.json'
+    PUBLISHED_COUNTS = dict(
+        train=(3701, 18505, 37010),
+        val=(200, 1000, 2000),
+        test=(200, 1000, 2000))
     PATH_FIELD = 'img_path'
     TRAIN_PIDS = 'relabel'

@@ -2,11 +2,11 @@ import math
 from typing import Dict, Iterator, List, Optional
 
 import numpy as np
-from mmengine.dataset import BaseDataset
 from mmengine.dist import get_dist_info, sync_random_seed
 from torch.utils.data import Sampler
 
 from gadms.registry import DATA_SAMPLERS
+from .base import TextPersonDataset
 
 
 @DATA_SAMPLERS.register_module()
@@ -24,7 +24,7 @@ class IdentityBalancedSampler(Sampler):
     ``batch_size`` to the same value.
 
     Args:
-        dataset (BaseDataset): A dataset with per-sample ``pid``.
+        dataset (TextPersonDataset): A dataset with ``sample_pids()``.
         batch_size (int): ``P * K``, samples per batch on one rank.
         num_instances (int): ``K``, samples per identity in a batch.
         seed (int, optional): Shared seed; synchronised across ranks by
@@ -41,7 +41,7 @@ class IdentityBalancedSampler(Sampler):
     """
 
     def __init__(self,
-                 dataset: BaseDataset,
+                 dataset: TextPersonDataset,
                  batch_size: int,
                  num_instances: int = 4,
                  seed: Optional[int] = None,
@@ -67,11 +67,9 @@ class IdentityBalancedSampler(Sampler):
             len(self._epoch_batches()) / self.world_size)
 
     @staticmethod
-    def _group_by_pid(dataset: BaseDataset) -> Dict[int, List[int]]:
+    def _group_by_pid(dataset: TextPersonDataset) -> Dict[int, List[int]]:
         groups: Dict[int, List[int]] = {}
-        # BaseDataset's accessor: SynthPerson's own one would draw images
-        for index in range(len(dataset)):
-            pid = BaseDataset.get_data_info(dataset, index)['pid']
+        for index, pid in enumerate(dataset.sample_pids().tolist()):
             groups.setdefault(pid, []).append(index)
         return groups
 

@@ -1,11 +1,6 @@
-import json
-import os
-import os.path as osp
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Tuple
 
-import cv2
 import numpy as np
-from mmengine.utils import ProgressBar
 
 from gadms.registry import DATASETS
 from .base import TextPersonDataset
@@ -126,48 +121,3 @@ class SynthPerson(TextPersonDataset):
         data_info.update(img=img, img_shape=img.shape[:2],
                          ori_shape=img.shape[:2])
         return data_info
-
-
-def export_cuhk_pedes_layout(out_dir: str,
-                             splits: Sequence[str] = ('train', 'val',
-                                                      'test'),
-                             **synth_kwargs) -> str:
-    """Write SynthPerson to disk as CUHK-PEDES (``reid_raw.json`` + imgs/).
-
-    Records follow the published schema: ``split``, ``captions``,
-    ``file_path`` (relative to ``imgs/``), ``id`` (1-based identity) and
-    ``processed_tokens`` (lower-cased word lists).
-
-    Args:
-        out_dir (str): Folder to create; becomes the ``data_root``.
-        splits (Sequence[str]): Splits to write.
-        **synth_kwargs: :class:`SynthPerson` arguments (seed, sizes...).
-
-    Returns:
-        str: Path of the written ``reid_raw.json``.
-    """
-    annotations = []
-    for split in splits:
-        dataset = SynthPerson(split=split, test_mode=True, **synth_kwargs)
-        progress = ProgressBar(len(dataset))
-        for idx in range(len(dataset)):
-            info = dataset.get_data_info(idx)
-            path = osp.join(out_dir, 'imgs', info['img_path'])
-            os.makedirs(osp.dirname(path), exist_ok=True)
-            if not cv2.imwrite(path, info['img']):
-                raise OSError(f'could not write {path}')
-            annotations.append(
-                dict(
-                    split=split,
-                    captions=info['captions'],
-                    file_path=info['img_path'],
-                    id=info['pid'] + 1,
-                    processed_tokens=[
-                        c.lower().replace('.', ' ').split()
-                        for c in info['captions']
-                    ]))
-            progress.update()
-    ann_file = osp.join(out_dir, 'reid_raw.json')
-    with open(ann_file, 'w', encoding='utf-8') as f:
-        json.dump(annotations, f)
-    return ann_file

@@ -1,113 +1,194 @@
+"""The benchmark readers on SynthPerson written in each published format."""
 import json
+import os.path as osp
+import shutil
 
+import mmcv
 import pytest
+from mmengine.logging import MMLogger
 
-from gadms.datasets import CUHKPEDES, ICFGPEDES, RSTPReid, WebPerson
+from gadms.datasets import (CUHKPEDES, ICFGPEDES, RSTPReid, SynthPerson,
+                            export_synth_person)
 
-
-def _write(tmp_path, records) -> str:
-    (tmp_path / 'reid_raw.json').write_text(json.dumps(records))
-    return str(tmp_path)
-
-
-def _record(split='train', pid=1, path='a/1.jpg', captions=('a man', )):
-    return dict(split=split, id=pid, file_path=path, captions=list(captions),
-                processed_tokens=[])
-
-
-def test_pid_conventions_and_sample_layout(tmp_path):
-    root = _write(tmp_path, [
-        _record('train', 1, 'a/1.jpg', ['x', 'y']),
-        _record('train', 2, 'a/2.jpg', ['z']),
-        _record('test', 7, 'b/1.jpg', ['p', 'q', 'r']),
-        _record('val', 5, 'c/1.jpg'),
-    ])
-    train = CUHKPEDES(data_root=root, split='train')
-    assert [train.get_data_info(i)['pid'] for i in range(3)] == [0, 0, 1]
-    assert [train.get_data_info(i)['captions'] for i in range(3)] == [
-        ['x'], ['y'], ['z']
-    ]
-    assert train.get_data_info(0)['img_path'].endswith('imgs/a/1.jpg')
-    test = CUHKPEDES(data_root=root, split='test')
-    assert len(test) == 1 and test.test_mode
-    assert test.get_data_info(0)['pid'] == 7
-    assert test.get_data_info(0)['captions'] == ['p', 'q', 'r']
+SMALL = dict(num_identities=dict(train=3, val=2, test=2),
+             images_per_identity=2, captions_per_image=2)
+# loader class, layout, annotation file, image-path field, raw id - pid
+FORMATS = {
+    'CUHKPEDES': (CUHKPEDES, 'cuhk-pedes', 'reid_raw.json', 'file_path', 1),
+    'ICFGPEDES': (ICFGPEDES, 'icfg-pedes', 'ICFG-PEDES.json', 'file_path',
+                  0),
+    'RSTPReid': (RSTPReid, 'rstpreid', 'data_captions.json', 'img_path', 1),
+}
 
 
-@pytest.mark.parametrize('records, message', [
-    ([_record(captions=[])], 'non-empty list'),
-    ([_record(captions=[''])], 'non-empty list'),
-    ([dict(_record(), captions='a man')], 'field "captions" must be list'),
-    ([dict(_record(), id='1')], 'record 0 field "id" must be int'),
-    ([_record(), {'split': 'train', 'id': 2, 'captions': ['x']}],
-     'record 1 has no field "file_path"'),
-    ([_record(pid=1), _record(pid=3)], 'without gaps'),
-    ({'split': 'train'}, 'expected a list'),
+@pytest.fixture(scope='module')
+def written(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp('formats')
+    return {
+        name: export_synth_person(str(root / layout), layout, **SMALL)
+        for name, (_, layout, _, _, _) in FORMATS.items()
+    }
+
+
+@pytest.fixture
+def copy_of(written, tmp_path):
+    """A writable copy of one written benchmark folder."""
+
+    def copy(name: str) -> str:
+        root = str(tmp_path / name)
+        shutil.copytree(osp.dirname(written[name]), root)
+        return root
+
+    return copy
+
+
+@pytest.mark.parametrize('name', list(FORMATS))
+def test_reads_the_published_layout(name, written):
+    loader, _, ann_name, _, id_offset = FORMATS[name]
+    root = osp.dirname(written[name])
+    assert osp.basename(written[name]) == ann_name
+    for split in loader.SPLITS:
+        synth = SynthPerson(split=split, **SMALL)
+        dataset = loader(data_root=root, split=split)
+        # train: a sample per caption; val/test: a sample per image
+        per_image = 1 if split != 'train' else SMALL['captions_per_image']
+        num_images = SMALL['num_identities'][split] * \
+            SMALL['images_per_identity']
+        assert len(dataset) == len(synth) == num_images * per_image
+        for idx in range(len(dataset)):
+            expected, info = synth.get_data_info(idx), dataset.get_data_info(
+                idx)
+            assert info['captions'] == expected['captions']
+            assert info['img_path'] == osp.join(root, 'imgs',
+                                                expected['img_path'])
+            assert (mmcv.imread(info['img_path']) == expected['img']).all()
+            if split == 'train':  # contiguous from 0 (SynthPerson's too)
+                assert info['pid'] == expected['pid']
+            else:  # the raw id of the annotation
+                assert info['pid'] == expected['pid'] + id_offset
+            assert info['benchmark'] == dataset.name and info['split'] == \
+                split
+
+
+def test_val_splits():
+    assert CUHKPEDES.SPLITS == RSTPReid.SPLITS == ('train', 'val', 'test')
+    assert ICFGPEDES.SPLITS == ('train', 'test')
+
+
+def _rewrite(root: str, ann_name: str, edit) -> None:
+    path = osp.join(root, ann_name)
+    records = json.load(open(path))
+    edit(records)
+    with open(path, 'w') as f:
+        json.dump(records, f)
+
+
+def _set(index: int, field: str, value):
+
+    def edit(records):
+        records[index][field] = value
+
+    return edit
+
+
+def _drop(index: int, field: str):
+
+    def edit(records):
+        del records[index][field]
+
+    return edit
+
+
+@pytest.mark.parametrize('edit, message', [
+    (_drop(3, 'captions'), 'record 3 has no field "captions"'),
+    (_set(2, 'id', '3'), 'record 2 field "id" must be int'),
+    (_set(1, 'captions', 'a man'), 'record 1 field "captions" must be list'),
+    (_set(4, 'captions', []), r'record 4 \(.*\), field "captions"'),
+    (_set(4, 'captions', ['a man', '  ']), r'record 4 \(.*\), field '
+     '"captions"'),
+    (_set(0, 'captions', ['a man', 7]), r'record 0 \(.*\), field '
+     '"captions"'),
+    (_set(5, 'split', 'dev'), "record 5 field \"split\" is 'dev'"),
 ])
-def test_bad_annotations_name_the_problem(tmp_path, records, message):
-    root = _write(tmp_path, records)
-    with pytest.raises(ValueError, match=message):
-        CUHKPEDES(data_root=root, split='train')
+@pytest.mark.parametrize('name', list(FORMATS))
+def test_bad_records_name_file_record_and_field(name, edit, message,
+                                                copy_of):
+    loader, _, ann_name, _, _ = FORMATS[name]
+    root = copy_of(name)
+    _rewrite(root, ann_name, edit)
+    with pytest.raises(ValueError, match=message) as error:
+        loader(data_root=root, split='train')
+    assert ann_name in str(error.value)
 
 
-def test_missing_and_invalid_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match='reid_raw.json'):
-        CUHKPEDES(data_root=str(tmp_path), split='train')
-    (tmp_path / 'reid_raw.json').write_text('[{"split": ')
-    with pytest.raises(ValueError, match='not valid JSON'):
-        CUHKPEDES(data_root=str(tmp_path), split='train')
+@pytest.mark.parametrize('name', list(FORMATS))
+def test_missing_image_names_record_and_field(name, copy_of):
+    loader, _, ann_name, field, _ = FORMATS[name]
+    root = copy_of(name)
+    records = json.load(open(osp.join(root, ann_name)))
+    missing = records[1][field]
+    shutil.move(osp.join(root, 'imgs', missing), str(osp.join(root, 'x')))
+    with pytest.raises(FileNotFoundError,
+                       match=f'{ann_name} record 1, field "{field}": image '
+                       f'.*{missing} does not exist'):
+        loader(data_root=root, split='train')
+
+
+def test_missing_invalid_and_wrongly_shaped_annotation_files(copy_of):
+    root = copy_of('CUHKPEDES')
+    with pytest.raises(FileNotFoundError, match='other.json does not exist'):
+        CUHKPEDES(data_root=root, ann_file='other.json')
+    with open(osp.join(root, 'reid_raw.json'), 'w') as f:
+        f.write('[{"split": ')
+    with pytest.raises(ValueError, match='reid_raw.json is not valid JSON'):
+        CUHKPEDES(data_root=root)
+    with open(osp.join(root, 'reid_raw.json'), 'w') as f:
+        json.dump({'split': 'train'}, f)
+    with pytest.raises(ValueError, match='reid_raw.json: expected a list'):
+        CUHKPEDES(data_root=root)
+
+
+def test_unknown_split_argument(written):
+    root = osp.dirname(written['ICFGPEDES'])
+    with pytest.raises(ValueError, match="ICFGPEDES: unknown split 'val'"):
+        ICFGPEDES(data_root=root, split='val')
     with pytest.raises(ValueError, match="unknown split 'dev'"):
-        CUHKPEDES(data_root=str(tmp_path), split='dev')
+        CUHKPEDES(data_root=osp.dirname(written['CUHKPEDES']), split='dev')
 
 
-def test_icfg_pedes_pids_and_splits(tmp_path):
-    records = [_record('train', 0, 'train/a.jpg'),
-               _record('train', 1, 'train/b.jpg'),
-               _record('test', 9, 'test/c.jpg')]
-    (tmp_path / 'ICFG_PEDES.json').write_text(json.dumps(records))
-    train = ICFGPEDES(data_root=str(tmp_path), split='train',
-                      ann_file='ICFG_PEDES.json')
-    assert [train.get_data_info(i)['pid'] for i in range(2)] == [0, 1]
-    with pytest.raises(ValueError, match="unknown split 'val'"):
-        ICFGPEDES(data_root=str(tmp_path), split='val',
-                  ann_file='ICFG_PEDES.json')
-    (tmp_path / 'gap.json').write_text(json.dumps(
-        [_record('train', 0), _record('train', 2)]))
-    with pytest.raises(ValueError, match='from 0 without gaps'):
-        ICFGPEDES(data_root=str(tmp_path), split='train', ann_file='gap.json')
+@pytest.mark.parametrize('name, edit, message', [
+    ('CUHKPEDES', _set(0, 'id', 5), 'ids must run from 1 without gaps'),
+    ('ICFGPEDES', _set(0, 'id', 7), 'ids must run from 0 without gaps'),
+])
+def test_training_ids_must_be_contiguous(name, edit, message, copy_of):
+    loader, _, ann_name, _, _ = FORMATS[name]
+    root = copy_of(name)
+    _rewrite(root, ann_name, edit)
+    with pytest.raises(ValueError, match=message):
+        loader(data_root=root, split='train')
 
 
-def test_rstpreid_fields_and_relabelled_train_pids(tmp_path):
-    records = [
-        dict(id=40, img_path='a.jpg', captions=['x', 'y'], split='train'),
-        dict(id=7, img_path='b.jpg', captions=['z', 'w'], split='train'),
-        dict(id=3900, img_path='c.jpg', captions=['u', 'v'], split='test'),
-    ]
-    (tmp_path / 'data_captions.json').write_text(json.dumps(records))
-    train = RSTPReid(data_root=str(tmp_path), split='train')
-    assert [train.get_data_info(i)['pid'] for i in range(4)] == [1, 1, 0, 0]
-    test = RSTPReid(data_root=str(tmp_path), split='test')
-    assert test.get_data_info(0)['pid'] == 3900
-    assert test.get_data_info(0)['img_path'].endswith('imgs/c.jpg')
-    (tmp_path / 'data_captions.json').write_text(
-        json.dumps([dict(records[0], img_path=None)]))
-    with pytest.raises(ValueError, match='field "img_path" must be str'):
-        RSTPReid(data_root=str(tmp_path), split='train')
+def test_rstpreid_relabels_training_ids(copy_of):
+    root = copy_of('RSTPReid')
+    _rewrite(root, 'data_captions.json',
+             lambda records: [r.update(id=1000 - r['id']) for r in records])
+    train = RSTPReid(data_root=root, split='train')
+    # raw ids 999, 998, 997 in file order become 2, 1, 0
+    pids = [train.get_data_info(i)['pid'] for i in range(len(train))]
+    assert pids == [2] * 4 + [1] * 4 + [0] * 4
+    test = RSTPReid(data_root=root, split='test')
+    assert test.get_data_info(0)['pid'] == 1000 - 6
 
 
-def test_webperson_json_form(tmp_path):
-    entries = [{'b/2.jpg': {'caption1': 'second a', 'caption2': 'second b'}},
-               {'a/1.jpg': {'caption1': 'first a', 'caption2': 'first b'}}]
-    (tmp_path / 'anno.json').write_text(json.dumps(entries))
-    dataset = WebPerson(data_root=str(tmp_path), ann_file='anno.json')
-    infos = [dataset.get_data_info(i) for i in range(len(dataset))]
-    assert [i['captions'] for i in infos] == [['first a'], ['first b'],
-                                              ['second a'], ['second b']]
-    assert [i['pid'] for i in infos] == [0, 0, 1, 1]
-    assert [i['sample_idx'] for i in infos] == [0, 1, 2, 3]
-    assert infos[0]['img_path'].endswith('images/a/1.jpg')
-    (tmp_path / 'bad.json').write_text(json.dumps(
-        [{'a.jpg': {'caption1': 'x'}}]))
-    with pytest.raises(ValueError, match="entry 0 \\(a.jpg\\) has no field "
-                       "'caption2'"):
-        WebPerson(data_root=str(tmp_path), ann_file='bad.json')
+def test_summary_table_shows_counts_and_published_figures(written, capsys):
+    # a fresh current logger writes to the captured stdout
+    MMLogger.get_instance('summary-table-test', log_level='INFO')
+    CUHKPEDES(data_root=osp.dirname(written['CUHKPEDES']), split='val')
+    captured = capsys.readouterr()
+    rows = [line.split('|')[1:-1]
+            for line in (captured.out + captured.err).splitlines()
+            if line.startswith('|')]
+    cells = [[cell.strip() for cell in row] for row in rows]
+    assert cells == [['split', 'identities', 'images', 'captions'],
+                     ['val', '2', '4', '8'],
+                     ['val (published)', '1000', '3078', '6158']]

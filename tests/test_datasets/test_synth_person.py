@@ -1,11 +1,7 @@
-import json
-import os.path as osp
-
-import mmcv
 import numpy as np
 import pytest
 
-from gadms.datasets import CUHKPEDES, SynthPerson, export_cuhk_pedes_layout
+from gadms.datasets import SynthPerson
 from gadms.datasets.synth.attributes import COLOURS, PersonAttributes
 from gadms.datasets.synth.captions import NOISE_CLAUSES
 from gadms.datasets.synth.render import render_person
@@ -101,24 +97,3 @@ def test_bad_arguments():
         SynthPerson(split='dev', **SMALL)
     with pytest.raises(ValueError, match='lacks splits'):
         SynthPerson(split='train', num_identities=dict(train=2))
-
-
-def test_export_round_trip_through_cuhk_pedes_loader(tmp_path):
-    out = str(tmp_path / 'synth_cuhk')
-    ann_file = export_cuhk_pedes_layout(out, **SMALL)
-    records = json.load(open(ann_file))
-    assert {r['split'] for r in records} == {'train', 'val', 'test'}
-    assert set(records[0]) == {
-        'split', 'captions', 'file_path', 'id', 'processed_tokens'
-    }
-    for split in ('train', 'test'):
-        synth = SynthPerson(split=split, **SMALL)
-        cuhk = CUHKPEDES(data_root=out, split=split)
-        assert len(cuhk) == len(synth)
-        for i in range(len(synth)):
-            a, b = synth.get_data_info(i), cuhk.get_data_info(i)
-            assert a['captions'] == b['captions']
-            offset = 0 if split == 'train' else 1  # CUHK: test pid = raw id
-            assert b['pid'] == a['pid'] + offset
-            img = mmcv.imread(b['img_path'])
-            assert osp.isfile(b['img_path']) and (img == a['img']).all()

@@ -4,7 +4,7 @@ data_root = 'data/CUHK-PEDES'
 image_size = (384, 128)  # (height, width)
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadPersonImage'),
     dict(type='Resize', scale=image_size[::-1], keep_ratio=False),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='mmpretrain.RandomCrop', crop_size=image_size, padding=10),
@@ -14,7 +14,7 @@ train_pipeline = [
     dict(type='PackTextPersonInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadPersonImage'),
     dict(type='Resize', scale=image_size[::-1], keep_ratio=False),
     dict(type='TokenizeCaption', context_length=77),
     dict(type='PackTextPersonInputs'),

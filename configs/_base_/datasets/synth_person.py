@@ -9,7 +9,7 @@ synth_cfg = dict(
     noise_rate=0.0,
     seed=0)
 
-# SynthPerson draws the image itself, so there is no LoadImageFromFile.
+# SynthPerson draws the image itself, so there is no LoadPersonImage.
 train_pipeline = [
     dict(type='Resize', scale=image_size[::-1], keep_ratio=False),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),

@@ -1,5 +1,9 @@
-# WebPerson pretraining (JSON form: data/WebPerson/{annotations.json,
-# images/}); direct-transfer validation and test on CUHK-PEDES test.
+# WebPerson pretraining, then direct transfer to the three benchmarks.
+# Training data: the Hugging Face parquet shards under data/WebPerson/data/
+# (for the released code's JSON form set ann_file='annotations.json' with
+# images under data/WebPerson/images/). LoadPersonImage(on_error='skip')
+# would skip undecodable web images, listing them in the run's log folder;
+# the default fails on the first one.
 _base_ = ['./cuhk_pedes.py']
 
 train_dataloader = dict(
@@ -9,9 +13,32 @@ train_dataloader = dict(
         _delete_=True,
         type='WebPerson',
         data_root='data/WebPerson',
-        ann_file='annotations.json',
+        ann_file='data',
         pipeline={{_base_.train_pipeline}}),
 )
-# the released code selects on the test split (IRRA convention); gadms
-# validates on it too for comparability, see docs/method.md
-val_dataloader = dict(dataset=dict(split='test'))
+# Model selection on the benchmarks' val splits: CUHK-PEDES and RSTPReid
+# have one, ICFG-PEDES has none and is left out of selection. save_best
+# 't2i/R1' is the mean over the two; each appears as '<name>/t2i/R1'.
+val_dataloader = dict(
+    dataset=dict(
+        _delete_=True,
+        type='ConcatDataset',
+        datasets=[
+            dict(type='CUHKPEDES', data_root='data/CUHK-PEDES', split='val',
+                 pipeline={{_base_.test_pipeline}}),
+            dict(type='RSTPReid', data_root='data/RSTPReid', split='val',
+                 pipeline={{_base_.test_pipeline}}),
+        ]))
+# Direct transfer: one tools/test.py run prints a row per benchmark.
+test_dataloader = dict(
+    dataset=dict(
+        _delete_=True,
+        type='ConcatDataset',
+        datasets=[
+            dict(type='CUHKPEDES', data_root='data/CUHK-PEDES', split='test',
+                 pipeline={{_base_.test_pipeline}}),
+            dict(type='ICFGPEDES', data_root='data/ICFG-PEDES', split='test',
+                 pipeline={{_base_.test_pipeline}}),
+            dict(type='RSTPReid', data_root='data/RSTPReid', split='test',
+                 pipeline={{_base_.test_pipeline}}),
+        ]))

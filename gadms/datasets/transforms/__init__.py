@@ -1,10 +1,11 @@
 from .formatting import PackTextPersonInputs
+from .loading import ImageLoadError, LoadPersonImage
 from .text import TokenizeCaption
 from .tokenizer import (EOT_TOKEN_ID, MASK_TOKEN_ID, PAD_TOKEN_ID,
                         SOT_TOKEN_ID, VOCAB_SIZE, CLIPTokenizer, get_tokenizer)
 
 __all__ = [
-    'CLIPTokenizer', 'get_tokenizer', 'TokenizeCaption',
-    'PackTextPersonInputs', 'PAD_TOKEN_ID', 'MASK_TOKEN_ID', 'SOT_TOKEN_ID',
-    'EOT_TOKEN_ID', 'VOCAB_SIZE'
+    'CLIPTokenizer', 'get_tokenizer', 'TokenizeCaption', 'LoadPersonImage',
+    'ImageLoadError', 'PackTextPersonInputs', 'PAD_TOKEN_ID', 'MASK_TOKEN_ID',
+    'SOT_TOKEN_ID', 'EOT_TOKEN_ID', 'VOCAB_SIZE'
 ]

@@ -13,7 +13,7 @@ class PackTextPersonInputs(BaseTransform):
     """Pack an image and its caption ids for the data preprocessor.
 
     **Required Keys:** ``img`` (np.ndarray ``[H, W, 3]`` uint8, BGR as loaded
-    by ``LoadImageFromFile``), ``pid``, ``text_ids`` (``[N, L]``).
+    by ``LoadPersonImage``), ``pid``, ``text_ids`` (``[N, L]``).
 
     **Packed:** ``inputs`` (uint8 Tensor ``[3, H, W]``) and ``data_samples``
     (:class:`TextPersonDataSample` with ``pid`` and ``text_ids``, plus the
@@ -26,7 +26,8 @@ class PackTextPersonInputs(BaseTransform):
     def __init__(self,
                  meta_keys: Sequence[str] = ('sample_idx', 'image_id',
                                              'img_path', 'captions',
-                                             'ori_shape', 'img_shape')):
+                                             'ori_shape', 'img_shape',
+                                             'benchmark', 'split')):
         self.meta_keys = tuple(meta_keys)
 
     def transform(self, results: dict) -> dict:

@@ -133,6 +133,14 @@ class TextPersonRetrievalMetric(BaseMetric):
     docstring for the exact protocol, including the rule for queries whose
     identity is absent from the gallery.
 
+    **Several benchmarks in one run.** When the samples come from several
+    datasets (a ``ConcatDataset`` of test splits; each sample carries
+    ``benchmark`` and ``split``), each dataset is ranked on its own
+    gallery, its metrics are named ``<benchmark>/t2i/R1`` and so on, the
+    unprefixed ``t2i/R1``... hold the mean over the datasets (what
+    ``save_best='t2i/R1'`` selects on), and one table shows a row per
+    dataset with its split.
+
     Args:
         topk (Sequence[int]): K values of R@K. Defaults to (1, 5, 10).
         pairs_per_chunk (int): Query-gallery pairs ranked at once.
@@ -153,6 +161,9 @@ class TextPersonRetrievalMetric(BaseMetric):
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
+        # names are built in compute_metrics (the dataset goes first), so
+        # BaseMetric.evaluate must not prepend the prefix again
+        self.name_prefix, self.prefix = self.prefix, None
         topk = tuple(topk)
         if not topk or any(int(k) != k or k < 1 for k in topk):
             raise ValueError(f'topk must be positive integers, got {topk}')
@@ -165,9 +176,42 @@ class TextPersonRetrievalMetric(BaseMetric):
                 dict(
                     image_feat=sample['image_feat'].cpu(),
                     text_feats=sample['text_feats'].cpu(),
-                    pid=int(sample['pid'])))
+                    pid=int(sample['pid']),
+                    dataset=(sample.get('benchmark'), sample.get('split'))))
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
+        groups: Dict[tuple, List[dict]] = {}
+        for result in results:
+            groups.setdefault(result['dataset'], []).append(result)
+        rows = {dataset: self._evaluate_gallery(group)
+                for dataset, group in groups.items()}
+        names = [dataset[0] for dataset in groups]
+        if len(rows) == 1:
+            (metrics, _), = rows.values()
+            self._log_table(rows)
+            return self._named(metrics)
+        output = {}
+        for (benchmark, split), (metrics, _) in rows.items():
+            name = benchmark if names.count(benchmark) == 1 else (
+                f'{benchmark}_{split}')
+            output.update(self._named(metrics, name))
+        mean = {
+            key: sum(m[key] for m, _ in rows.values()) / len(rows)
+            for key in next(iter(rows.values()))[0]
+        }
+        output.update(self._named(mean))
+        self._log_table(rows, mean)
+        return output
+
+    def _named(self, metrics: Dict[str, float],
+               dataset: Optional[str] = None) -> Dict[str, float]:
+        prefix = '/'.join(p for p in (dataset, self.name_prefix) if p)
+        return {f'{prefix}/{k}' if prefix else k: v
+                for k, v in metrics.items()}
+
+    def _evaluate_gallery(self, results: List[dict]
+                          ) -> Tuple[Dict[str, float], Tuple[int, int, int]]:
+        """Metrics of one gallery and (queries, gallery, left-out queries)."""
         gallery_feats = torch.stack([r['image_feat'] for r in results])
         gallery_pids = torch.tensor([r['pid'] for r in results])
         query_feats = torch.cat([r['text_feats'] for r in results])
@@ -181,20 +225,26 @@ class TextPersonRetrievalMetric(BaseMetric):
             for block in _query_blocks(len(query_pids), len(gallery_pids),
                                        self.pairs_per_chunk))
         metrics = _summarise(hits, ap, inp, valid, self.topk)
-        self._log_table(metrics, len(query_pids), len(gallery_pids),
-                        int((~valid).sum()))
-        return metrics
-
-    def _log_table(self, metrics: Dict[str, float], num_queries: int,
-                   num_gallery: int, num_skipped: int) -> None:
-        header = ['queries', 'gallery'] + list(metrics)
-        row = [str(num_queries), str(num_gallery)
-               ] + [f'{value:.2f}' for value in metrics.values()]
-        title = f'{self.prefix or ""} text-to-image retrieval'.strip()
-        print_log('\n' + AsciiTable([header, row], title=title).table,
-                  logger='current')
+        num_skipped = int((~valid).sum())
         if num_skipped:
             print_log(
-                f'{num_skipped} of {num_queries} queries have no image of '
-                'their identity in the gallery and were left out',
+                f'{results[0]["dataset"][0] or "test set"}: {num_skipped} of '
+                f'{len(query_pids)} queries have no image of their identity '
+                'in the gallery and were left out',
                 logger='current', level=logging.WARNING)
+        return metrics, (len(query_pids), len(gallery_pids), num_skipped)
+
+    def _log_table(self, rows: Dict[tuple, tuple],
+                   mean: Optional[Dict[str, float]] = None) -> None:
+        metric_names = list(next(iter(rows.values()))[0])
+        table = [['dataset', 'split', 'queries', 'gallery'] + metric_names]
+        for (benchmark, split), (metrics, counts) in rows.items():
+            table.append([benchmark or '-', split or '-',
+                          str(counts[0]), str(counts[1])] +
+                         [f'{metrics[k]:.2f}' for k in metric_names])
+        if mean is not None:
+            table.append(['mean', '', '', ''] +
+                         [f'{mean[k]:.2f}' for k in metric_names])
+        title = f'{self.name_prefix or ""} text-to-image retrieval'.strip()
+        print_log('\n' + AsciiTable(table, title=title).table,
+                  logger='current')

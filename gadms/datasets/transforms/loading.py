@@ -1,0 +1,134 @@
+import fcntl
+import logging
+import os
+import os.path as osp
+from typing import Optional
+
+import mmcv
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmengine.fileio import get
+from mmengine.logging import MMLogger, print_log
+
+from gadms.registry import TRANSFORMS
+
+SKIPPED_LIST_NAME = 'skipped_images.txt'
+
+
+class ImageLoadError(OSError):
+    """An image is missing or cannot be decoded."""
+
+
+def default_skipped_list() -> str:
+    """``skipped_images.txt`` next to the current MMEngine log file (the
+    run's log dir), or in the working directory outside a Runner."""
+    for handler in MMLogger.get_current_instance().handlers:
+        if isinstance(handler, logging.FileHandler):
+            return osp.join(osp.dirname(handler.baseFilename),
+                            SKIPPED_LIST_NAME)
+    return osp.abspath(SKIPPED_LIST_NAME)
+
+
+def record_skipped_image(list_file: str, path: str, reason: str) -> int:
+    """Add ``path`` to ``list_file`` unless listed; returns the new count,
+    or 0 when it was listed already.
+
+    The file is locked while it is read and appended, so data loader
+    workers of all ranks can share it and every path is listed and logged
+    once.
+    """
+    os.makedirs(osp.dirname(osp.abspath(list_file)), exist_ok=True)
+    with open(list_file, 'a+', encoding='utf-8') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        listed = [line.split('\t', 1)[0] for line in f.read().splitlines()]
+        if path in listed:
+            return 0
+        f.write(f'{path}\t{reason}\n')
+        return len(listed) + 1
+
+
+@TRANSFORMS.register_module()
+class LoadPersonImage(BaseTransform):
+    """Read and decode a person image, from bytes or from a file.
+
+    **Required Keys:** ``img_path``; ``img_bytes`` when the dataset holds
+    the encoded image itself (WebPerson parquet shards); ``source``
+    (optional, where the sample was read from, used in errors).
+
+    **Added Keys:** ``img`` (np.ndarray uint8 ``[H, W, 3]``, BGR),
+    ``img_shape``, ``ori_shape``. ``img_bytes`` is removed.
+
+    A missing or undecodable image raises :class:`ImageLoadError` naming
+    the image, the annotation record it comes from and the field. With
+    ``on_error='skip'`` (for web-scale training corpora) the sample is
+    dropped instead: ``BaseDataset`` then draws another one, and the path
+    is logged once and appended to ``skipped_list``.
+
+    Args:
+        on_error (str): ``'raise'`` (default) or ``'skip'``.
+        skipped_list (str, optional): File listing skipped images (path and
+            reason per line). Defaults to ``skipped_images.txt`` in the
+            run's log folder.
+        backend_args (dict, optional): MMEngine file backend arguments.
+    """
+
+    def __init__(self,
+                 on_error: str = 'raise',
+                 skipped_list: Optional[str] = None,
+                 backend_args: Optional[dict] = None) -> None:
+        if on_error not in ('raise', 'skip'):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got "
+                             f'{on_error!r}')
+        self.on_error = on_error
+        self.skipped_list = skipped_list
+        self.backend_args = backend_args
+
+    def transform(self, results: dict) -> Optional[dict]:
+        try:
+            img = self._load(results)
+        except ImageLoadError as err:
+            if self.on_error == 'raise':
+                raise
+            self._skip(results['img_path'], str(err))
+            return None
+        results.update(img=img, img_shape=img.shape[:2],
+                       ori_shape=img.shape[:2])
+        return results
+
+    def _load(self, results: dict) -> np.ndarray:
+        path = results['img_path']
+        source = results.get('source', 'sample')
+        if 'img_bytes' in results:
+            img_bytes = results.pop('img_bytes')
+            where = f'{source}, field "image" ({path})'
+            if not img_bytes:
+                raise ImageLoadError(f'{where}: no image bytes')
+        else:
+            where = f'{source}, field "img_path"'
+            try:
+                img_bytes = get(path, backend_args=self.backend_args)
+            except FileNotFoundError as err:
+                raise ImageLoadError(
+                    f'{where}: image {path} does not exist') from err
+        try:
+            img = mmcv.imfrombytes(img_bytes, flag='color',
+                                   channel_order='bgr')
+        except Exception as err:  # decoders raise many kinds of errors
+            raise ImageLoadError(f'{where}: image {path} cannot be decoded '
+                                 f'({err})') from err
+        if img is None:
+            raise ImageLoadError(f'{where}: image {path} cannot be decoded')
+        return img
+
+    def _skip(self, path: str, reason: str) -> None:
+        list_file = self.skipped_list or default_skipped_list()
+        count = record_skipped_image(list_file, path, reason)
+        if count:
+            print_log(
+                f'skipped image {count} ({reason}); listed in {list_file}',
+                logger='current', level=logging.WARNING)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(on_error={self.on_error!r}, '
+                f'skipped_list={self.skipped_list!r})')

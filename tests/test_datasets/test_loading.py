@@ -1,0 +1,94 @@
+"""LoadPersonImage: errors that name the record, and the skip policy."""
+import json
+import logging
+
+import cv2
+import numpy as np
+import pytest
+from mmengine.logging import MMLogger
+
+from gadms.datasets import LoadPersonImage, WebPerson
+from gadms.datasets.transforms import ImageLoadError
+
+
+def _png(value: int) -> bytes:
+    image = np.full((8, 4, 3), value, np.uint8)
+    return cv2.imencode('.png', image)[1].tobytes()
+
+
+def test_reads_files_and_bytes(tmp_path):
+    path = tmp_path / 'a.png'
+    path.write_bytes(_png(7))
+    from_file = LoadPersonImage()(dict(img_path=str(path)))
+    assert from_file['img'].shape == (8, 4, 3) and (from_file['img'] == 7
+                                                    ).all()
+    assert from_file['ori_shape'] == (8, 4)
+    from_bytes = LoadPersonImage()(dict(img_path='x.png', img_bytes=_png(9)))
+    assert (from_bytes['img'] == 9).all() and 'img_bytes' not in from_bytes
+
+
+@pytest.mark.parametrize('results, message', [
+    (dict(img_path='/nowhere/a.png', source='ann.json record 4'),
+     'ann.json record 4, field "img_path": image /nowhere/a.png does not '
+     'exist'),
+    (dict(img_path='a.png', img_bytes=b'not an image',
+          source='s.parquet row 2'),
+     r's.parquet row 2, field "image" \(a.png\): image a.png cannot be '
+     'decoded'),
+    (dict(img_path='a.png', img_bytes=b'', source='s.parquet row 3'),
+     r's.parquet row 3, field "image" \(a.png\): no image bytes'),
+])
+def test_errors_name_record_and_field(results, message):
+    with pytest.raises(ImageLoadError, match=message):
+        LoadPersonImage()(results)
+
+
+def test_undecodable_file_names_record(tmp_path):
+    path = tmp_path / 'broken.jpg'
+    path.write_bytes(b'\xff\xd8 truncated')
+    with pytest.raises(ImageLoadError,
+                       match=f'ann.json record 0, field "img_path": image '
+                       f'{path} cannot be decoded'):
+        LoadPersonImage()(dict(img_path=str(path), source='ann.json record 0'))
+
+
+def test_skip_policy_counts_lists_once_and_dataset_draws_another(tmp_path):
+    images = tmp_path / 'images'
+    images.mkdir()
+    entries = []
+    for i in range(4):
+        content = b'garbage' if i in (1, 2) else _png(10 * i)
+        (images / f'{i}.png').write_bytes(content)
+        entries.append({f'{i}.png': dict(caption1=f'a{i}', caption2=f'b{i}')})
+    (tmp_path / 'anno.json').write_text(json.dumps(entries))
+    skipped = tmp_path / 'work' / 'skipped_images.txt'
+    logger = MMLogger.get_instance('skip-policy-test')
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger.addHandler(handler)
+    dataset = WebPerson(
+        data_root=str(tmp_path), ann_file='anno.json',
+        pipeline=[dict(type='LoadPersonImage', on_error='skip',
+                       skipped_list=str(skipped))])
+    # samples 2-5 come from the two broken images: each is replaced by a
+    # sample of a readable image, drawn at random
+    for idx in (2, 3, 4, 5, 2):
+        sample = dataset[idx]
+        assert sample['img_path'].endswith(('0.png', '3.png'))
+    lines = skipped.read_text().splitlines()
+    assert sorted(line.split('\t')[0] for line in lines) == [
+        str(images / '1.png'), str(images / '2.png')
+    ]
+    assert all('cannot be decoded' in line for line in lines)
+    assert sum('skipped image' in m for m in messages) == 2
+    assert any('skipped image 2 ' in m for m in messages)
+    with pytest.raises(ImageLoadError, match='anno.json entry 1'):
+        WebPerson(data_root=str(tmp_path), ann_file='anno.json',
+                  pipeline=[dict(type='LoadPersonImage')])[2]
+
+
+def test_bad_policy():
+    with pytest.raises(ValueError, match="on_error must be 'raise' or "
+                       "'skip', got 'ignore'"):
+        LoadPersonImage(on_error='ignore')

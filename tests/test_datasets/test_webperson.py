@@ -1,0 +1,202 @@
+"""WebPerson in both published forms, written from SynthPerson."""
+import glob
+import json
+import os.path as osp
+import pickle
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from gadms.datasets import (IdentityBalancedSampler, LoadPersonImage,
+                            SynthPerson, WebPerson, export_synth_person)
+
+SYNTH = dict(num_identities=dict(train=5, val=1, test=1),
+             images_per_identity=2)
+NUM_IMAGES = 10
+
+
+@pytest.fixture(scope='module')
+def corpus(tmp_path_factory) -> str:
+    """Both forms of one corpus: ``json/`` and ``parquet/`` (3 shards of at
+    most 4 rows, row groups of 3)."""
+    root = tmp_path_factory.mktemp('webperson')
+    export_synth_person(str(root / 'json'), 'webperson-json', **SYNTH)
+    export_synth_person(str(root / 'parquet'), 'webperson-parquet',
+                        rows_per_shard=4, row_group_size=3, **SYNTH)
+    return str(root)
+
+
+@pytest.fixture(scope='module')
+def synth_images() -> list:
+    synth = SynthPerson(split='train', test_mode=True, **SYNTH)
+    return [synth.get_data_info(i) for i in range(len(synth))]
+
+
+def _parquet(corpus: str, **kwargs) -> WebPerson:
+    return WebPerson(data_root=osp.join(corpus, 'parquet'), ann_file='data',
+                     **kwargs)
+
+
+def test_parquet_shards_two_samples_per_image(corpus, synth_images):
+    shards = sorted(glob.glob(osp.join(corpus, 'parquet', 'data', '*')))
+    assert [pq.read_metadata(s).num_rows for s in shards] == [4, 4, 2]
+    dataset = _parquet(corpus)
+    assert len(dataset) == 2 * NUM_IMAGES
+    load = LoadPersonImage()
+    for idx in range(len(dataset)):
+        info = dataset.get_data_info(idx)
+        image = synth_images[idx // 2]
+        assert info['captions'] == [image['captions'][idx % 2]]
+        assert info['pid'] == info['image_id'] == idx // 2
+        assert info['sample_idx'] == idx
+        assert info['img_path'] == image['img_path']
+        row = idx // 2
+        assert info['source'] == f'{shards[row // 4]} row {row % 4}'
+        assert (load(info)['img'] == image['img']).all()
+    assert dataset.sample_pids().tolist() == [i // 2 for i in range(20)]
+
+
+def test_json_form_matches_parquet_form(corpus):
+    from_json = WebPerson(data_root=osp.join(corpus, 'json'))
+    from_parquet = _parquet(corpus)
+    assert len(from_json) == len(from_parquet)
+    for idx in range(len(from_json)):
+        a, b = from_json.get_data_info(idx), from_parquet.get_data_info(idx)
+        assert a['captions'] == b['captions'] and a['pid'] == b['pid']
+        assert a['img_path'] == osp.join(corpus, 'json', 'images',
+                                         b['img_path'])
+
+
+def test_json_form_is_sorted_by_path_with_entry_provenance(tmp_path):
+    entries = [{'b/2.jpg': {'caption1': 'second a', 'caption2': 'second b'}},
+               {'a/1.jpg': {'caption1': 'first a', 'caption2': 'first b'}}]
+    (tmp_path / 'anno.json').write_text(json.dumps(entries))
+    dataset = WebPerson(data_root=str(tmp_path), ann_file='anno.json')
+    infos = [dataset.get_data_info(i) for i in range(len(dataset))]
+    assert [i['captions'] for i in infos] == [['first a'], ['first b'],
+                                              ['second a'], ['second b']]
+    assert [i['pid'] for i in infos] == [0, 0, 1, 1]
+    assert infos[0]['img_path'].endswith('images/a/1.jpg')
+    assert infos[0]['source'].endswith('anno.json entry 1')
+    assert infos[2]['source'].endswith('anno.json entry 0')
+
+
+def test_subsets_are_seeded_nested_and_in_corpus_order(corpus):
+    full = _parquet(corpus)
+    captions = [full.get_data_info(i)['captions'][0] for i in range(0, 20, 2)]
+    small = _parquet(corpus, subset=dict(num_images=4, seed=3))
+    large = _parquet(corpus, subset=dict(num_images=7, seed=3))
+    other = _parquet(corpus, subset=dict(num_images=4, seed=4))
+    assert len(small) == 8 and len(large) == 14
+    rows = {name: d.rows.tolist()
+            for name, d in (('small', small), ('large', large),
+                            ('other', other))}
+    assert rows['small'] == sorted(rows['small'])
+    assert set(rows['small']) < set(rows['large'])
+    assert rows['small'] != rows['other']
+    for idx in range(0, 8, 2):
+        info = small.get_data_info(idx)
+        assert info['pid'] == idx // 2 and info['sample_idx'] == idx
+        assert info['captions'][0] == captions[rows['small'][idx // 2]]
+    # the same seed gives the same subset in the JSON form
+    from_json = WebPerson(data_root=osp.join(corpus, 'json'),
+                          subset=dict(num_images=4, seed=3))
+    assert from_json.rows.tolist() == rows['small']
+
+
+@pytest.mark.parametrize('subset, message', [
+    (dict(num_images=0), 'subset of 0 images'),
+    (dict(num_images=11), 'subset of 11 images from a corpus of 10'),
+    (dict(num_image=4), 'subset must be dict'),
+])
+def test_bad_subsets(corpus, subset, message):
+    with pytest.raises(ValueError, match=message):
+        _parquet(corpus, subset=subset)
+
+
+def test_parquet_dataset_pickles_for_workers(corpus):
+    dataset = _parquet(corpus)
+    expected = dataset.get_data_info(5)
+    copy = pickle.loads(pickle.dumps(dataset))
+    assert copy.get_data_info(5)['captions'] == expected['captions']
+
+
+def test_identity_balanced_sampler_reads_pids_without_rows(corpus):
+    dataset = _parquet(corpus)
+    sampler = IdentityBalancedSampler(dataset, batch_size=4,
+                                      num_instances=2, seed=0)
+    batches = np.array(list(sampler)).reshape(-1, 4)
+    pids = batches // 2
+    assert (pids[:, 0] == pids[:, 1]).all() and (pids[:, 0] != pids[:, 2]
+                                                 ).all()
+
+
+def _write_shard(path, **columns) -> None:
+    pq.write_table(pa.table(columns), str(path))
+
+
+def _good_columns(n: int = 3) -> dict:
+    return dict(
+        image=[dict(bytes=b'x', path=f'{i}.png') for i in range(n)],
+        image_path=[f'{i}.png' for i in range(n)],
+        caption1=['a man'] * n,
+        caption2=['a woman'] * n)
+
+
+def test_parquet_shard_with_a_missing_column(tmp_path):
+    _write_shard(tmp_path / 'a.parquet', **_good_columns())
+    columns = _good_columns()
+    del columns['caption2']
+    _write_shard(tmp_path / 'b.parquet', **columns)
+    with pytest.raises(ValueError,
+                       match=r"b.parquet: parquet shard has no column "
+                       "'caption2'"):
+        WebPerson(data_root=str(tmp_path), ann_file='*.parquet')
+
+
+@pytest.mark.parametrize('value', ['', '   ', None])
+def test_parquet_empty_or_null_caption_names_row_and_field(tmp_path, value):
+    columns = _good_columns(5)
+    columns['caption1'][3] = value
+    _write_shard(tmp_path / 'shard.parquet', **columns)
+    with pytest.raises(ValueError,
+                       match="shard.parquet: row 3 field 'caption1' is "
+                       'empty or null'):
+        WebPerson(data_root=str(tmp_path), ann_file='shard.parquet')
+
+
+def test_parquet_non_string_caption_column(tmp_path):
+    columns = _good_columns()
+    columns['caption2'] = [1, 2, 3]
+    _write_shard(tmp_path / 'shard.parquet', **columns)
+    with pytest.raises(ValueError, match="shard.parquet: column 'caption2' "
+                       'must hold strings'):
+        WebPerson(data_root=str(tmp_path), ann_file='shard.parquet')
+
+
+def test_no_parquet_shards(tmp_path):
+    with pytest.raises(FileNotFoundError, match='no parquet shards match'):
+        WebPerson(data_root=str(tmp_path), ann_file='data')
+
+
+@pytest.mark.parametrize('entries, message', [
+    ([{'a.jpg': {'caption1': 'x'}}], "entry 0 \\(a.jpg\\) has no field "
+     "'caption2'"),
+    ([{'a.jpg': {'caption1': 'x', 'caption2': 'y'}},
+      {'b.jpg': {'caption1': 'x', 'caption2': 3}}],
+     "entry 1 \\(b.jpg\\) field 'caption2' must be a non-empty string"),
+    ([{'a.jpg': {'caption1': ' ', 'caption2': 'y'}}],
+     "entry 0 \\(a.jpg\\) field 'caption1' must be a non-empty string"),
+    ([{'a.jpg': {'caption1': 'x', 'caption2': 'y'}},
+      {'a.jpg': {'caption1': 'z', 'caption2': 'w'}}],
+     'entry 1 repeats image a.jpg of entry 0'),
+    ([{'a.jpg': {}, 'b.jpg': {}}], 'entry 0 must be an object with exactly'),
+    ({'a.jpg': {}}, 'expected a list of entries'),
+])
+def test_bad_json_entries(tmp_path, entries, message):
+    (tmp_path / 'anno.json').write_text(json.dumps(entries))
+    with pytest.raises(ValueError, match=message) as error:
+        WebPerson(data_root=str(tmp_path), ann_file='anno.json')
+    assert 'anno.json' in str(error.value)

@@ -1,0 +1,93 @@
+"""Write a seeded subset of WebPerson (e.g. 0.1M / 0.5M / 1M images).
+
+    python tools/dataset_converters/build_webperson_subset.py \
+        data/WebPerson data/WebPerson-100k --num-images 100000 --seed 0
+
+The subset holds the images that ``WebPerson(subset=dict(num_images=N,
+seed=S))`` selects (for one seed, smaller subsets are contained in larger
+ones), in corpus order and in the input's form: parquet shards (one output
+shard per input shard, one shard in memory at a time) or, for the JSON
+form, an annotation file plus an ``images`` link to the input's images.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+from mmengine.utils import ProgressBar
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
+    osp.abspath(__file__)))))
+from gadms.datasets import WebPerson  # noqa: E402
+from gadms.datasets.webperson import CAPTION_FIELDS  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Write a seeded WebPerson subset')
+    parser.add_argument('data_root', help='WebPerson folder')
+    parser.add_argument('out_dir', help='folder to create')
+    parser.add_argument('--ann-file', default='data',
+                        help='parquet shard folder/glob or JSON file, '
+                        'relative to data_root (default: data)')
+    parser.add_argument('--num-images', type=int, required=True)
+    parser.add_argument('--seed', type=int, default=0)
+    return parser.parse_args()
+
+
+def write_parquet_subset(corpus, rows: np.ndarray, out_dir: str) -> int:
+    """One output shard per input shard with selected rows."""
+    os.makedirs(osp.join(out_dir, 'data'), exist_ok=True)
+    shard_of_row = np.searchsorted(corpus.file_starts, rows, 'right') - 1
+    progress = ProgressBar(len(corpus.files))
+    written = 0
+    for index, file in enumerate(corpus.files):
+        local = rows[shard_of_row == index] - corpus.file_starts[index]
+        if len(local):
+            table = pq.read_table(file).take(local)
+            pq.write_table(table, osp.join(out_dir, 'data',
+                                           osp.basename(file)))
+            written += 1
+        progress.update()
+    progress.file.write('\n')
+    return written
+
+
+def write_json_subset(dataset: WebPerson, out_dir: str) -> None:
+    corpus = dataset.corpus
+    entries = [{
+        corpus.paths[row].as_py():
+        {field: corpus.captions[field][row].as_py()
+         for field in CAPTION_FIELDS}
+    } for row in dataset.rows.tolist()]
+    os.makedirs(out_dir, exist_ok=True)
+    with open(osp.join(out_dir, 'annotations.json'), 'w',
+              encoding='utf-8') as f:
+        json.dump(entries, f)
+    link = osp.join(out_dir, 'images')
+    if not osp.lexists(link):
+        os.symlink(osp.abspath(dataset.data_prefix['img_path']), link)
+
+
+def main() -> None:
+    args = parse_args()
+    dataset = WebPerson(
+        data_root=args.data_root,
+        ann_file=args.ann_file,
+        subset=dict(num_images=args.num_images, seed=args.seed))
+    if dataset.is_json:
+        write_json_subset(dataset, args.out_dir)
+        print(f'wrote {args.num_images} images to '
+              f'{osp.join(args.out_dir, "annotations.json")}')
+    else:
+        shards = write_parquet_subset(dataset.corpus, dataset.rows,
+                                      args.out_dir)
+        print(f'wrote {args.num_images} images in {shards} shards to '
+              f'{osp.join(args.out_dir, "data")}')
+
+
+if __name__ == '__main__':
+    main()
