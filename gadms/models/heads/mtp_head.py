@@ -2,12 +2,14 @@ from typing import Dict
 
 import torch
 import torch.nn.functional as F
+from mmengine.dist import get_world_size
 from mmengine.model import BaseModule
 from open_clip.transformer import LayerNorm, QuickGELU, Transformer
 from torch import nn
 
 from gadms.datasets.transforms.tokenizer import VOCAB_SIZE
 from gadms.registry import MODELS
+from ..utils import all_reduce_sum
 
 
 @MODELS.register_module()
@@ -77,12 +79,21 @@ class MTPHead(BaseModule):
 
     def loss(self, text_tokens: torch.Tensor, image_tokens: torch.Tensor,
              labels: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Cross-entropy at the positions where ``labels [B, N]`` != 0."""
+        """Cross-entropy at the positions where ``labels [B, N]`` != 0.
+
+        The mean is over the masked positions of the global batch: this
+        rank's sum is divided by the count over all ranks (times the world
+        size, which DDP's gradient average divides out), so the loss does
+        not depend on how masked tokens fall across processes.
+        """
         hidden = self(text_tokens, image_tokens)
         selected = labels != 0
+        global_count = all_reduce_sum(selected.sum())
         if not selected.any():
             # keep every parameter in the graph (DDP) with a zero loss
             return dict(loss_mtp=hidden.sum() * 0.0)
         logits = self.mlm_head(hidden[selected])
-        loss = F.cross_entropy(logits.float(), labels[selected])
+        total = F.cross_entropy(
+            logits.float(), labels[selected], reduction='sum')
+        loss = total * get_world_size() / global_count
         return dict(loss_mtp=self.loss_weight * loss)

@@ -3,7 +3,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gadms.registry import MODELS
-from ..utils import gather_with_local_grad
+from ..utils import gather_constant, gather_with_grad, local_rows
 
 
 def _matching_kl(logits: torch.Tensor, target: torch.Tensor,
@@ -30,9 +30,12 @@ class SDMLoss(nn.Module):
     Args:
         temperature (float): ``tau``; fixed, 0.02 as in GA-DMS.
         eps (float): Added to the label distribution. Defaults to 1e-8.
-        gather (bool): Compute the loss over the batch gathered from every
-            rank; only the local rows carry gradient. Has no effect with
-            one process.
+        gather (bool): Match this rank's rows against the batch gathered
+            from every rank (differentiably). Each rank's loss is the mean
+            over its own rows; their mean is the loss of the global batch
+            and DDP's gradient average is its gradient, for any number of
+            processes (with equal per-rank batches). No effect with one
+            process.
         loss_weight (float): Multiplier of the loss.
     """
 
@@ -62,15 +65,20 @@ class SDMLoss(nn.Module):
         Returns:
             Tensor: scalar loss.
         """
+        rows = slice(None)
+        all_images, all_texts, all_pids = image_feats, text_feats, pids
         if self.gather:
-            image_feats = gather_with_local_grad(image_feats)
-            text_feats = gather_with_local_grad(text_feats)
-            pids = gather_with_local_grad(pids)
-        image_feats = F.normalize(image_feats.float(), dim=-1)
-        text_feats = F.normalize(text_feats.float(), dim=-1)
-        logits = image_feats @ text_feats.t() / self.temperature
-        same_id = (pids[:, None] == pids[None, :]).float()
+            all_images = gather_with_grad(image_feats)
+            all_texts = gather_with_grad(text_feats)
+            all_pids = gather_constant(pids)
+            rows = local_rows(len(pids))
+        all_images = F.normalize(all_images.float(), dim=-1)
+        all_texts = F.normalize(all_texts.float(), dim=-1)
+        # this rank's images against every caption and vice versa: [b, B]
+        image_to_text = all_images[rows] @ all_texts.t() / self.temperature
+        text_to_image = all_texts[rows] @ all_images.t() / self.temperature
+        same_id = (all_pids[rows, None] == all_pids[None, :]).float()
         target = same_id / same_id.sum(dim=1, keepdim=True)
-        loss = _matching_kl(logits, target, self.eps) + _matching_kl(
-            logits.t(), target, self.eps)
+        loss = _matching_kl(image_to_text, target, self.eps) + _matching_kl(
+            text_to_image, target, self.eps)
         return self.loss_weight * loss

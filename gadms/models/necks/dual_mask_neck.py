@@ -1,10 +1,11 @@
-from typing import NamedTuple, Optional, Tuple
+from typing import Callable, NamedTuple, Optional, Tuple
 
 import torch
 from torch import nn
 
 from gadms.datasets.transforms.tokenizer import MASK_TOKEN_ID
 from gadms.registry import MODELS
+from ..utils import keyed_uniform
 
 POLICIES = ('score', 'random', 'off')
 
@@ -46,6 +47,12 @@ class DualMaskNeck(nn.Module):
     uniform ``random_ratio`` BERT masking for MTP: IRRA fine-tuning) and
     ``'off'`` (noise view untouched, no MTP view).
 
+    Randomness: given ``sample_keys`` (the samples' dataset indices) and
+    ``step`` (the training iteration), every draw is a hash of (seed,
+    step, sample, position, purpose), so a caption gets the same masks
+    whichever process holds it and however the global batch is split.
+    Without keys, ``torch.rand`` is used.
+
     Args:
         policy (str): ``'score'``, ``'random'`` or ``'off'``.
         noise_alpha, info_alpha (float): Caps of p_n and p_i (0.2, 0.3).
@@ -56,6 +63,8 @@ class DualMaskNeck(nn.Module):
         noise_replace (str): ``'bert'`` (80/10/10) or ``'mask_only'`` for
             the noise view.
         force_one_noise, force_one_mtp (bool): Fallback per view.
+        seed (int, optional): Seed of the keyed draws; defaults to
+            ``torch.initial_seed()`` (the run's seed).
     """
 
     def __init__(self,
@@ -68,7 +77,8 @@ class DualMaskNeck(nn.Module):
                  random_ratio: float = 0.15,
                  noise_replace: str = 'bert',
                  force_one_noise: bool = False,
-                 force_one_mtp: bool = True) -> None:
+                 force_one_mtp: bool = True,
+                 seed: Optional[int] = None) -> None:
         super().__init__()
         if policy not in POLICIES:
             raise ValueError(f'policy must be one of {POLICIES}, got '
@@ -84,6 +94,7 @@ class DualMaskNeck(nn.Module):
         self.noise_replace = noise_replace
         self.force_one_noise = force_one_noise
         self.force_one_mtp = force_one_mtp
+        self.seed = seed
 
     @property
     def needs_scores(self) -> bool:
@@ -99,38 +110,68 @@ class DualMaskNeck(nn.Module):
             self.lam * (scores - self.info_gamma))
         return p_noise, p_info
 
-    def forward(self, text_ids: torch.Tensor,
-                scores: Optional[torch.Tensor] = None) -> MaskedViews:
-        """Build the views of ``text_ids [B, N]`` (``scores [B, N]`` are
-        needed by the ``'score'`` policy only)."""
+    def forward(self,
+                text_ids: torch.Tensor,
+                scores: Optional[torch.Tensor] = None,
+                sample_keys: Optional[torch.Tensor] = None,
+                step: int = 0) -> MaskedViews:
+        """Build the views of ``text_ids [B, N]``.
+
+        Args:
+            text_ids (Tensor): ``[B, N]`` token ids.
+            scores (Tensor, optional): ``[B, N]`` token scores, needed by
+                the ``'score'`` policy only.
+            sample_keys (Tensor, optional): ``[B]`` dataset indices of the
+                captions; makes the draws keyed (see the class docstring).
+            step (int): Training iteration, a key of the draws.
+        """
         untouched = torch.zeros_like(text_ids)
         if self.policy == 'off':
             return MaskedViews(text_ids, untouched, None, None)
+        uniform = self._uniform_source(text_ids, sample_keys, step)
         if self.policy == 'random':
             probs = torch.full(text_ids.shape, self.random_ratio,
                                device=text_ids.device)
-            mtp_ids, mtp_labels = self._corrupt(text_ids, probs, 'bert',
-                                                self.force_one_mtp)
+            mtp_ids, mtp_labels = self._corrupt(
+                text_ids, probs, 'bert', self.force_one_mtp,
+                lambda purpose: uniform(3 + purpose))
             return MaskedViews(text_ids, untouched, mtp_ids, mtp_labels)
         if scores is None:
             raise ValueError("the 'score' policy needs token scores")
         p_noise, p_info = self.selection_probs(scores.to(text_ids.device))
         noise_ids, noise_labels = self._corrupt(text_ids, p_noise,
                                                 self.noise_replace,
-                                                self.force_one_noise)
-        mtp_ids, mtp_labels = self._corrupt(text_ids, p_info, 'bert',
-                                            self.force_one_mtp)
+                                                self.force_one_noise,
+                                                uniform)
+        mtp_ids, mtp_labels = self._corrupt(
+            text_ids, p_info, 'bert', self.force_one_mtp,
+            lambda purpose: uniform(3 + purpose))
         return MaskedViews(noise_ids, noise_labels, mtp_ids, mtp_labels)
+
+    def _uniform_source(self, text_ids: torch.Tensor,
+                        sample_keys: Optional[torch.Tensor],
+                        step: int) -> Callable[[int], torch.Tensor]:
+        """A function from a draw's purpose (int) to ``[B, N]`` uniforms."""
+        if sample_keys is None:
+            return lambda purpose: torch.rand(text_ids.shape,
+                                              device=text_ids.device)
+        seed = torch.initial_seed() if self.seed is None else self.seed
+        samples = sample_keys.to(text_ids.device).long()[:, None]
+        positions = torch.arange(text_ids.shape[1],
+                                 device=text_ids.device)[None, :]
+        return lambda purpose: keyed_uniform(seed, step, samples, positions,
+                                             purpose)
 
     @staticmethod
     def _corrupt(text_ids: torch.Tensor, probs: torch.Tensor, replace: str,
-                 force_one: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+                 force_one: bool, uniform: Callable[[int], torch.Tensor]
+                 ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Select positions with ``probs`` and corrupt them; returns the new
-        ids and the labels (original id where selected, else 0)."""
+        ids and the labels (original id where selected, else 0).
+        ``uniform(purpose)`` gives ``[B, N]`` draws in [0, 1)."""
         eligible = (text_ids > 0) & (text_ids < MASK_TOKEN_ID)
-        selected = (torch.rand(probs.shape, device=text_ids.device) <
-                    probs) & eligible
-        draw = torch.rand(text_ids.shape, device=text_ids.device)
+        selected = (uniform(0) < probs) & eligible
+        draw = uniform(1)
         to_mask = selected & (draw < 0.8) if replace == 'bert' else selected
         to_random = selected & (draw >= 0.8) & (draw < 0.9) \
             if replace == 'bert' else torch.zeros_like(selected)
@@ -139,7 +180,8 @@ class DualMaskNeck(nn.Module):
             forced[:, 1] = ~selected.any(dim=1) & eligible[:, 1]
             selected = selected | forced
             to_mask = to_mask | forced
-        random_ids = torch.randint_like(text_ids, 1, MASK_TOKEN_ID)
+        # ids in [1, MASK_TOKEN_ID - 1]
+        random_ids = 1 + (uniform(2) * (MASK_TOKEN_ID - 1)).long()
         corrupted = torch.where(to_random, random_ids, text_ids)
         corrupted = corrupted.masked_fill(to_mask, MASK_TOKEN_ID)
         labels = torch.where(selected, text_ids, torch.zeros_like(text_ids))

@@ -2,7 +2,7 @@ import logging
 from typing import Dict, Optional
 
 import torch
-from mmengine.logging import print_log
+from mmengine.logging import MessageHub, print_log
 
 from gadms.registry import MODELS
 from ..utils import TokenScoreBank
@@ -109,8 +109,12 @@ class GADMS(CLIPSDM):
 
         image_tokens = self.backbone.encode_image(images)
         image_feats = image_tokens[:, 0]
-        views = self.neck(text_ids,
-                          self._previous_scores(data_samples, text_ids))
+        # masks keyed by (step, sample): the same on any number of ranks
+        views = self.neck(
+            text_ids,
+            self._previous_scores(data_samples, text_ids),
+            sample_keys=self._sample_indices(data_samples),
+            step=MessageHub.get_current_instance().get_info('iter', 0))
         with_mtp = self.mtp_head is not None and views.mtp_ids is not None
         view_ids = torch.cat([views.noise_ids, views.mtp_ids]) \
             if with_mtp else views.noise_ids

@@ -4,6 +4,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from ..utils import global_min_max
+
 
 def eot_positions(text_ids: torch.Tensor) -> torch.Tensor:
     """``[B, N] -> [B]``: the EOT index (EOT has the largest id)."""
@@ -19,12 +21,13 @@ def content_mask(text_ids: torch.Tensor) -> torch.Tensor:
 def normalise_scores(raw: torch.Tensor, scope: str) -> torch.Tensor:
     """Min-max normalise ``[B, N]`` non-negative scores to [0, 1].
 
-    ``scope='batch'`` uses the min and max of the whole tensor (GA-DMS's
-    released code), ``'sample'`` those of each row. A constant range gives
-    zeros.
+    ``scope='batch'`` uses the min and max of the whole batch (GA-DMS's
+    released code; under DDP the global batch of every rank, so scores do
+    not depend on the process count), ``'sample'`` those of each row. A
+    constant range gives zeros.
     """
     if scope == 'batch':
-        low, high = raw.min(), raw.max()
+        low, high = global_min_max(raw)
     elif scope == 'sample':
         low = raw.min(dim=1, keepdim=True)[0]
         high = raw.max(dim=1, keepdim=True)[0]
