@@ -87,6 +87,10 @@ class OpenCLIPBackbone(BaseModule):
             loaded by :meth:`init_weights`; the image position embedding is
             resized to the grid, keeping the class position.
         pos_embed_interpolation (str): Interpolation used for that resize.
+        grad_checkpointing (bool): Recompute the towers' transformer blocks
+            in the backward pass instead of storing their activations
+            (open_clip's activation checkpointing): less memory for large
+            batches, about one more forward in time.
         init_cfg (dict, optional): MMEngine initialisation config.
 
     Use in configs::
@@ -101,9 +105,11 @@ class OpenCLIPBackbone(BaseModule):
                  image_size: Tuple[int, int] = (384, 128),
                  pretrained: Optional[str] = None,
                  pos_embed_interpolation: str = 'bilinear',
+                 grad_checkpointing: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.clip = _build_clip(arch, tuple(image_size))
+        self.clip.set_grad_checkpointing(grad_checkpointing)
         # gadms losses own their temperature; a trainable but unused
         # logit_scale would also break DDP's gradient reduction
         self.clip.logit_scale.requires_grad_(False)
