@@ -4,10 +4,9 @@ import os.path as osp
 import sys
 
 from mmengine.fileio import dump
-from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from gadms.utils import add_common_args, load_config  # noqa: E402
+from gadms.utils import add_common_args, build_runner, load_config  # noqa
 
 
 def parse_args() -> argparse.Namespace:
@@ -28,7 +27,7 @@ def main() -> None:
     # all weights come from the checkpoint: do not read the backbone's
     # initial CLIP weights
     cfg.model.backbone.pretrained = None
-    metrics = Runner.from_cfg(cfg).test()
+    metrics = build_runner(cfg).test()
     if args.out:
         dump(metrics, args.out)
 

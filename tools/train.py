@@ -3,11 +3,11 @@ import argparse
 import os.path as osp
 import sys
 
+import torch
 from mmengine.config import Config
-from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from gadms.utils import add_common_args, load_config  # noqa: E402
+from gadms.utils import add_common_args, build_runner, load_config  # noqa
 
 
 def parse_args() -> argparse.Namespace:
@@ -22,8 +22,11 @@ def parse_args() -> argparse.Namespace:
         'checkpoint in the work dir if no path is given')
     parser.add_argument(
         '--amp',
-        action='store_true',
-        help='enable automatic-mixed-precision training')
+        nargs='?',
+        const='auto',
+        choices=['auto', 'float16', 'bfloat16'],
+        help='mixed precision through AmpOptimWrapper: float16 with loss '
+        'scaling (GPU) or bfloat16; auto = float16 on GPU, bfloat16 on CPU')
     parser.add_argument(
         '--no-validate',
         action='store_true',
@@ -35,8 +38,11 @@ def parse_args() -> argparse.Namespace:
 def apply_train_args(cfg: Config, args: argparse.Namespace) -> Config:
     """Fold the training options into the config."""
     if args.amp:
+        dtype = args.amp
+        if dtype == 'auto':
+            dtype = 'float16' if torch.cuda.is_available() else 'bfloat16'
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        cfg.optim_wrapper.dtype = dtype
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
@@ -54,7 +60,7 @@ def apply_train_args(cfg: Config, args: argparse.Namespace) -> Config:
 def main() -> None:
     args = parse_args()
     cfg = apply_train_args(load_config(args), args)
-    Runner.from_cfg(cfg).train()
+    build_runner(cfg).train()
 
 
 if __name__ == '__main__':

@@ -1,5 +1,8 @@
 # defaults to use registries in gadms
 default_scope = 'gadms'
+# atomic checkpoint writes, clear errors for broken checkpoints, auto-resume
+# that skips them (gadms/engine/runner.py)
+runner_type = 'GADMSRunner'
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
@@ -12,6 +15,8 @@ default_hooks = dict(
         save_best='t2i/R1',
         rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # RNG states in checkpoints, restored on resume
+    random_state=dict(type='RandomStateHook'),
 )
 
 env_cfg = dict(

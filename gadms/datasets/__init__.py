@@ -1,6 +1,6 @@
 from .base import TextPersonDataset
 from .benchmarks import CUHKPEDES, ICFGPEDES, RecordListDataset, RSTPReid
-from .samplers import IdentityBalancedSampler
+from .samplers import IdentityBalancedSampler, ResumableSampler
 from .synth_export import LAYOUT_SPLITS, export_synth_person
 from .synth_person import SynthPerson
 from .transforms import *  # noqa: F401,F403
@@ -11,5 +11,5 @@ __all__ = [
     'TextPersonDataset', 'RecordListDataset', 'CUHKPEDES', 'ICFGPEDES',
     'RSTPReid', 'WebPerson', 'parquet_shards', 'SynthPerson',
     'export_synth_person', 'LAYOUT_SPLITS', 'IdentityBalancedSampler',
-    'LoadPersonImage'
+    'ResumableSampler', 'LoadPersonImage'
 ]

@@ -1,7 +1,9 @@
+import itertools
 import math
 from typing import Dict, Iterator, List, Optional
 
 import numpy as np
+from mmengine.dataset import DefaultSampler
 from mmengine.dist import get_dist_info, sync_random_seed
 from torch.utils.data import Sampler
 
@@ -9,8 +11,34 @@ from gadms.registry import DATA_SAMPLERS
 from .base import TextPersonDataset
 
 
+class SkipMixin:
+    """``skip_samples``: how many of this rank's indices the next epoch
+    leaves out from its start (set by ``ResumableEpochBasedTrainLoop``
+    when resuming mid-epoch; applies to one epoch)."""
+
+    skip_samples = 0
+
+    def _skip_trained(self, indices: Iterator[int]) -> Iterator[int]:
+        skip, self.skip_samples = self.skip_samples, 0
+        return itertools.islice(indices, skip, None)
+
+
 @DATA_SAMPLERS.register_module()
-class IdentityBalancedSampler(Sampler):
+class ResumableSampler(SkipMixin, DefaultSampler):
+    """MMEngine's ``DefaultSampler`` (same order, padding and epoch
+    seeding) that can start an epoch part-way, for exact mid-epoch resume.
+
+    Use in configs::
+
+        sampler=dict(type='ResumableSampler', shuffle=True)
+    """
+
+    def __iter__(self) -> Iterator[int]:
+        return self._skip_trained(super().__iter__())
+
+
+@DATA_SAMPLERS.register_module()
+class IdentityBalancedSampler(SkipMixin, Sampler):
     """Batches of ``P`` distinct identities with ``K`` samples each.
 
     Each epoch, every identity's samples are shuffled and cut into groups of
@@ -99,8 +127,8 @@ class IdentityBalancedSampler(Sampler):
         batches = self._epoch_batches()
         total = self.batches_per_rank * self.world_size
         batches = (batches * math.ceil(total / len(batches)))[:total]
-        for batch in batches[self.rank::self.world_size]:
-            yield from batch
+        yield from self._skip_trained(
+            itertools.chain.from_iterable(batches[self.rank::self.world_size]))
 
     def __len__(self) -> int:
         return self.batches_per_rank * self.batch_size

@@ -1,5 +1,10 @@
 from .checkpoint_compat import allow_mmengine_checkpoint_globals
 from .hooks import *  # noqa: F401,F403
+from .loops import ResumableEpochBasedTrainLoop
 from .optim_wrappers import *  # noqa: F401,F403
+from .runner import CheckpointError, GADMSRunner
 
-__all__ = ['allow_mmengine_checkpoint_globals']
+__all__ = [
+    'allow_mmengine_checkpoint_globals', 'ResumableEpochBasedTrainLoop',
+    'GADMSRunner', 'CheckpointError'
+]

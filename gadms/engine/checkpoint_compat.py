@@ -39,11 +39,12 @@ def _history_buffer_state(buffer: HistoryBuffer) -> dict:
 
 
 def mmengine_checkpoint_globals() -> List[object]:
-    """The non-tensor types found in checkpoints that MMEngine writes."""
+    """The non-tensor types found in checkpoints that MMEngine writes
+    (and numpy's generator state, which ``RandomStateHook`` adds)."""
     numpy_dtypes = {
         type(np.dtype(name))
         for name in ('float16', 'float32', 'float64', 'int32', 'int64',
-                     'uint8', 'bool')
+                     'uint8', 'uint32', 'bool')
     }
     return [
         HistoryBuffer,

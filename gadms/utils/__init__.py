@@ -1,4 +1,6 @@
 from .setup_env import register_all_modules
-from .tool_args import add_common_args, load_config
+from .tool_args import add_common_args, build_runner, load_config
 
-__all__ = ['register_all_modules', 'add_common_args', 'load_config']
+__all__ = [
+    'register_all_modules', 'add_common_args', 'load_config', 'build_runner'
+]

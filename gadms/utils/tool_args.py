@@ -1,10 +1,14 @@
 import argparse
 import os
 import os.path as osp
+import subprocess
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
 from torch import distributed as torch_dist
+
+from gadms.registry import RUNNERS
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +25,11 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='load checkpoints with full unpickling (weights_only=False); '
+        'only for files from a trusted source')
     # torch.distributed.launch passes --local-rank (torch >= 2.0)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
@@ -33,6 +42,10 @@ def load_config(args: argparse.Namespace) -> Config:
     distributed runs use gloo (see :func:`fall_back_to_gloo`).
     """
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    if args.trust_checkpoint:
+        # torch.load calls that do not pass weights_only (MMEngine's) then
+        # unpickle everything
+        os.environ['TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'] = '1'
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
@@ -47,14 +60,23 @@ def load_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def build_runner(cfg: Config) -> Runner:
+    """The config's ``runner_type`` (``GADMSRunner`` in gadms configs),
+    or MMEngine's ``Runner``."""
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
+
+
 def fall_back_to_gloo(cfg: Config) -> None:
     """Make a machine without CUDA run distributed jobs on gloo.
 
-    MMEngine's ``pytorch`` launcher calls ``torch.cuda.set_device`` before
-    creating the process group, and wraps the model in DDP with a GPU
-    ``device_ids``; both fail without CUDA. The Runner skips its own
-    initialisation when a group exists, so create it here from the
-    environment ``torchrun`` sets, and wrap the model without device ids.
+    MMEngine's ``pytorch`` and ``slurm`` launchers call
+    ``torch.cuda.set_device`` before creating the process group, and wrap
+    the model in DDP with a GPU ``device_ids``; both fail without CUDA. The
+    Runner skips its own initialisation when a group exists, so create it
+    here from the environment ``torchrun`` or ``srun`` sets, and wrap the
+    model without device ids.
     """
     cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
     if cfg.launcher == 'none':
@@ -64,5 +86,22 @@ def fall_back_to_gloo(cfg: Config) -> None:
             type='MMDistributedDataParallel',
             device_ids=None,
             broadcast_buffers=False)
-    if cfg.launcher == 'pytorch' and not torch_dist.is_initialized():
+    if torch_dist.is_initialized():
+        return
+    if cfg.launcher == 'slurm':
+        _export_slurm_rendezvous()
+    if cfg.launcher in ('pytorch', 'slurm'):
         torch_dist.init_process_group(backend='gloo')
+
+
+def _export_slurm_rendezvous() -> None:
+    """Set torch's rendezvous variables from Slurm's (as MMEngine's slurm
+    launcher does, without its ``torch.cuda.set_device``)."""
+    env = os.environ
+    env['RANK'] = env['SLURM_PROCID']
+    env['WORLD_SIZE'] = env['SLURM_NTASKS']
+    env['LOCAL_RANK'] = env.get('SLURM_LOCALID', '0')
+    env.setdefault('MASTER_PORT', '29500')
+    if 'MASTER_ADDR' not in env:
+        env['MASTER_ADDR'] = subprocess.getoutput(
+            f'scontrol show hostname {env["SLURM_NODELIST"]} | head -n1')

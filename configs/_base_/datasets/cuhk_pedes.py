@@ -24,7 +24,8 @@ train_dataloader = dict(
     batch_size=64,
     num_workers=8,
     persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    # DefaultSampler's order; can resume in the middle of an epoch
+    sampler=dict(type='ResumableSampler', shuffle=True),
     drop_last=True,
     dataset=dict(
         type=dataset_type, data_root=data_root, split='train',

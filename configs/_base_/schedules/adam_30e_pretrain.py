@@ -12,6 +12,7 @@ param_scheduler = [
          begin=0, end=6),
     dict(type='CosineAnnealingLR', by_epoch=True, begin=5, eta_min=0),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=30, val_interval=1)
+train_cfg = dict(
+    type='ResumableEpochBasedTrainLoop', max_epochs=30, val_interval=1)
 val_cfg = dict()
 test_cfg = dict()

@@ -9,6 +9,7 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=True, begin=1, eta_min=1e-5,
          convert_to_iter_based=True),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=20, val_interval=5)
+train_cfg = dict(
+    type='ResumableEpochBasedTrainLoop', max_epochs=20, val_interval=5)
 val_cfg = dict()
 test_cfg = dict()

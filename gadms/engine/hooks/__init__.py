@@ -1,3 +1,4 @@
+from .random_state_hook import RandomStateHook
 from .score_bank_hook import ScoreBankHook
 
-__all__ = ['ScoreBankHook']
+__all__ = ['ScoreBankHook', 'RandomStateHook']

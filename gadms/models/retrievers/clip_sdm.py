@@ -1,7 +1,9 @@
+import logging
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from mmengine.logging import MessageHub, print_log
 from mmengine.model import BaseModel
 
 from gadms.registry import MODELS
@@ -24,6 +26,11 @@ class CLIPSDM(BaseModel):
         loss (dict): Alignment loss config. Defaults to ``SDMLoss``.
         id_head (dict, optional): ``IdentityHead`` config for the ID loss;
             ``in_channels`` defaults to the backbone's embedding size.
+        nonfinite_loss (str): What a NaN or infinite loss does: ``'raise'``
+            (default) stops training with an error naming the iteration
+            and every loss term; ``'skip'`` logs them and backpropagates a
+            zero loss instead, so this rank adds no gradient to the step
+            (optimizer momentum still applies).
         data_preprocessor (dict, optional): Defaults to
             ``TextPersonDataPreprocessor``.
         init_cfg (dict, optional): MMEngine initialisation config.
@@ -40,12 +47,17 @@ class CLIPSDM(BaseModel):
                  backbone: dict,
                  loss: dict = dict(type='SDMLoss'),
                  id_head: Optional[dict] = None,
+                 nonfinite_loss: str = 'raise',
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
+        if nonfinite_loss not in ('raise', 'skip'):
+            raise ValueError("nonfinite_loss must be 'raise' or 'skip', got "
+                             f'{nonfinite_loss!r}')
         data_preprocessor = MODELS.build(
             data_preprocessor or dict(type='TextPersonDataPreprocessor'))
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.nonfinite_loss = nonfinite_loss
         self.backbone = MODELS.build(backbone)
         self.loss_align = MODELS.build(loss)
         self.id_head = None
@@ -53,6 +65,27 @@ class CLIPSDM(BaseModel):
             id_head = dict(id_head)
             id_head.setdefault('in_channels', self.backbone.embed_dim)
             self.id_head = MODELS.build(id_head)
+
+    def parse_losses(self, losses: Dict[str, torch.Tensor]
+                     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """MMEngine's sum of the losses, with the non-finite check."""
+        loss, log_vars = super().parse_losses(losses)
+        if torch.isfinite(loss):
+            return loss, log_vars
+        iteration = MessageHub.get_current_instance().get_info('iter', 0) + 1
+        terms = ', '.join(f'{name}={float(value):.4g}'
+                          for name, value in log_vars.items())
+        message = f'non-finite loss at iteration {iteration}: {terms}'
+        if self.nonfinite_loss == 'raise':
+            raise FloatingPointError(
+                f'{message} (set model.nonfinite_loss="skip" to skip such '
+                'steps)')
+        print_log(f'{message}; step skipped', logger='current',
+                  level=logging.WARNING)
+        # zero gradients for every parameter keep DDP's reduction complete
+        zero = sum(p.sum() * 0.0 for p in self.parameters()
+                   if p.requires_grad)
+        return zero, log_vars
 
     def extract_feat(self, inputs: Dict[str, torch.Tensor]
                      ) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -42,6 +42,8 @@ class GADMS(CLIPSDM):
             MTP.
         id_head (dict, optional): ``IdentityHead`` config.
         score_init (float): Token score before a caption is first scored.
+        nonfinite_loss (str): ``'raise'`` or ``'skip'``, see
+            :class:`CLIPSDM`.
         data_preprocessor (dict, optional): Defaults to
             ``TextPersonDataPreprocessor``.
         init_cfg (dict, optional): MMEngine initialisation config.
@@ -60,12 +62,14 @@ class GADMS(CLIPSDM):
                      type='MTPHead', loss_weight=0.4),
                  id_head: Optional[dict] = None,
                  score_init: float = 0.85,
+                 nonfinite_loss: str = 'raise',
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(
             backbone=backbone,
             loss=loss,
             id_head=id_head,
+            nonfinite_loss=nonfinite_loss,
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
         self.scorer = MODELS.build(scorer) if scorer else None

@@ -1,0 +1,138 @@
+"""Crash-safe checkpoints, clear checkpoint errors and non-finite losses."""
+import os.path as osp
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.logging import MessageHub
+
+from gadms.engine import CheckpointError, GADMSRunner
+from gadms.engine.runner import is_readable_checkpoint
+from gadms.registry import MODELS
+from gadms.utils import build_runner
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIG = osp.join(REPO_ROOT, 'configs/baselines/clip-sdm_tiny_synthperson.py')
+SMALL = dict(
+    train_cfg=dict(max_epochs=2, val_interval=100),
+    train_dataloader=dict(
+        batch_size=16, num_workers=0, persistent_workers=False,
+        dataset=dict(num_identities=dict(train=8, val=2, test=2))),
+    default_hooks=dict(checkpoint=dict(by_epoch=False, interval=1,
+                                       max_keep_ckpts=5, save_best=None)))
+
+# Run training in a child that SIGKILLs itself half-way through writing the
+# iteration-3 checkpoint.
+KILLED_WHILE_SAVING = '''
+import os, signal, sys
+from mmengine.config import Config
+from mmengine.fileio.backends import LocalBackend
+from gadms.utils import build_runner, register_all_modules
+
+def put_then_die(self, obj, filepath):
+    if 'iter_3' in str(filepath):
+        with open(filepath, 'wb') as f:
+            f.write(obj[:len(obj) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original_put(self, obj, filepath)
+
+original_put = LocalBackend.put
+LocalBackend.put = put_then_die
+register_all_modules()
+cfg = Config.fromfile(sys.argv[1])
+cfg.merge_from_dict(eval(sys.argv[3]))
+cfg.work_dir = sys.argv[2]
+build_runner(cfg).train()
+'''
+
+
+def _runner(work_dir: str, **options) -> GADMSRunner:
+    cfg = Config.fromfile(CONFIG)
+    cfg.merge_from_dict(dict(SMALL, **options))
+    cfg.work_dir = work_dir
+    return build_runner(cfg)
+
+
+def test_sigkill_while_saving_keeps_the_previous_checkpoint(tmp_path):
+    work_dir = str(tmp_path)
+    child = subprocess.run(
+        [sys.executable, '-c', KILLED_WHILE_SAVING, CONFIG, work_dir,
+         repr(SMALL)], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    # the half-written file never took the checkpoint's name
+    assert not osp.exists(osp.join(work_dir, 'iter_3.pth'))
+    assert osp.exists(osp.join(work_dir, 'iter_3.pth.part'))
+    last = open(osp.join(work_dir, 'last_checkpoint')).read().strip()
+    assert osp.basename(last) == 'iter_2.pth' and is_readable_checkpoint(last)
+    assert torch.load(last, weights_only=True)['meta']['iter'] == 2
+    runner = _runner(work_dir, resume=True)
+    runner.train()
+    assert runner.iter == 8 and is_readable_checkpoint(
+        osp.join(work_dir, 'iter_8.pth'))
+
+
+def test_truncated_checkpoint_names_the_file(tmp_path):
+    runner = _runner(str(tmp_path / 'work'))
+    good = str(tmp_path / 'good.pth')
+    torch.save(dict(state_dict=runner.model.state_dict()), good)
+    runner.load_checkpoint(good)
+    broken = str(tmp_path / 'broken.pth')
+    with open(good, 'rb') as src, open(broken, 'wb') as dst:
+        dst.write(src.read()[:1000])
+    with pytest.raises(CheckpointError,
+                       match=f'checkpoint {broken} is truncated or corrupt'):
+        runner.load_checkpoint(broken)
+    result = subprocess.run(
+        [sys.executable, 'tools/test.py', CONFIG, broken, '--work-dir',
+         str(tmp_path / 'test')], cwd=REPO_ROOT, capture_output=True,
+        text=True)
+    assert result.returncode != 0
+    assert f'CheckpointError: checkpoint {broken} is truncated' in \
+        result.stderr
+
+
+class Opaque:
+    """A pickled class outside the weights-only allow-list."""
+
+
+def test_untrusted_objects_need_the_trust_flag(tmp_path, monkeypatch):
+    runner = _runner(str(tmp_path / 'work'))
+    path = str(tmp_path / 'pickled.pth')
+    torch.save(dict(state_dict=runner.model.state_dict(), extra=Opaque()),
+               path)
+    with pytest.raises(CheckpointError, match='--trust-checkpoint'):
+        runner.load_checkpoint(path)
+    # what tools/*.py --trust-checkpoint sets
+    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    assert isinstance(runner.load_checkpoint(path)['extra'], Opaque)
+
+
+@pytest.mark.parametrize('policy', ['raise', 'skip'])
+def test_non_finite_loss(policy):
+    torch.manual_seed(0)
+    cfg = Config.fromfile(CONFIG).model
+    model = MODELS.build(dict(cfg, nonfinite_loss=policy))
+    MessageHub.get_current_instance().update_info('iter', 6)
+    losses = dict(loss_sdm=torch.tensor(float('nan'), requires_grad=True),
+                  loss_id=torch.tensor(1.5, requires_grad=True))
+    if policy == 'raise':
+        with pytest.raises(FloatingPointError,
+                           match='non-finite loss at iteration 7: '
+                           'loss=nan, loss_sdm=nan, loss_id=1.5'):
+            model.parse_losses(losses)
+        return
+    loss, log_vars = model.parse_losses(losses)
+    assert loss.item() == 0 and torch.isnan(log_vars['loss_sdm'])
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and not g.any() for g in grads)
+
+
+def test_bad_non_finite_policy():
+    with pytest.raises(ValueError, match="nonfinite_loss must be 'raise' "
+                       "or 'skip'"):
+        MODELS.build(dict(Config.fromfile(CONFIG).model,
+                          nonfinite_loss='ignore'))
