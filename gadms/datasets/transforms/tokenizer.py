@@ -9,7 +9,7 @@ from the merge ranks, so the word it used to produce ("jekyll") is spelled
 with smaller pieces instead of raising a ``KeyError``.
 """
 from functools import lru_cache
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import numpy as np
 from open_clip.tokenizer import SimpleTokenizer
@@ -53,6 +53,29 @@ class CLIPTokenizer:
     def encode(self, text: str) -> List[int]:
         """Return the BPE ids of ``text`` without SOT/EOT or padding."""
         return self._bpe.encode(text)
+
+    def words(self, token_ids: Sequence[int]) -> List[Tuple[str, List[int]]]:
+        """Merge BPE pieces back into words.
+
+        Returns:
+            list[tuple[str, list[int]]]: each word and the positions (in
+            ``token_ids``) of its pieces; SOT, EOT and padding are skipped.
+        """
+        special = (PAD_TOKEN_ID, SOT_TOKEN_ID, EOT_TOKEN_ID)
+        words, current, positions = [], '', []
+        for position, token_id in enumerate(map(int, token_ids)):
+            if token_id in special:
+                continue
+            piece = self._bpe.decode([token_id])
+            current, positions = current + piece, positions + [position]
+            # a word's last piece ends with CLIP's end-of-word marker, which
+            # decode turns into a space
+            if piece.endswith(' ') or token_id == MASK_TOKEN_ID:
+                words.append((current.strip(), positions))
+                current, positions = '', []
+        if positions:
+            words.append((current.strip(), positions))
+        return words
 
     def decode(self, token_ids: Sequence[int]) -> str:
         """Turn ids back into text, skipping padding, SOT and EOT."""

@@ -53,9 +53,14 @@ class TextPersonDataPreprocessor(BaseDataPreprocessor):
         data_samples = data['data_samples']
         text_ids = torch.cat([sample.text_ids for sample in data_samples])
         images, text_ids = self.cast_data((images, text_ids))
+        return dict(
+            inputs=dict(images=self.normalise_images(images),
+                        text_ids=text_ids),
+            data_samples=data_samples)
+
+    def normalise_images(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[B, 3, H, W]`` (loader channel order) on the model's
+        device -> normalised float ``[B, 3, H, W]``."""
         if self.bgr_to_rgb:
             images = images.flip(1)
-        images = (images.float() - self.mean) / self.std
-        return dict(
-            inputs=dict(images=images, text_ids=text_ids),
-            data_samples=data_samples)
+        return (images.float() - self.mean) / self.std

@@ -1,0 +1,96 @@
+"""Top-k text-to-image search speed and memory over large galleries.
+
+Random L2-normalised 512-d features; each configuration runs in a fresh
+process, which reports the gallery's size, the peak resident memory the
+search adds on top of the loaded gallery (``VmHWM`` minus the resident
+size before searching), and queries per second:
+
+    .venv/bin/python benchmarks/gallery_search.py --sizes 10000 100000 1000000
+
+Backends: gadms' ``chunked_topk`` (fp16 or fp32 storage) and, when
+installed, faiss' exact ``IndexFlatIP`` (fp32 only).
+"""
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import torch
+
+DIM = 512
+
+
+def _status(field: str) -> float:
+    with open('/proc/self/status') as f:
+        line = next(line for line in f if line.startswith(field))
+    return int(line.split()[1]) / 1024
+
+
+def measure(size: int, backend: str, queries: int, topk: int,
+            chunk: int) -> dict:
+    torch.manual_seed(0)
+    dtype = torch.float16 if backend == 'gadms-fp16' else torch.float32
+    gallery = torch.empty(size, DIM, dtype=dtype)
+    for start in range(0, size, 100_000):  # no fp32 copy of a fp16 gallery
+        block = torch.randn(min(100_000, size - start), DIM)
+        gallery[start:start + len(block)] = torch.nn.functional.normalize(
+            block, dim=1)
+    query = torch.nn.functional.normalize(torch.randn(queries, DIM), dim=1)
+    if backend == 'faiss':
+        import faiss
+        index = faiss.IndexFlatIP(DIM)
+        index.add(gallery.numpy())
+        search = lambda: index.search(query.numpy(), topk)  # noqa: E731
+    else:
+        from gadms.apis import chunked_topk
+        search = lambda: chunked_topk(query, gallery, topk, chunk)  # noqa
+    before = _status('VmRSS')
+    search()  # warm-up
+    start = time.perf_counter()
+    repeats = 3
+    for _ in range(repeats):
+        search()
+    seconds = (time.perf_counter() - start) / repeats
+    return dict(
+        size=size, backend=backend,
+        gallery_mib=round(gallery.numel() * gallery.element_size() / 2**20),
+        search_peak_mib=round(max(0.0, _status('VmHWM') - before)),
+        queries_per_s=round(queries / seconds))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--sizes', type=int, nargs='+',
+                        default=[10_000, 100_000, 1_000_000])
+    parser.add_argument('--backends', nargs='+',
+                        default=['gadms-fp16', 'gadms-fp32', 'faiss'])
+    parser.add_argument('--queries', type=int, default=256)
+    parser.add_argument('--topk', type=int, default=10)
+    parser.add_argument('--chunk', type=int, default=1 << 16)
+    parser.add_argument('--child', nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(int(args.child[0]), args.child[1],
+                                 args.queries, args.topk, args.chunk)))
+        return
+    print('| gallery | backend | gallery MiB | search peak MiB | queries/s |')
+    print('| --- | --- | --- | --- | --- |')
+    for size in args.sizes:
+        for backend in args.backends:
+            run = subprocess.run(
+                [sys.executable, __file__, '--child', str(size), backend,
+                 '--queries', str(args.queries), '--topk', str(args.topk),
+                 '--chunk', str(args.chunk)],
+                capture_output=True, text=True)
+            if run.returncode:
+                print(f'| {size:,} | {backend} | failed: '
+                      f'{run.stderr.strip().splitlines()[-1]} | | |')
+                continue
+            r = json.loads(run.stdout.strip().splitlines()[-1])
+            print(f'| {size:,} | {backend} | {r["gallery_mib"]} | '
+                  f'{r["search_peak_mib"]} | {r["queries_per_s"]:,} |')
+
+
+if __name__ == '__main__':
+    main()

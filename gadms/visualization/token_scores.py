@@ -1,0 +1,100 @@
+"""Captions drawn word by word, coloured by their token scores."""
+import html
+from typing import List, Sequence
+
+import cv2
+import numpy as np
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+NOISE_COLOUR, INFO_COLOUR = (90, 90, 90), (40, 150, 40)  # BGR
+
+
+def word_rows(words: Sequence, scores: np.ndarray, noise: np.ndarray,
+              informative: np.ndarray) -> List[dict]:
+    """One dict per word: ``text``, ``score`` (max over its pieces),
+    ``noise`` (every piece noise-like), ``informative`` (any piece)."""
+    return [
+        dict(text=text, score=float(scores[positions].max()),
+             noise=bool(noise[positions].all()),
+             informative=bool(informative[positions].any()))
+        for text, positions in words
+    ]
+
+
+def _heat(score: float) -> tuple:
+    """White (0) to red (1), BGR."""
+    fade = int(round(255 * (1 - score)))
+    return (fade, fade, 255)
+
+
+def draw_token_scores(image: np.ndarray, rows: List[dict],
+                      width: int = 900, image_height: int = 192
+                      ) -> np.ndarray:
+    """The image next to its caption: each word on a background from white
+    (score 0) to red (score 1), informative words boxed green, noise-like
+    words struck through in grey. Returns BGR ``[H, W, 3]``."""
+    scale = image_height / image.shape[0]
+    thumb = cv2.resize(image, (max(1, int(image.shape[1] * scale)),
+                               image_height))
+    text_width = width - thumb.shape[1] - 20
+    lines, line, used = [], [], 0
+    for row in rows:
+        (w, _), _ = cv2.getTextSize(row['text'], FONT, 0.6, 1)
+        if used + w + 12 > text_width and line:
+            lines.append(line)
+            line, used = [], 0
+        line.append((row, w))
+        used += w + 12
+    lines.append(line)
+    height = max(image_height, 34 * len(lines) + 40)
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    canvas[:image_height, :thumb.shape[1]] = thumb
+    for number, line in enumerate(lines):
+        x, y = thumb.shape[1] + 16, 30 + 34 * number
+        for row, w in line:
+            cv2.rectangle(canvas, (x - 3, y - 20), (x + w + 3, y + 8),
+                          _heat(row['score']), -1)
+            if row['informative']:
+                cv2.rectangle(canvas, (x - 4, y - 21), (x + w + 4, y + 9),
+                              INFO_COLOUR, 2)
+            cv2.putText(canvas, row['text'], (x, y), FONT, 0.6, (20, 20, 20),
+                        1, cv2.LINE_AA)
+            if row['noise']:
+                cv2.line(canvas, (x - 2, y - 6), (x + w + 2, y - 6),
+                         NOISE_COLOUR, 2)
+            x += w + 12
+    legend = ('background: score (white 0 - red 1);  green box: informative '
+              '(MTP target);  struck out: noise-like (masked from SDM)')
+    cv2.putText(canvas, legend, (thumb.shape[1] + 16, height - 12), FONT,
+                0.42, (60, 60, 60), 1, cv2.LINE_AA)
+    return canvas
+
+
+def token_scores_html(captions: List[List[dict]],
+                      image_paths: Sequence[str]) -> str:
+    """An HTML page with each caption's words coloured by score (hover for
+    the value), informative words outlined, noise-like ones struck out."""
+    parts = [
+        '<!doctype html><meta charset="utf-8"><title>token scores</title>',
+        '<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}'
+        'span{padding:2px 3px;margin:1px;display:inline-block}'
+        '.info{outline:2px solid #289628}.noise{text-decoration:'
+        'line-through;color:#555}img{height:160px;margin-right:1em;'
+        'vertical-align:top}</style>',
+        '<p>Background: gradient-attention score (white 0, red 1). '
+        'Outlined: informative, masked for MTP. Struck out: noise-like, '
+        'masked from the SDM alignment.</p>'
+    ]
+    for rows, path in zip(captions, image_paths):
+        spans = []
+        for row in rows:
+            classes = ' '.join(c for c, on in (('info', row['informative']),
+                                               ('noise', row['noise'])) if on)
+            fade = int(round(255 * (1 - row['score'])))
+            spans.append(
+                f'<span class="{classes}" title="{row["score"]:.3f}" '
+                f'style="background:rgb(255,{fade},{fade})">'
+                f'{html.escape(row["text"])}</span>')
+        image = f'<img src="{html.escape(path)}">' if path else ''
+        parts.append(f'<p>{image}{" ".join(spans)}</p>')
+    return '\n'.join(parts)

@@ -1,0 +1,40 @@
+import pytest
+import torch
+
+from gadms.apis import chunked_topk
+
+
+def _reference(queries, gallery, k):
+    similarity = queries.float() @ gallery.float().t()
+    order = similarity.argsort(dim=1, descending=True, stable=True)[:, :k]
+    return similarity.gather(1, order), order
+
+
+@pytest.mark.parametrize('chunk_size', [1, 7, 64, 1000])
+@pytest.mark.parametrize('k', [1, 5, 50])
+def test_chunked_topk_equals_a_stable_full_sort_with_ties(chunk_size, k):
+    generator = torch.Generator().manual_seed(k + chunk_size)
+    # few distinct values: many exact ties, also across chunk borders
+    gallery = torch.randint(0, 3, (300, 4), generator=generator).float()
+    queries = torch.randint(0, 3, (20, 4), generator=generator).float()
+    scores, indices = chunked_topk(queries, gallery, k, chunk_size)
+    expected_scores, expected_indices = _reference(queries, gallery, k)
+    assert torch.equal(indices, expected_indices)
+    assert torch.equal(scores, expected_scores)
+
+
+def test_fp16_gallery_and_random_features():
+    generator = torch.Generator().manual_seed(0)
+    gallery = torch.nn.functional.normalize(
+        torch.randn(5000, 64, generator=generator), dim=1).half()
+    queries = torch.randn(8, 64, generator=generator)
+    scores, indices = chunked_topk(queries, gallery, 10, chunk_size=512)
+    expected_scores, expected_indices = _reference(queries, gallery, 10)
+    assert torch.equal(indices, expected_indices)
+    torch.testing.assert_close(scores, expected_scores)
+    assert gallery.dtype == torch.float16
+
+
+def test_bad_k():
+    with pytest.raises(ValueError, match=r'k must be in \[1, 3\], got 4'):
+        chunked_topk(torch.zeros(1, 2), torch.zeros(3, 2), 4)

@@ -1,0 +1,114 @@
+"""Show which words the gradient-attention scorer trusts.
+
+    python tools/analysis_tools/visualize_token_scores.py CONFIG CHECKPOINT \
+        --split test --num 8 --out-dir work_dirs/token_scores
+    python tools/analysis_tools/visualize_token_scores.py CONFIG CHECKPOINT \
+        --image person.jpg --caption "a man in a grey coat ..." --out-dir vis
+
+Scores each caption against its image with the model's scorer (or a
+default ``GradAttnScorer`` when the model has none), merges BPE pieces into
+words, and marks the words the dual mask would treat as noise-like
+(``1 - s > noise_gamma``, the centre of the noise view's sigmoid) or as
+informative (``s > info_gamma``, the MTP view's centre). Writes one PNG per
+caption and an ``index.html``.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
+    osp.abspath(__file__)))))
+from gadms.apis import TextPersonInferencer  # noqa: E402
+from gadms.registry import DATASETS, MODELS  # noqa: E402
+from gadms.visualization.token_scores import draw_token_scores  # noqa
+from gadms.visualization.token_scores import token_scores_html, word_rows
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Token-score pictures')
+    parser.add_argument('config')
+    parser.add_argument('checkpoint')
+    parser.add_argument('--split', default='test',
+                        help="the config's split to draw captions from")
+    parser.add_argument('--num', type=int, default=8,
+                        help='images of the split to show')
+    parser.add_argument('--image', help='an image file instead of a split')
+    parser.add_argument('--caption', nargs='+', help='its caption(s)')
+    parser.add_argument('--out-dir', default='work_dirs/token_scores')
+    parser.add_argument('--device', default='cpu')
+    return parser.parse_args()
+
+
+def samples(args, inferencer: TextPersonInferencer) -> list:
+    """(BGR image, caption, image path) triples."""
+    if args.image:
+        if not args.caption:
+            raise SystemExit('--image needs --caption')
+        image = inferencer.read_image(args.image)
+        return [(image, caption, args.image) for caption in args.caption]
+    dataset_cfg = inferencer.cfg[f'{args.split}_dataloader'].dataset
+    dataset = DATASETS.build(dict(dataset_cfg, split=args.split,
+                                  pipeline=[], test_mode=True))
+    triples = []
+    for idx in range(min(args.num, len(dataset))):
+        info = dataset.get_data_info(idx)
+        image = info.get('img')
+        if image is None:
+            image = inferencer.read_image(info['img_path'])
+        triples += [(image, c, info['img_path']) for c in info['captions']]
+    return triples
+
+
+@torch.no_grad()
+def score(inferencer: TextPersonInferencer, triples: list) -> tuple:
+    """Scores ``[T, L]``, the noise-like and informative masks, and ids."""
+    model = inferencer.model
+    scorer = getattr(model, 'scorer', None) or MODELS.build(
+        dict(type='GradAttnScorer',
+             num_layers=min(8, len(model.backbone.clip.transformer.resblocks)),
+             norm_scope='sample'))
+    neck = getattr(model, 'neck', None) or MODELS.build(
+        dict(type='DualMaskNeck'))
+    text_ids = torch.from_numpy(inferencer.tokenizer(
+        [caption for _, caption, _ in triples])).to(inferencer.device)
+    height, width = inferencer.image_size
+    pixels = np.stack([cv2.resize(image, (width, height))
+                       for image, _, _ in triples])
+    images = model.data_preprocessor.normalise_images(
+        torch.from_numpy(pixels).permute(0, 3, 1, 2).to(inferencer.device))
+    image_tokens = model.backbone.encode_image(images)
+    scores = scorer(model.backbone, text_ids, image_tokens).cpu()
+    noise = (1 - scores) > neck.noise_gamma
+    informative = scores > neck.info_gamma
+    return scores.numpy(), noise.numpy(), informative.numpy(), text_ids.cpu()
+
+
+def main() -> None:
+    args = parse_args()
+    inferencer = TextPersonInferencer(args.config, args.checkpoint,
+                                      args.device)
+    triples = samples(args, inferencer)
+    scores, noise, informative, text_ids = score(inferencer, triples)
+    os.makedirs(args.out_dir, exist_ok=True)
+    captions, thumbnails = [], []
+    for i, (image, _, _) in enumerate(triples):
+        rows = word_rows(inferencer.tokenizer.words(text_ids[i]), scores[i],
+                         noise[i], informative[i])
+        captions.append(rows)
+        cv2.imwrite(osp.join(args.out_dir, f'caption_{i:03d}.png'),
+                    draw_token_scores(image, rows))
+        thumbnails.append(f'image_{i:03d}.png')
+        cv2.imwrite(osp.join(args.out_dir, thumbnails[-1]), image)
+    with open(osp.join(args.out_dir, 'index.html'), 'w',
+              encoding='utf-8') as f:
+        f.write(token_scores_html(captions, thumbnails))
+    print(f'wrote {len(triples)} pictures and index.html to {args.out_dir}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,106 @@
+"""Search a gallery by text and draw the results.
+
+    python tools/retrieve.py CONFIG CHECKPOINT --gallery DIR \
+        --query "a woman in a red coat with a black backpack" --topk 10 \
+        --out results.png [--save-index gallery.pth]
+    python tools/retrieve.py CONFIG CHECKPOINT --gallery index.pth --query ...
+    python tools/retrieve.py CONFIG CHECKPOINT --gallery test --query-caption 0
+
+``--gallery`` is an image folder, a saved index (``.pth``, refused when it
+was built by another model) or ``test`` / ``val`` for that split of the
+config's dataset, whose pids colour the borders: green for the query's
+person, red for another. ``--query-caption N`` takes the split's N-th
+caption (and its person) as the query.
+"""
+import argparse
+import os.path as osp
+import sys
+
+import cv2
+from terminaltables import AsciiTable
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from gadms.apis import TextPersonInferencer  # noqa: E402
+from gadms.registry import DATASETS  # noqa: E402
+from gadms.visualization import draw_retrieval  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Text-to-person search')
+    parser.add_argument('config')
+    parser.add_argument('checkpoint')
+    parser.add_argument('--gallery', required=True,
+                        help='image folder, saved index (.pth), or test/val')
+    query = parser.add_mutually_exclusive_group(required=True)
+    query.add_argument('--query', help='the caption to search for')
+    query.add_argument('--query-caption', type=int,
+                       help='use this caption of the test/val split')
+    parser.add_argument('--topk', type=int, default=10)
+    parser.add_argument('--out', help='write the picture here (PNG)')
+    parser.add_argument('--save-index', help='save the gallery index here')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--batch-size', type=int, default=64)
+    return parser.parse_args()
+
+
+def split_dataset(inferencer: TextPersonInferencer, split: str):
+    """The config's dataset of ``split``, without its pipeline."""
+    dataset_cfg = inferencer.cfg[f'{split}_dataloader'].dataset.copy()
+    return DATASETS.build(dict(dataset_cfg, split=split, pipeline=[]))
+
+
+def main() -> None:
+    args = parse_args()
+    inferencer = TextPersonInferencer(args.config, args.checkpoint,
+                                      args.device)
+    query_pid, dataset = None, None
+    if args.gallery in ('test', 'val'):
+        dataset = split_dataset(inferencer, args.gallery)
+        index = inferencer.build_index(dataset, args.batch_size)
+    elif args.gallery.endswith('.pth'):
+        index = inferencer.load_index(args.gallery)
+    else:
+        index = inferencer.build_index(args.gallery, args.batch_size)
+    if args.save_index:
+        index.save(args.save_index)
+    query = args.query
+    if args.query_caption is not None:
+        if dataset is None:
+            raise SystemExit('--query-caption needs --gallery test or val')
+        captions = [(c, dataset.get_data_info(i)['pid'])
+                    for i in range(len(dataset))
+                    for c in dataset.get_data_info(i)['captions']]
+        query, query_pid = captions[args.query_caption]
+    hits = inferencer.search(query, index, args.topk)[0]
+    print_table(query, hits, query_pid)
+    if args.out:
+        images = [load_hit(dataset, hit) for hit in hits]
+        picture = draw_retrieval(query, hits, images, query_pid)
+        if not cv2.imwrite(args.out, picture):
+            raise SystemExit(f'could not write {args.out}')
+        print(f'wrote {args.out}')
+
+
+def load_hit(dataset, hit: dict):
+    """The hit's image; a drawn dataset (SynthPerson) draws it again."""
+    if dataset is not None:
+        info = dataset.get_data_info(hit['index'])
+        if 'img' in info:
+            return info['img']
+    return TextPersonInferencer.read_image(hit['path'])
+
+
+def print_table(query: str, hits: list, query_pid) -> None:
+    rows = [['rank', 'score', 'pid', 'match', 'image']]
+    for hit in hits:
+        match = '' if query_pid is None or hit['pid'] is None else (
+            'yes' if hit['pid'] == query_pid else 'no')
+        rows.append([hit['rank'], f'{hit["score"]:.4f}',
+                     '' if hit['pid'] is None else hit['pid'], match,
+                     hit['path']])
+    print(f'query: {query}')
+    print(AsciiTable(rows).table)
+
+
+if __name__ == '__main__':
+    main()
