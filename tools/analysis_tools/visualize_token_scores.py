@@ -25,8 +25,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 from gadms.apis import TextPersonInferencer  # noqa: E402
 from gadms.registry import DATASETS, MODELS  # noqa: E402
-from gadms.visualization.token_scores import draw_token_scores  # noqa
-from gadms.visualization.token_scores import token_scores_html, word_rows
+from gadms.visualization import draw_token_scores  # noqa: E402
+from gadms.visualization import token_scores_html, word_rows  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
