@@ -83,7 +83,7 @@ def test_every_module_of_a_config_builds(config_path, benchmark_roots):
             dataset_cfg['num_identities'] = dict(train=2, val=1, test=1)
         dataset = DATASETS.build(dataset_cfg)
         sample = dataset[0]
-        image_size = tuple(model.backbone.clip.visual.image_size)
+        image_size = model.backbone.image_size
         assert tuple(sample['inputs'].shape[1:]) == image_size
     for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
         METRICS.build(evaluator)

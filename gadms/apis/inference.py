@@ -122,7 +122,7 @@ class TextPersonInferencer:
             self.model.init_weights()
         self.model.eval().to(device)
         self.device = torch.device(device)
-        self.image_size = tuple(self.model.backbone.clip.visual.image_size)
+        self.image_size = self.model.backbone.image_size
         self.tokenizer = get_tokenizer(self.model.backbone.context_length)
         self.fingerprint = self._fingerprint()
 

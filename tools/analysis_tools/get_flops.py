@@ -70,7 +70,7 @@ def measure(model: nn.Module) -> List[Tuple[str, int, int]]:
     """(part, GFLOPs as int FLOPs, parameters) rows."""
     backbone = model.backbone
     clip = backbone.clip
-    height, width = clip.visual.image_size
+    height, width = backbone.image_size
     image = torch.zeros(1, 3, height, width)
     text = torch.zeros(1, backbone.context_length, dtype=torch.long)
     text[0, 0], text[0, 1:20], text[0, 20] = 49406, 320, 49407
@@ -112,7 +112,7 @@ def main() -> None:
     # fused op that fvcore cannot count
     model = MODELS.build(cfg.model).eval()
     rows = measure(model)
-    height, width = model.backbone.clip.visual.image_size
+    height, width = model.backbone.image_size
     table = [['part', 'GFLOPs', 'parameters (M)']]
     table += [[name, f'{flops / 1e9:.3f}', f'{params / 1e6:.2f}']
               for name, flops, params in rows]

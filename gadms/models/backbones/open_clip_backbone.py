@@ -1,6 +1,5 @@
 import copy
-import math
-from typing import List, NamedTuple, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +10,7 @@ from open_clip.model import CLIP
 
 from gadms.registry import MODELS
 from .clip_weights import load_clip_weights
+from .dense_text import DenseTextOutput, dense_attention_block
 
 
 def _build_clip(arch: Union[str, dict], image_size: Tuple[int, int]) -> CLIP:
@@ -32,43 +32,17 @@ def _build_clip(arch: Union[str, dict], image_size: Tuple[int, int]) -> CLIP:
     return CLIP(**config)
 
 
-class DenseTextOutput(NamedTuple):
-    """What :meth:`OpenCLIPBackbone.encode_text_dense` exposes.
-
-    Per dense layer (oldest first), all ``[B, N, W]`` with ``W`` the text
-    width: ``queries``, ``keys``, ``values`` (after the input projection)
-    and ``attn_outputs`` (attention output before the output projection);
-    ``attn`` is ``[B, N, N]`` (averaged over heads). ``tokens`` is the final
-    ``[B, N, D]`` after ``ln_final`` and the text projection.
-    """
-
-    tokens: torch.Tensor
-    queries: List[torch.Tensor]
-    keys: List[torch.Tensor]
-    values: List[torch.Tensor]
-    attn: List[torch.Tensor]
-    attn_outputs: List[torch.Tensor]
-
-
 def _dense_block(block: torch.nn.Module, x: torch.Tensor,
                  attn_mask: torch.Tensor, heads: int) -> Tuple:
-    """Re-run one open_clip residual block by hand, keeping q/k/v, the
-    attention map and the attention output."""
+    """Re-run one open_clip residual block by hand (see
+    :func:`dense_attention_block`)."""
     attn = block.attn
-    q, k, v = F.linear(block.ln_1(x), attn.in_proj_weight,
-                       attn.in_proj_bias).chunk(3, dim=-1)
-    batch, length, width = q.shape
-    head_dim = width // heads
-
-    def split(t: torch.Tensor) -> torch.Tensor:
-        return t.view(batch, length, heads, head_dim).transpose(1, 2)
-
-    logits = split(q) @ split(k).transpose(-1, -2) / math.sqrt(head_dim)
-    weights = (logits + attn_mask).softmax(dim=-1)
-    out = (weights @ split(v)).transpose(1, 2).reshape(batch, length, width)
-    x = x + block.ls_1(attn.out_proj(out))
-    x = x + block.ls_2(block.mlp(block.ln_2(x)))
-    return x, (q, k, v, weights.mean(dim=1), out)
+    return dense_attention_block(
+        x, block.ln_1,
+        lambda h: F.linear(h, attn.in_proj_weight,
+                           attn.in_proj_bias).chunk(3, dim=-1),
+        lambda out: block.ls_1(attn.out_proj(out)),
+        lambda h: block.ls_2(block.mlp(block.ln_2(h))), attn_mask, heads)
 
 
 @MODELS.register_module()
@@ -125,6 +99,11 @@ class OpenCLIPBackbone(BaseModule):
     def context_length(self) -> int:
         """Number of text positions."""
         return self.clip.context_length
+
+    @property
+    def image_size(self) -> Tuple[int, int]:
+        """Input ``(height, width)``."""
+        return tuple(self.clip.visual.image_size)
 
     def init_weights(self) -> None:
         """Load ``pretrained`` if given; otherwise keep open_clip's init."""
