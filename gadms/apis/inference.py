@@ -17,7 +17,7 @@ from mmengine.utils import ProgressBar
 
 from gadms.datasets.transforms import LoadPersonImage, get_tokenizer
 from gadms.registry import DATASETS, MODELS
-from .search import DEFAULT_CHUNK, chunked_topk
+from .search import DEFAULT_CHUNK, chunked_topk, faiss_topk
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 ImageInput = Union[str, np.ndarray]
@@ -211,8 +211,13 @@ class TextPersonInferencer:
                captions: Union[str, Sequence[str]],
                index: GalleryIndex,
                topk: int = 10,
-               chunk_size: int = DEFAULT_CHUNK) -> List[List[dict]]:
+               chunk_size: int = DEFAULT_CHUNK,
+               backend: str = 'torch') -> List[List[dict]]:
         """Rank the gallery for each caption (text to image).
+
+        ``backend='torch'`` scans the index in chunks (bounded memory, fp16
+        storage kept, ties by gallery order); ``'faiss'`` uses faiss'
+        exact flat index (faster on CPU, copies the gallery to fp32).
 
         Returns:
             list[list[dict]]: per caption, ``topk`` hits ``dict(rank, path,
@@ -220,9 +225,15 @@ class TextPersonInferencer:
         """
         if isinstance(captions, str):
             captions = [captions]
-        scores, rows = chunked_topk(self.encode_texts(captions),
-                                    index.features, min(topk, len(index)),
-                                    chunk_size)
+        queries, k = self.encode_texts(captions), min(topk, len(index))
+        if backend == 'faiss':
+            scores, rows = faiss_topk(queries, index.features, k)
+        elif backend == 'torch':
+            scores, rows = chunked_topk(queries, index.features, k,
+                                        chunk_size)
+        else:
+            raise ValueError(f"backend must be 'torch' or 'faiss', got "
+                             f'{backend!r}')
         return [[
             dict(rank=rank + 1, path=index.paths[row], score=float(score),
                  index=int(row),

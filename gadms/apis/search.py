@@ -76,3 +76,22 @@ def chunked_topk(queries: torch.Tensor,
         best_scores = merged_scores.gather(1, order)
         best_indices = merged_indices.gather(1, order)
     return best_scores, best_indices
+
+
+def faiss_topk(queries: torch.Tensor, gallery: torch.Tensor,
+               k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Exact inner-product top-k with faiss' ``IndexFlatIP`` (optional
+    dependency ``faiss-cpu``): same results as :func:`chunked_topk` except
+    for the order of exactly tied scores. The gallery is copied to fp32."""
+    try:
+        import faiss
+    except ImportError as err:
+        raise ImportError("backend='faiss' needs faiss: pip install "
+                          'faiss-cpu') from err
+    num_gallery = gallery.shape[0]
+    if not 0 < k <= num_gallery:
+        raise ValueError(f'k must be in [1, {num_gallery}], got {k}')
+    index = faiss.IndexFlatIP(gallery.shape[1])
+    index.add(gallery.float().contiguous().numpy())
+    scores, indices = index.search(queries.float().contiguous().numpy(), k)
+    return torch.from_numpy(scores), torch.from_numpy(indices).long()

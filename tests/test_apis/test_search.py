@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from gadms.apis import chunked_topk
+from gadms.apis import chunked_topk, faiss_topk
 
 
 def _reference(queries, gallery, k):
@@ -38,3 +38,14 @@ def test_fp16_gallery_and_random_features():
 def test_bad_k():
     with pytest.raises(ValueError, match=r'k must be in \[1, 3\], got 4'):
         chunked_topk(torch.zeros(1, 2), torch.zeros(3, 2), 4)
+
+
+def test_faiss_backend_agrees_without_ties():
+    generator = torch.Generator().manual_seed(1)
+    gallery = torch.nn.functional.normalize(
+        torch.randn(2000, 32, generator=generator), dim=1)
+    queries = torch.randn(5, 32, generator=generator)
+    scores, indices = faiss_topk(queries, gallery, 7)
+    expected_scores, expected_indices = chunked_topk(queries, gallery, 7)
+    assert torch.equal(indices, expected_indices)
+    torch.testing.assert_close(scores, expected_scores)
