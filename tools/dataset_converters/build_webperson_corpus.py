@@ -1,0 +1,128 @@
+"""Build a WebPerson-style corpus from your own images.
+
+    # caption templates from benchmark captions (CUHK-PEDES etc.)
+    python tools/dataset_converters/build_webperson_corpus.py templates \
+        data/CUHK-PEDES/reid_raw.json templates.json --clusters 200
+    # 1. person filtering (YOLO pose weights, or precomputed detections)
+    python tools/dataset_converters/build_webperson_corpus.py filter \
+        images/ out/ --pose-weights yolo11x-pose.pt
+    # 2. captioning with an OpenAI-compatible MLLM server (e.g. vLLM)
+    python tools/dataset_converters/build_webperson_corpus.py caption out/ \
+        --templates templates.json --base-url http://localhost:8000/v1 \
+        --model Qwen/Qwen2.5-VL-7B-Instruct --concurrency 32
+    # 3. cleaning and parquet export, readable by WebPerson
+    python tools/dataset_converters/build_webperson_corpus.py export out/
+
+Every stage resumes where it stopped and writes a report next to its
+output. See docs/webperson_pipeline.md.
+"""
+import argparse
+import json
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
+    osp.abspath(__file__)))))
+from gadms.corpus import (OpenAIChatCaptioner, PersonFilterRules,  # noqa
+                          PrecomputedDetector, TransformersCaptioner,
+                          UltralyticsDetector, build_template_bank,
+                          load_template_bank, run_caption_stage,
+                          run_export_stage, run_filter_stage)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    stages = parser.add_subparsers(dest='stage', required=True)
+
+    templates = stages.add_parser('templates', help='build a template bank')
+    templates.add_argument('captions', help='benchmark annotation JSON '
+                           '(records with "captions") or a JSON list of str')
+    templates.add_argument('out', help='template bank JSON to write')
+    templates.add_argument('--clusters', type=int, default=200)
+    templates.add_argument('--per-cluster', type=int, default=5)
+    templates.add_argument('--seed', type=int, default=0)
+
+    filtering = stages.add_parser('filter', help='stage 1')
+    filtering.add_argument('image_dir')
+    filtering.add_argument('out_dir')
+    source = filtering.add_mutually_exclusive_group(required=True)
+    source.add_argument('--pose-weights', help='ultralytics YOLO pose file')
+    source.add_argument('--detections', help='precomputed detections JSON')
+    filtering.add_argument('--device', default='cpu')
+    filtering.add_argument('--shard-size', type=int, default=1000)
+    for name, value in vars(PersonFilterRules()).items():
+        if not isinstance(value, bool):
+            filtering.add_argument(f'--{name.replace("_", "-")}',
+                                   type=type(value), default=value)
+    filtering.add_argument('--allow-no-keypoints', action='store_true',
+                           help='keep boxes without keypoints (box-only '
+                           'detectors)')
+
+    caption = stages.add_parser('caption', help='stage 2')
+    caption.add_argument('out_dir')
+    caption.add_argument('--templates', required=True)
+    backend = caption.add_mutually_exclusive_group(required=True)
+    backend.add_argument('--base-url', help='OpenAI-compatible server')
+    backend.add_argument('--model-path', help='local transformers model')
+    caption.add_argument('--model', help='served model name (--base-url)')
+    caption.add_argument('--api-key-env', default='OPENAI_API_KEY')
+    caption.add_argument('--concurrency', type=int, default=8)
+    caption.add_argument('--timeout', type=float, default=60)
+    caption.add_argument('--retries', type=int, default=3)
+    caption.add_argument('--backoff', type=float, default=1.0)
+    caption.add_argument('--device', default='cpu')
+    caption.add_argument('--seed', type=int, default=0)
+
+    export = stages.add_parser('export', help='stage 3')
+    export.add_argument('out_dir')
+    export.add_argument('--rows-per-shard', type=int, default=10000)
+    export.add_argument('--min-words', type=int, default=8)
+    return parser.parse_args()
+
+
+def read_captions(path: str) -> list:
+    with open(path, encoding='utf-8') as f:
+        content = json.load(f)
+    if content and isinstance(content[0], dict):
+        return [c for record in content for c in record['captions']]
+    return content
+
+
+def main() -> None:
+    args = parse_args()
+    if args.stage == 'templates':
+        bank = build_template_bank(read_captions(args.captions),
+                                   args.clusters, args.per_cluster, args.seed)
+        with open(args.out, 'w', encoding='utf-8') as f:
+            json.dump(bank, f, indent=1)
+        report = dict(templates=len(bank), out=args.out)
+    elif args.stage == 'filter':
+        detector = PrecomputedDetector(args.detections) if args.detections \
+            else UltralyticsDetector(args.pose_weights, args.device)
+        rules = PersonFilterRules(
+            require_keypoints=not args.allow_no_keypoints,
+            **{name: getattr(args, name)
+               for name, value in vars(PersonFilterRules()).items()
+               if not isinstance(value, bool)})
+        report = run_filter_stage(args.image_dir, detector, args.out_dir,
+                                  rules, args.shard_size)
+    elif args.stage == 'caption':
+        if args.base_url:
+            if not args.model:
+                raise SystemExit('--base-url needs --model')
+            captioner = OpenAIChatCaptioner(
+                args.base_url, args.model, args.api_key_env, args.timeout,
+                args.retries, args.backoff)
+        else:
+            captioner = TransformersCaptioner(args.model_path, args.device)
+        report = run_caption_stage(args.out_dir, captioner,
+                                   load_template_bank(args.templates),
+                                   args.concurrency, args.seed)
+    else:
+        report = run_export_stage(args.out_dir, args.rows_per_shard,
+                                  args.min_words)
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == '__main__':
+    main()
