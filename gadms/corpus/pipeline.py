@@ -72,7 +72,7 @@ def run_filter_stage(image_dir: str,
     Images are processed in shards of ``shard_size`` (sorted names); a
     finished shard is marked ``.done`` and skipped by a re-run. Returns
     (and writes) the report: images, detections, kept, rejected per rule,
-    unreadable images.
+    and the unreadable images by name.
     """
     names = sorted(
         osp.relpath(p, image_dir)
@@ -94,8 +94,12 @@ def run_filter_stage(image_dir: str,
         if progress:
             progress.completed += len(batch) - 1
             progress.update()
+    unreadable = []
+    for path in sorted(glob.glob(osp.join(out_dir, 'manifest',
+                                          '*.unreadable'))):
+        unreadable += open(path, encoding='utf-8').read().splitlines()
     report = dict(counts=dict(counts), images=len(names),
-                  kept=counts['kept'],
+                  kept=counts['kept'], unreadable_images=unreadable,
                   rejected={k[len('rejected: '):]: v
                             for k, v in counts.items()
                             if k.startswith('rejected: ')})
@@ -114,11 +118,12 @@ def _filter_shard(image_dir: str, names: Sequence[str], detector: Callable,
                   rules: PersonFilterRules, out_dir: str, shard: str,
                   manifest: str) -> Counter:
     counts = Counter()
-    lines = []
+    lines, unreadable = [], []
     for name in names:
         image = cv2.imread(osp.join(image_dir, name))
         if image is None:
             counts['unreadable image'] += 1
+            unreadable.append(name)
             continue
         counts['images'] += 1
         for k, detection in enumerate(detector(name, image)):
@@ -140,6 +145,9 @@ def _filter_shard(image_dir: str, names: Sequence[str], detector: Callable,
                               score=detection.score))
     with open(manifest, 'w', encoding='utf-8') as f:
         f.writelines(json.dumps(line) + '\n' for line in lines)
+    with open(manifest[:-len('.jsonl')] + '.unreadable', 'w',
+              encoding='utf-8') as f:
+        f.writelines(name + '\n' for name in unreadable)
     return counts
 
 

@@ -139,6 +139,7 @@ def test_whole_pipeline(scenes, tmp_path):
     assert report['kept'] == NUM_SCENES
     assert report['rejected'] == {reason: 1 for reason in REJECTED}
     assert report['counts']['unreadable image'] == 1
+    assert report['unreadable_images'] == ['broken.jpg']
     items = read_manifest(out)
     assert [i['source'] for i in items] == [
         f'scene_{i:02d}.png' for i in range(NUM_SCENES)
