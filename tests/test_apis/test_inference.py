@@ -92,6 +92,10 @@ def test_index_round_trip_and_refusal(inferencer, tmp_path):
         CONFIG, _checkpoint(str(tmp_path / 'b.pth'), seed=1))
     with pytest.raises(ValueError, match='was built by another model'):
         other.load_index(path)
+    other_config = TextPersonInferencer(
+        osp.join(REPO_ROOT, 'configs/gadms/gadms_tiny_synthperson.py'))
+    with pytest.raises(ValueError, match='was built by another model'):
+        other_config.load_index(path)
     hits = inferencer.search(['a person', 'someone walking'], loaded, topk=2)
     assert len(hits) == 2 and all(len(h) == 2 for h in hits)
     assert hits[0][0]['score'] >= hits[0][1]['score']
