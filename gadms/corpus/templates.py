@@ -4,7 +4,7 @@ replaced by placeholders, clustered to keep a diverse subset (method.md
 import json
 import re
 import zlib
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 
@@ -73,15 +73,24 @@ def kmeans(vectors: np.ndarray, k: int, seed: int = 0,
     return (vectors @ centres.T).argmax(axis=1)
 
 
-def select_diverse(templates: Sequence[str], num_clusters: int,
-                   per_cluster: int = 5, seed: int = 0) -> List[str]:
+def select_diverse(templates: Sequence[str],
+                   num_clusters: int,
+                   per_cluster: int = 5,
+                   seed: int = 0,
+                   embedder: Callable[[Sequence[str]], np.ndarray] = embed
+                   ) -> List[str]:
     """Unique templates clustered into ``num_clusters``; from each, the
     one nearest the centre plus up to ``per_cluster`` random others (the
-    WebPerson recipe keeps the centroid-nearest and 5 random)."""
+    WebPerson recipe keeps the centroid-nearest and 5 random).
+
+    ``embedder`` maps texts to L2-normalised rows ``[N, D]``: the hashed
+    bag of words by default, or a text encoder (the paper used
+    OpenCLIP ViT-bigG/14), e.g. ``TextPersonInferencer.encode_texts``.
+    """
     unique = sorted(set(templates))
     if len(unique) <= num_clusters:
         return unique
-    vectors = embed(unique)
+    vectors = np.asarray(embedder(unique), dtype=np.float32)
     labels = kmeans(vectors, num_clusters, seed)
     rng = np.random.default_rng(seed)
     kept = []
@@ -96,15 +105,20 @@ def select_diverse(templates: Sequence[str], num_clusters: int,
     return sorted(kept)
 
 
-def build_template_bank(captions: Sequence[str], num_clusters: int,
-                        per_cluster: int = 5, seed: int = 0,
+def build_template_bank(captions: Sequence[str],
+                        num_clusters: int,
+                        per_cluster: int = 5,
+                        seed: int = 0,
                         attributes: Dict[str, Sequence[str]] = (
-                            DEFAULT_ATTRIBUTES)) -> List[str]:
+                            DEFAULT_ATTRIBUTES),
+                        embedder: Callable[[Sequence[str]],
+                                           np.ndarray] = embed) -> List[str]:
     """Templates from benchmark captions: placeholders, dedup, diversity
     selection. Captions without any attribute word are left out."""
     templates = [make_template(c, attributes) for c in captions]
     templates = [t for t in templates if '[' in t]
-    return select_diverse(templates, num_clusters, per_cluster, seed)
+    return select_diverse(templates, num_clusters, per_cluster, seed,
+                          embedder)
 
 
 def load_template_bank(path: str) -> List[str]:

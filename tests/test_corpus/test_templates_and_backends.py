@@ -1,11 +1,20 @@
 import json
+import os.path as osp
+import subprocess
+import sys
 
+import numpy as np
 import pytest
+import torch
+from mmengine.config import Config
 
 from gadms.corpus import (TransformersCaptioner, UltralyticsDetector,
                           build_template_bank, caption_problem,
                           load_template_bank, make_template)
 from gadms.corpus.templates import select_diverse
+from gadms.registry import MODELS
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def test_attribute_words_become_placeholders():
@@ -60,3 +69,38 @@ def test_optional_backends_explain_what_is_missing(tmp_path):
             'a.png', None)
     with pytest.raises(FileNotFoundError, match='model folder'):
         TransformersCaptioner(str(tmp_path / 'qwen'))
+
+
+def test_a_custom_embedder_decides_the_clusters():
+    templates = [f'{word} template number {i}.' for word in ('a', 'b', 'c')
+                 for i in range(4)]
+
+    def by_first_word(texts):
+        return np.eye(3, dtype=np.float32)[
+            ['abc'.index(t[0]) for t in texts]]
+
+    kept = select_diverse(templates, num_clusters=3, per_cluster=0,
+                          embedder=by_first_word)
+    assert sorted(t[0] for t in kept) == ['a', 'b', 'c']
+
+
+def test_templates_cli_with_a_model_text_encoder(tmp_path):
+    config = osp.join(REPO_ROOT, 'configs/baselines/'
+                      'clip-sdm_tiny_synthperson.py')
+    checkpoint = str(tmp_path / 'model.pth')
+    torch.manual_seed(0)
+    torch.save(dict(state_dict=MODELS.build(
+        Config.fromfile(config).model).state_dict()), checkpoint)
+    captions = [f'A man in a {c} coat and {d} shoes walks by, number {i}.'
+                for i, (c, d) in enumerate(
+                    [('red', 'black'), ('blue', 'white')] * 6)]
+    source, out = tmp_path / 'captions.json', tmp_path / 'bank.json'
+    source.write_text(json.dumps(captions))
+    subprocess.run(
+        [sys.executable, 'tools/dataset_converters/build_webperson_corpus.py',
+         'templates', str(source), str(out), '--clusters', '3',
+         '--per-cluster', '1', '--embed-with', config, checkpoint],
+        cwd=REPO_ROOT, check=True, capture_output=True)
+    bank = load_template_bank(str(out))
+    assert 3 <= len(bank) <= 6
+    assert all('[person]' in t and '[colour]' in t for t in bank)

@@ -23,11 +23,13 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
+from gadms.apis import TextPersonInferencer  # noqa: E402
 from gadms.corpus import (OpenAIChatCaptioner, PersonFilterRules,  # noqa
                           PrecomputedDetector, TransformersCaptioner,
                           UltralyticsDetector, build_template_bank,
                           load_template_bank, run_caption_stage,
                           run_export_stage, run_filter_stage)
+from gadms.corpus.templates import embed  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,6 +43,10 @@ def parse_args() -> argparse.Namespace:
     templates.add_argument('--clusters', type=int, default=200)
     templates.add_argument('--per-cluster', type=int, default=5)
     templates.add_argument('--seed', type=int, default=0)
+    templates.add_argument(
+        '--embed-with', nargs=2, metavar=('CONFIG', 'CHECKPOINT'),
+        help='cluster with this gadms model\'s text encoder instead of '
+        'the hashed bag of words')
 
     filtering = stages.add_parser('filter', help='stage 1')
     filtering.add_argument('image_dir')
@@ -91,8 +97,14 @@ def read_captions(path: str) -> list:
 def main() -> None:
     args = parse_args()
     if args.stage == 'templates':
-        bank = build_template_bank(read_captions(args.captions),
-                                   args.clusters, args.per_cluster, args.seed)
+        embedder = embed
+        if args.embed_with:
+            inferencer = TextPersonInferencer(*args.embed_with)
+            embedder = lambda texts: inferencer.encode_texts(  # noqa: E731
+                texts).numpy()
+        bank = build_template_bank(
+            read_captions(args.captions), args.clusters, args.per_cluster,
+            args.seed, embedder=embedder)
         with open(args.out, 'w', encoding='utf-8') as f:
             json.dump(bank, f, indent=1)
         report = dict(templates=len(bank), out=args.out)
