@@ -16,6 +16,12 @@ train_dataloader = dict(
         ann_file='data',
         pipeline={{_base_.train_pipeline}}),
 )
+# The three benchmarks and their test pipeline.
+benchmark_roots = dict(
+    CUHKPEDES='data/CUHK-PEDES',
+    ICFGPEDES='data/ICFG-PEDES',
+    RSTPReid='data/RSTPReid')
+test_pipeline = {{_base_.test_pipeline}}
 # Model selection on the benchmarks' val splits: CUHK-PEDES and RSTPReid
 # have one, ICFG-PEDES has none and is left out of selection. save_best
 # 't2i/R1' is the mean over the two; each appears as '<name>/t2i/R1'.
@@ -24,10 +30,9 @@ val_dataloader = dict(
         _delete_=True,
         type='ConcatDataset',
         datasets=[
-            dict(type='CUHKPEDES', data_root='data/CUHK-PEDES', split='val',
-                 pipeline={{_base_.test_pipeline}}),
-            dict(type='RSTPReid', data_root='data/RSTPReid', split='val',
-                 pipeline={{_base_.test_pipeline}}),
+            dict(type=kind, data_root=benchmark_roots[kind], split='val',
+                 pipeline=test_pipeline)
+            for kind in ('CUHKPEDES', 'RSTPReid')
         ]))
 # Direct transfer: one tools/test.py run prints a row per benchmark.
 test_dataloader = dict(
@@ -35,10 +40,7 @@ test_dataloader = dict(
         _delete_=True,
         type='ConcatDataset',
         datasets=[
-            dict(type='CUHKPEDES', data_root='data/CUHK-PEDES', split='test',
-                 pipeline={{_base_.test_pipeline}}),
-            dict(type='ICFGPEDES', data_root='data/ICFG-PEDES', split='test',
-                 pipeline={{_base_.test_pipeline}}),
-            dict(type='RSTPReid', data_root='data/RSTPReid', split='test',
-                 pipeline={{_base_.test_pipeline}}),
+            dict(type=kind, data_root=root, split='test',
+                 pipeline=test_pipeline)
+            for kind, root in benchmark_roots.items()
         ]))

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Shared by dist_train.sh and dist_test.sh:
+#   tools/dist_launch.sh SCRIPT GPUS [SCRIPT arguments and options]
+# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node.
+SCRIPT=$1
+GPUS=$2
+
+PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
+torchrun \
+    --nnodes="${NNODES:-1}" \
+    --node_rank="${NODE_RANK:-0}" \
+    --master_addr="${MASTER_ADDR:-127.0.0.1}" \
+    --master_port="${PORT:-29500}" \
+    --nproc_per_node="$GPUS" \
+    "$(dirname "$0")/${SCRIPT}" \
+    "${@:3}" --launcher pytorch
