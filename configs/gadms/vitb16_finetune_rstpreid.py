@@ -1,5 +1,6 @@
 # Fine-tune a GA-DMS pretraining checkpoint on RSTPReid (IRRA recipe with the
-# GA-DMS script values: batch 128, lr 1e-5, 60 epochs).
+# GA-DMS script values: batch 128 on one GPU, lr 1e-5, 60 epochs; on N GPUs
+# set train_dataloader.batch_size=128 // N, see irra_finetune_vitb16.py).
 _base_ = [
     '../_base_/models/irra_finetune_vitb16.py',
     '../_base_/datasets/rstpreid.py',

@@ -1,13 +1,15 @@
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from gadms.registry import HOOKS
 
 
-def _runner(num_samples=5):
+def _runner(num_samples=5, batch_size=4):
     model = SimpleNamespace(score_init=0.85, score_bank=None)
-    loader = SimpleNamespace(dataset=list(range(num_samples)))
+    loader = SimpleNamespace(dataset=list(range(num_samples)),
+                             batch_size=batch_size)
     return SimpleNamespace(model=model, train_dataloader=loader)
 
 
@@ -32,3 +34,34 @@ def test_bank_is_attached_saved_and_restored_on_resume():
     # a checkpoint without a bank (e.g. the baseline's) changes nothing
     resumed_hook.after_load_checkpoint(resumed, {})
     assert torch.equal(resumed.model.score_bank.to_tensor(), saved)
+
+
+def test_per_group_bank_round_trips_every_group_copy():
+    cfg = dict(type='ScoreBankHook', context_length=3, mode='per_group',
+               group_size=2)
+    hook = HOOKS.build(cfg)
+    runner = _runner(batch_size=4)
+    hook.before_train(runner)
+    bank = runner.model.score_bank
+    # rows 0-1 are group 0, rows 2-3 group 1: sample 4 is in both groups
+    bank.update(torch.tensor([1, 4, 4, 0]),
+                torch.tensor([0.1, 0.2, 0.3, 0.4])[:, None].expand(4, 3))
+    checkpoint = {}
+    hook.before_save_checkpoint(runner, checkpoint)
+    saved = checkpoint['score_bank']
+    assert saved.shape == (2, 5, 3)
+    resumed_hook = HOOKS.build(cfg)
+    resumed = _runner(batch_size=4)
+    resumed_hook.after_load_checkpoint(resumed, {'score_bank': saved})
+    resumed_hook.before_train(resumed)
+    # sample 4 read from group 0 then group 1, sample 1 only in group 0
+    got = resumed.model.score_bank.read(torch.tensor([4, 1, 4, 1]))[:, 0]
+    torch.testing.assert_close(got, torch.tensor([0.2, 0.1, 0.3, 0.85]),
+                               atol=1e-3, rtol=0)
+
+
+def test_per_group_bank_needs_a_dividing_batch():
+    hook = HOOKS.build(dict(type='ScoreBankHook', mode='per_group',
+                            group_size=3))
+    with pytest.raises(ValueError, match='batch_size=4, group_size=3'):
+        hook.before_train(_runner(batch_size=4))

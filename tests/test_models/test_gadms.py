@@ -113,6 +113,18 @@ def test_mtp_head_loss_only_on_labelled_positions():
     torch.testing.assert_close(loss, expected)
     empty = head.loss(text, image, torch.zeros_like(labels))['loss_mtp']
     assert empty.item() == 0.0 and empty.requires_grad
+    # per group of 1 caption: the mean of the two rows' means
+    group = MODELS.build(dict(type='MTPHead', embed_dim=32, depth=1, heads=2,
+                              loss_weight=0.5, norm_scope='group',
+                              group_size=1))
+    group.load_state_dict(head.state_dict())
+    labels[1, 9] = 11
+    logits_1 = logits[1, [5, 9]]
+    per_row = torch.stack([
+        F.cross_entropy(logits[0, 3:4], torch.tensor([42])),
+        F.cross_entropy(logits_1, torch.tensor([7, 11]))])
+    torch.testing.assert_close(
+        group.loss(text, image, labels)['loss_mtp'], 0.5 * per_row.mean())
     # IRRA initialisation scales
     std = head.cross_attn.in_proj_weight.std().item()
     assert std == pytest.approx(32**-0.5, rel=0.1)

@@ -77,3 +77,93 @@ def test_two_gloo_processes_see_every_update():
         -1, 2)
     for bank in banks:
         torch.testing.assert_close(bank, expected, atol=1e-3, rtol=0)
+
+
+# two epochs of a global batch of 4 = 2 groups of 2 captions (one group per
+# rank on 2 processes); captions 0-7
+EPOCHS = [
+    [[0, 1, 2, 3], [4, 5, 6, 7]],
+    [[5, 2, 3, 0], [7, 1, 6, 4]],
+]
+
+
+def _per_group_epochs(bank, rows: slice, groups: list) -> list:
+    """Run the two epochs on this process's ``rows`` of each global batch
+    (``groups``: their group ids): read, then write ``0.1 + 0.4 * epoch +
+    0.2 * group``. Returns what each step read."""
+    reads = []
+    for epoch, batches in enumerate(EPOCHS):
+        for batch in batches:
+            indices = torch.tensor(batch[rows])
+            reads.append(bank.read(indices)[:, 0])
+            written = 0.1 + 0.4 * epoch + 0.2 * torch.tensor(groups)
+            bank.update(indices, written[:, None].expand(-1, 2))
+    return reads
+
+
+def _bank_contents(bank, copies: int) -> torch.Tensor:
+    """``[copies, 8]``: what each group copy would serve for captions 0-7."""
+    table = torch.empty(copies, 8)
+    for copy in range(copies):
+        for sample in range(8):
+            rows = torch.full((2 * (copy + 1), ), sample)
+            table[copy, sample] = bank.read(rows)[2 * copy, 0]
+    return table
+
+
+def _per_group_worker(rank, tmp_dir):
+    dist.init_process_group(
+        'gloo', init_method=f'file://{os.path.join(tmp_dir, "init")}',
+        rank=rank, world_size=2)
+    bank = TokenScoreBank(8, length=2, group_size=2, batch_size=2)
+    reads = _per_group_epochs(bank, slice(2 * rank, 2 * rank + 2),
+                              [rank, rank])
+    torch.save((reads, _bank_contents(bank, 1), bank.to_tensor()),
+               os.path.join(tmp_dir, f'rank{rank}.pt'))
+    dist.destroy_process_group()
+
+
+def test_per_group_bank_reads_what_its_rank_wrote_after_two_epochs():
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(_per_group_worker, nprocs=2, join=True, args=(tmp, ))
+        ranks = [torch.load(os.path.join(tmp, f'rank{r}.pt'))
+                 for r in range(2)]
+    init = 0.85
+    # epoch 2 reads: rank 0 wrote 0, 1, 4, 5 with 0.1 and rank 1 wrote 2, 3,
+    # 6, 7 with 0.3 in epoch 1; each sees only its own writes
+    expected_reads = [
+        [[init, init], [init, init]],  # epoch 1, step 1: rank 0, rank 1
+        [[init, init], [init, init]],
+        [[0.1, init], [0.3, init]],  # epoch 2: rank 0 reads 5, 2; rank 1 3, 0
+        [[init, 0.1], [0.3, init]],  # rank 0 reads 7, 1; rank 1 6, 4
+    ]
+    # after epoch 2 (0.5 by rank 0, 0.7 by rank 1)
+    expected_banks = [
+        [0.1, 0.5, 0.5, init, 0.1, 0.5, init, 0.5],
+        [0.7, init, 0.3, 0.7, 0.7, init, 0.7, 0.3],
+    ]
+    for rank, (reads, table, _) in enumerate(ranks):
+        torch.testing.assert_close(
+            torch.stack(reads), torch.tensor(expected_reads)[:, rank],
+            atol=1e-3, rtol=0)
+        torch.testing.assert_close(table[0], torch.tensor(
+            expected_banks[rank]), atol=1e-3, rtol=0)
+    # the checkpoint holds both ranks' copies
+    for _, _, saved in ranks:
+        torch.testing.assert_close(saved[:, :, 0], torch.tensor(
+            expected_banks).half(), atol=1e-3, rtol=0)
+
+    # one process with both groups in its batch keeps the same two copies
+    single = TokenScoreBank(8, length=2, group_size=2, batch_size=4)
+    reads = _per_group_epochs(single, slice(0, 4), [0, 0, 1, 1])
+    torch.testing.assert_close(
+        torch.stack(reads), torch.tensor(expected_reads).flatten(1),
+        atol=1e-3, rtol=0)
+    torch.testing.assert_close(_bank_contents(single, 2),
+                               torch.tensor(expected_banks), atol=1e-3,
+                               rtol=0)
+    # synced: every caption reads its latest score, whoever wrote it
+    synced = TokenScoreBank(8, length=2)
+    reads = _per_group_epochs(synced, slice(0, 4), [0, 0, 1, 1])
+    torch.testing.assert_close(reads[2], torch.tensor([0.1, 0.3, 0.3, 0.1]),
+                               atol=1e-3, rtol=0)

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from tiny_models import tiny_backbone_cfg
 
-from gadms.models.scorers import multi_scale_pool
+from gadms.models.scorers import multi_scale_pool, normalise_scores
 from gadms.registry import MODELS
 
 SOT, EOT = 49406, 49407
@@ -169,6 +169,20 @@ def test_sample_scope_normalises_each_caption():
         dict(type='GradAttnScorer', num_layers=2, norm_scope='sample'))
     scores = scorer(backbone, ids, torch.randn(4, 9, 32))
     torch.testing.assert_close(scores.amax(dim=1), torch.ones(4))
+
+
+def test_group_scope_hand_example():
+    raw = torch.tensor([[0.0, 2.0], [0.0, 4.0], [1.0, 3.0], [0.0, 6.0],
+                        [5.0, 5.0]])
+    # groups of 2 rows: {0, 1}, {2, 3}, {4} (a constant group gives zeros)
+    expected = torch.tensor([[0.0, 0.5], [0.0, 1.0], [1 / 6, 0.5],
+                             [0.0, 1.0], [0.0, 0.0]])
+    torch.testing.assert_close(normalise_scores(raw, 'group', 2), expected)
+    torch.testing.assert_close(normalise_scores(raw, 'batch'), raw / 6)
+    with pytest.raises(ValueError, match='group_size'):
+        MODELS.build(dict(type='GradAttnScorer', norm_scope='group'))
+    with pytest.raises(ValueError, match="'global'"):
+        MODELS.build(dict(type='CosineScorer', norm_scope='global'))
 
 
 @pytest.mark.parametrize('scorer_type', ['AttentionScorer', 'CosineScorer',

@@ -3,19 +3,24 @@ dataset_type = 'CUHKPEDES'
 data_root = 'data/CUHK-PEDES'
 image_size = (384, 128)  # (height, width)
 
+# The IRRA / GA-DMS image pipeline (method.md 6.1): PIL's antialiased
+# bilinear resize (torchvision's Resize on PIL images), flip, pad 10 + crop,
+# and torchvision's RandomErasing as applied after Normalize (the box holds
+# CLIP's mean in normalised units; see NormalisedRandomErasing).
 train_pipeline = [
     dict(type='LoadPersonImage'),
-    dict(type='Resize', scale=image_size[::-1], keep_ratio=False),
+    dict(type='Resize', scale=image_size[::-1], keep_ratio=False,
+         backend='pillow', interpolation='bilinear'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='mmpretrain.RandomCrop', crop_size=image_size, padding=10),
-    dict(type='mmpretrain.RandomErasing', erase_prob=0.5, mode='const',
-         fill_color=(104, 117, 123)),
+    dict(type='NormalisedRandomErasing', erase_prob=0.5, scale=(0.02, 0.4)),
     dict(type='TokenizeCaption', context_length=77),
     dict(type='PackTextPersonInputs'),
 ]
 test_pipeline = [
     dict(type='LoadPersonImage'),
-    dict(type='Resize', scale=image_size[::-1], keep_ratio=False),
+    dict(type='Resize', scale=image_size[::-1], keep_ratio=False,
+         backend='pillow', interpolation='bilinear'),
     dict(type='TokenizeCaption', context_length=77),
     dict(type='PackTextPersonInputs'),
 ]

@@ -2,6 +2,11 @@
 # decoder, no scorer (method.md 6.2). The fine-tune configs set
 # id_head.num_classes and `load_from` (the last pretraining epoch; the ID
 # head is new, every other key loads from it).
+# GPU count: the released GA-DMS fine-tuning script ran on 1 GPU with batch
+# 128 (IRRA: 1 GPU, batch 64), so SDM, ID and MLM are means over one batch
+# and the balance is SDM 1 : ID 1 : MLM 1. gadms's losses are means over the
+# global batch on any number of processes, so 1 process x 128 or N x
+# (128 / N) train exactly that objective; N x 128 is a larger batch.
 _base_ = ['./gadms_vitb16.py']
 
 model = dict(

@@ -1,3 +1,5 @@
+from .clip_norm import CLIP_MEAN, CLIP_STD
+from .erasing import NormalisedRandomErasing
 from .formatting import PackTextPersonInputs
 from .loading import ImageLoadError, LoadPersonImage
 from .text import TokenizeCaption
@@ -7,5 +9,6 @@ from .tokenizer import (EOT_TOKEN_ID, MASK_TOKEN_ID, PAD_TOKEN_ID,
 __all__ = [
     'CLIPTokenizer', 'get_tokenizer', 'TokenizeCaption', 'LoadPersonImage',
     'ImageLoadError', 'PackTextPersonInputs', 'PAD_TOKEN_ID', 'MASK_TOKEN_ID',
-    'SOT_TOKEN_ID', 'EOT_TOKEN_ID', 'VOCAB_SIZE'
+    'SOT_TOKEN_ID', 'EOT_TOKEN_ID', 'VOCAB_SIZE', 'NormalisedRandomErasing',
+    'CLIP_MEAN', 'CLIP_STD'
 ]

@@ -12,12 +12,13 @@ from gadms.structures import TextPersonDataSample
 class PackTextPersonInputs(BaseTransform):
     """Pack an image and its caption ids for the data preprocessor.
 
-    **Required Keys:** ``img`` (np.ndarray ``[H, W, 3]`` uint8, BGR as loaded
-    by ``LoadPersonImage``), ``pid``, ``text_ids`` (``[N, L]``).
+    **Required Keys:** ``img`` (np.ndarray ``[H, W, 3]``, BGR as loaded
+    by ``LoadPersonImage``: uint8, or float32 after
+    ``NormalisedRandomErasing``), ``pid``, ``text_ids`` (``[N, L]``).
 
-    **Packed:** ``inputs`` (uint8 Tensor ``[3, H, W]``) and ``data_samples``
-    (:class:`TextPersonDataSample` with ``pid`` and ``text_ids``, plus the
-    ``meta_keys`` that are present as metainfo).
+    **Packed:** ``inputs`` (Tensor ``[3, H, W]`` of the image's dtype) and
+    ``data_samples`` (:class:`TextPersonDataSample` with ``pid`` and
+    ``text_ids``, plus the ``meta_keys`` that are present as metainfo).
 
     Args:
         meta_keys (Sequence[str]): Keys copied into the metainfo when present.

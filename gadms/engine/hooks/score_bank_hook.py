@@ -21,6 +21,14 @@ class ScoreBankHook(Hook):
         context_length (int): Scores per caption (77).
         path (str, optional): Backing file of the bank; a temporary file by
             default.
+        mode (str): ``'synced'`` (default): every rank reads every caption's
+            latest scores; ``'per_group'``: the released code's per-GPU
+            banks, a caption reads what its group of ``group_size``
+            consecutive captions of the global batch last wrote (see
+            :class:`TokenScoreBank`), for the staleness ablation.
+        group_size (int, optional): Captions per group of ``'per_group'``
+            (the released per-GPU batch); must divide the per-process
+            batch.
 
     Use in configs::
 
@@ -29,10 +37,19 @@ class ScoreBankHook(Hook):
 
     priority = 'NORMAL'
 
-    def __init__(self, context_length: int = 77,
-                 path: Optional[str] = None) -> None:
+    def __init__(self,
+                 context_length: int = 77,
+                 path: Optional[str] = None,
+                 mode: str = 'synced',
+                 group_size: Optional[int] = None) -> None:
+        if mode not in ('synced', 'per_group'):
+            raise ValueError("mode must be 'synced' or 'per_group', got "
+                             f'{mode!r}')
+        if mode == 'per_group' and group_size is None:
+            raise ValueError("mode='per_group' needs a group_size")
         self.context_length = context_length
         self.path = path
+        self.group_size = group_size if mode == 'per_group' else None
         self._resumed_scores: Optional[torch.Tensor] = None
 
     @staticmethod
@@ -42,9 +59,11 @@ class ScoreBankHook(Hook):
 
     def before_train(self, runner) -> None:
         model = self._model(runner)
+        loader = runner.train_dataloader
         bank = TokenScoreBank(
-            len(runner.train_dataloader.dataset), self.context_length,
-            init_value=model.score_init, path=self.path)
+            len(loader.dataset), self.context_length,
+            init_value=model.score_init, path=self.path,
+            group_size=self.group_size, batch_size=loader.batch_size)
         if self._resumed_scores is not None:
             bank.load_tensor(self._resumed_scores)
             self._resumed_scores = None

@@ -3,18 +3,16 @@ from typing import Sequence
 import torch
 from mmengine.model import BaseDataPreprocessor
 
+from gadms.datasets.transforms.clip_norm import CLIP_MEAN, CLIP_STD
 from gadms.registry import MODELS
-
-# CLIP's normalisation constants, on the 0-255 scale.
-CLIP_MEAN = (122.770938, 116.7460125, 104.09373615)
-CLIP_STD = (68.5005327, 66.6321579, 70.32316305)
 
 
 @MODELS.register_module()
 class TextPersonDataPreprocessor(BaseDataPreprocessor):
     """Batch images and caption ids and move them to the model's device.
 
-    Input: ``inputs`` (list of uint8 ``[3, H, W]`` tensors, or a stacked
+    Input: ``inputs`` (list of uint8, or float32 on the 0-255 scale, ``[3,
+    H, W]`` tensors, or a stacked
     ``[B, 3, H, W]`` tensor) and ``data_samples`` (each with ``text_ids``
     ``[N_i, L]``).
 
@@ -59,8 +57,8 @@ class TextPersonDataPreprocessor(BaseDataPreprocessor):
             data_samples=data_samples)
 
     def normalise_images(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 ``[B, 3, H, W]`` (loader channel order) on the model's
-        device -> normalised float ``[B, 3, H, W]``."""
+        """uint8 or float ``[B, 3, H, W]`` (loader channel order, 0-255
+        scale) on the model's device -> normalised float ``[B, 3, H, W]``."""
         if self.bgr_to_rgb:
             images = images.flip(1)
         return (images.float() - self.mean) / self.std

@@ -1,4 +1,4 @@
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
@@ -9,7 +9,8 @@ from torch import nn
 
 from gadms.datasets.transforms.tokenizer import VOCAB_SIZE
 from gadms.registry import MODELS
-from ..utils import all_reduce_sum
+from ..utils import (check_norm_scope, gather_constant, group_reduce,
+                     row_groups)
 
 
 @MODELS.register_module()
@@ -29,6 +30,14 @@ class MTPHead(BaseModule):
         heads (int): Attention heads (8).
         vocab_size (int): Output classes (49,408).
         loss_weight (float): ``beta`` of GA-DMS (paper 0.4, code 0.3).
+        norm_scope (str): What the cross-entropy is averaged over:
+            ``'batch'``, the masked tokens of the global batch; ``'group'``,
+            the masked tokens of each group of ``group_size`` consecutive
+            captions of the global batch, then the mean over groups. With
+            ``group_size`` = the released per-GPU batch, ``'group'`` is the
+            released code's per-GPU mean averaged by DDP, on any number of
+            processes.
+        group_size (int, optional): Captions per group of ``'group'``.
     """
 
     def __init__(self,
@@ -37,9 +46,14 @@ class MTPHead(BaseModule):
                  heads: int = 8,
                  vocab_size: int = VOCAB_SIZE,
                  loss_weight: float = 1.0,
+                 norm_scope: str = 'batch',
+                 group_size: Optional[int] = None,
                  init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
+        check_norm_scope(norm_scope, ('batch', 'group'), group_size)
         self.loss_weight = loss_weight
+        self.norm_scope = norm_scope
+        self.group_size = group_size
         self.ln_pre_t = LayerNorm(embed_dim)
         self.ln_pre_i = LayerNorm(embed_dim)
         self.cross_attn = nn.MultiheadAttention(
@@ -81,19 +95,29 @@ class MTPHead(BaseModule):
              labels: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Cross-entropy at the positions where ``labels [B, N]`` != 0.
 
-        The mean is over the masked positions of the global batch: this
-        rank's sum is divided by the count over all ranks (times the world
-        size, which DDP's gradient average divides out), so the loss does
-        not depend on how masked tokens fall across processes.
+        The loss is ``1/G sum_g (sum of CE in group g) / (masked tokens in
+        group g)`` over the ``G`` groups of the global batch (one group for
+        ``'batch'``). Each rank returns its rows' share times the world size,
+        which DDP's gradient average divides out, so the loss does not
+        depend on how masked tokens fall across processes.
         """
         hidden = self(text_tokens, image_tokens)
         selected = labels != 0
-        global_count = all_reduce_sum(selected.sum())
+        rows = labels.shape[0]
+        group_size = self.group_size if self.norm_scope == 'group' \
+            else rows * get_world_size()
+        groups = row_groups(rows, group_size, labels.device)
+        counts = group_reduce(
+            gather_constant(selected.sum(dim=1)).float(), groups.all,
+            groups.count, 'sum')
         if not selected.any():
             # keep every parameter in the graph (DDP) with a zero loss
             return dict(loss_mtp=hidden.sum() * 0.0)
         logits = self.mlm_head(hidden[selected])
-        total = F.cross_entropy(
-            logits.float(), labels[selected], reduction='sum')
-        loss = total * get_world_size() / global_count
+        token_losses = F.cross_entropy(
+            logits.float(), labels[selected], reduction='none')
+        # each token divided by its group's masked count
+        token_groups = groups.local[:, None].expand_as(labels)[selected]
+        loss = (token_losses / counts[token_groups]).sum() * (
+            get_world_size() / groups.count)
         return dict(loss_mtp=self.loss_weight * loss)

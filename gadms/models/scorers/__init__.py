@@ -1,10 +1,11 @@
 from .attention_scorer import AttentionScorer
+from .base import BaseTokenScorer
 from .cosine_scorer import CosineScorer
 from .grad_attn_scorer import GradAttnScorer
 from .random_scorer import RandomScorer
 from .utils import content_mask, multi_scale_pool, normalise_scores
 
 __all__ = [
-    'GradAttnScorer', 'AttentionScorer', 'CosineScorer', 'RandomScorer',
-    'content_mask', 'multi_scale_pool', 'normalise_scores'
+    'BaseTokenScorer', 'GradAttnScorer', 'AttentionScorer', 'CosineScorer',
+    'RandomScorer', 'content_mask', 'multi_scale_pool', 'normalise_scores'
 ]

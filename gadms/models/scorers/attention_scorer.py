@@ -1,12 +1,15 @@
+from typing import Optional
+
 import torch
 from torch import nn
 
 from gadms.registry import MODELS
-from .utils import content_mask, eot_positions, normalise_scores
+from .base import BaseTokenScorer
+from .utils import content_mask, eot_positions
 
 
 @MODELS.register_module()
-class AttentionScorer(nn.Module):
+class AttentionScorer(BaseTokenScorer):
     """Ablation scorer: the EOT attention row alone, summed over layers.
 
     ``E = mask * sum_l A_l[EOT, :]`` over the last ``num_layers`` text
@@ -16,17 +19,18 @@ class AttentionScorer(nn.Module):
     Args:
         num_layers (int): Last text layers read.
         heads (int): Heads of the dense re-run.
-        norm_scope (str): ``'batch'`` or ``'sample'``.
+        norm_scope (str), group_size (int, optional): Score
+            normalisation, see :class:`BaseTokenScorer`.
     """
 
     def __init__(self,
                  num_layers: int = 8,
                  heads: int = 1,
-                 norm_scope: str = 'batch') -> None:
-        super().__init__()
+                 norm_scope: str = 'batch',
+                 group_size: Optional[int] = None) -> None:
+        super().__init__(norm_scope, group_size)
         self.num_layers = num_layers
         self.heads = heads
-        self.norm_scope = norm_scope
 
     @torch.no_grad()
     def forward(self, backbone: nn.Module, text_ids: torch.Tensor,
@@ -37,4 +41,4 @@ class AttentionScorer(nn.Module):
         eot_attn = torch.stack(dense.attn).float()[:, rows,
                                                    eot_positions(text_ids)]
         raw = content_mask(text_ids) * eot_attn.sum(dim=0)
-        return normalise_scores(raw, self.norm_scope)
+        return self.normalise(raw)

@@ -1,13 +1,16 @@
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from gadms.registry import MODELS
-from .utils import content_mask, normalise_scores
+from .base import BaseTokenScorer
+from .utils import content_mask
 
 
 @MODELS.register_module()
-class CosineScorer(nn.Module):
+class CosineScorer(BaseTokenScorer):
     """Ablation scorer CSS: each token's best cosine match among patches.
 
     ``E[b, j] = max_p cos(text_token[b, j], image_patch[b, p])`` with the
@@ -18,12 +21,13 @@ class CosineScorer(nn.Module):
     :class:`GradAttnScorer`.
 
     Args:
-        norm_scope (str): ``'batch'`` or ``'sample'``.
+        norm_scope (str), group_size (int, optional): Score
+            normalisation, see :class:`BaseTokenScorer`.
     """
 
-    def __init__(self, norm_scope: str = 'batch') -> None:
-        super().__init__()
-        self.norm_scope = norm_scope
+    def __init__(self, norm_scope: str = 'batch',
+                 group_size: Optional[int] = None) -> None:
+        super().__init__(norm_scope, group_size)
 
     @torch.no_grad()
     def forward(self, backbone: nn.Module, text_ids: torch.Tensor,
@@ -34,4 +38,4 @@ class CosineScorer(nn.Module):
         best = torch.einsum('bnd,bpd->bnp', text_tokens,
                             patches).amax(dim=-1)
         raw = content_mask(text_ids) * best.clamp(min=0)
-        return normalise_scores(raw, self.norm_scope)
+        return self.normalise(raw)

@@ -1,16 +1,16 @@
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from gadms.registry import MODELS
-from .utils import (content_mask, eot_positions, multi_scale_pool,
-                    normalise_scores)
+from .base import BaseTokenScorer
+from .utils import content_mask, eot_positions, multi_scale_pool
 
 
 @MODELS.register_module()
-class GradAttnScorer(nn.Module):
+class GradAttnScorer(BaseTokenScorer):
     """Gradient-attention similarity score (GASS) of every caption token.
 
     Follows method.md section 3: a dense re-run of the last ``num_layers``
@@ -29,7 +29,8 @@ class GradAttnScorer(nn.Module):
         attn_norm (str): ``'paper'``: attention renormalised over the
             content tokens; ``'code'``: divided by the sum of the raw
             gradient scores over all positions (released code).
-        norm_scope (str): ``'batch'`` or ``'sample'`` min-max scope.
+        norm_scope (str), group_size (int, optional): Score
+            normalisation, see :class:`BaseTokenScorer`.
 
     Inputs of :meth:`forward`: ``backbone`` (``OpenCLIPBackbone``),
     ``text_ids [B, N]`` and ``image_tokens [B, 1 + HW, D]``. Output:
@@ -41,8 +42,9 @@ class GradAttnScorer(nn.Module):
                  heads: int = 1,
                  scales: Sequence[int] = (1, 2),
                  attn_norm: str = 'paper',
-                 norm_scope: str = 'batch') -> None:
-        super().__init__()
+                 norm_scope: str = 'batch',
+                 group_size: Optional[int] = None) -> None:
+        super().__init__(norm_scope, group_size)
         if attn_norm not in ('paper', 'code'):
             raise ValueError(f"attn_norm must be 'paper' or 'code', got "
                              f'{attn_norm!r}')
@@ -52,7 +54,6 @@ class GradAttnScorer(nn.Module):
         self.heads = heads
         self.scales = tuple(scales)
         self.attn_norm = attn_norm
-        self.norm_scope = norm_scope
 
     def forward(self, backbone: nn.Module, text_ids: torch.Tensor,
                 image_tokens: torch.Tensor) -> torch.Tensor:
@@ -60,7 +61,7 @@ class GradAttnScorer(nn.Module):
         with torch.enable_grad(), torch.autocast(device_type, enabled=False):
             raw = self._raw_scores(backbone, text_ids,
                                    image_tokens[:, 0].detach().float())
-        return normalise_scores(raw, self.norm_scope).detach()
+        return self.normalise(raw).detach()
 
     def _raw_scores(self, backbone: nn.Module, text_ids: torch.Tensor,
                     image_feats: torch.Tensor) -> torch.Tensor:

@@ -4,15 +4,17 @@ import torch
 from torch import nn
 
 from gadms.registry import MODELS
+from .base import BaseTokenScorer
 from .utils import content_mask
 
 
 @MODELS.register_module()
-class RandomScorer(nn.Module):
+class RandomScorer(BaseTokenScorer):
     """Control scorer: uniform random scores, or a constant.
 
     Content tokens get ``U(0, 1)`` draws (or ``value`` when given); SOT,
-    EOT and padding get 0. Inputs and output as in :class:`GradAttnScorer`.
+    EOT and padding get 0, with no normalisation. Inputs and output as in
+    :class:`BaseTokenScorer`.
 
     Args:
         value (float, optional): Constant score instead of random draws.

@@ -1,10 +1,13 @@
 """Shared pieces of the token scorers."""
-from typing import Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from ..utils import global_min_max
+from ..utils import (gather_constant, global_min_max, group_reduce,
+                     row_groups)
+
+NORM_SCOPES = ('batch', 'group', 'sample')
 
 
 def eot_positions(text_ids: torch.Tensor) -> torch.Tensor:
@@ -18,25 +21,45 @@ def content_mask(text_ids: torch.Tensor) -> torch.Tensor:
     return (positions > 0) & (positions < eot_positions(text_ids)[:, None])
 
 
-def normalise_scores(raw: torch.Tensor, scope: str) -> torch.Tensor:
+def normalise_scores(raw: torch.Tensor, scope: str,
+                     group_size: Optional[int] = None) -> torch.Tensor:
     """Min-max normalise ``[B, N]`` non-negative scores to [0, 1].
 
-    ``scope='batch'`` uses the min and max of the whole batch (GA-DMS's
-    released code; under DDP the global batch of every rank, so scores do
-    not depend on the process count), ``'sample'`` those of each row. A
-    constant range gives zeros.
+    ``scope='batch'`` uses the min and max of the whole batch (under DDP the
+    global batch of every rank, so scores do not depend on the process
+    count); ``'group'`` those of consecutive groups of ``group_size``
+    captions of the global batch (see :mod:`gadms.models.utils.groups`):
+    with ``group_size`` = the released per-GPU batch this is the released
+    code's per-GPU normalisation, on any number of processes; ``'sample'``
+    those of each row. A constant range gives zeros.
     """
     if scope == 'batch':
         low, high = global_min_max(raw)
+    elif scope == 'group':
+        low, high = _group_min_max(raw, group_size)
     elif scope == 'sample':
         low = raw.min(dim=1, keepdim=True)[0]
         high = raw.max(dim=1, keepdim=True)[0]
     else:
-        raise ValueError(f"norm_scope must be 'batch' or 'sample', got "
+        raise ValueError(f'norm_scope must be one of {NORM_SCOPES}, got '
                          f'{scope!r}')
     span = high - low
     return torch.where(span > 0, (raw - low) / span.clamp(min=1e-12),
                        torch.zeros_like(raw))
+
+
+def _group_min_max(raw: torch.Tensor, group_size: Optional[int]
+                   ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``[B, 1]`` min and max of each row's group (rows of other ranks
+    included: only the ``[B]`` row extremes are gathered)."""
+    if group_size is None:
+        raise ValueError("norm_scope='group' needs a group_size")
+    groups = row_groups(raw.shape[0], group_size, raw.device)
+    row_low = gather_constant(raw.detach().min(dim=1)[0])
+    row_high = gather_constant(raw.detach().max(dim=1)[0])
+    low = group_reduce(row_low, groups.all, groups.count, 'amin')
+    high = group_reduce(row_high, groups.all, groups.count, 'amax')
+    return low[groups.local, None], high[groups.local, None]
 
 
 def multi_scale_pool(x: torch.Tensor, scales: Sequence[int]) -> torch.Tensor:

@@ -56,14 +56,6 @@ def local_rows(batch_size: int) -> slice:
     return slice(start, start + batch_size)
 
 
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """The sum of ``tensor`` over ranks (a new tensor, no gradient)."""
-    total = tensor.detach().clone()
-    if get_world_size() > 1:
-        torch_dist.all_reduce(total)
-    return total
-
-
 def global_min_max(tensor: torch.Tensor
                    ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Minimum and maximum of ``tensor`` over every rank's values."""

@@ -4,18 +4,30 @@ from typing import Optional
 
 import numpy as np
 import torch
-from mmengine.dist import all_gather, get_world_size
+from mmengine.dist import all_gather, get_rank, get_world_size
 
 
 class TokenScoreBank:
     """Per-caption token scores that drive the masks of the next epoch.
 
-    Stored as an fp16 ``[num_samples, length]`` array in a memory-mapped
-    file, so 10M captions x 77 tokens take 1.5 GB of page cache, not Python
-    objects; forked data-loader workers see every update through the
-    shared mapping. :meth:`update` all-gathers (index, scores) pairs from
-    every rank first, so each rank's bank holds every caption's latest
-    scores (the released GA-DMS code updated only the local copy).
+    Stored as an fp16 ``[copies, num_samples, length]`` array in a
+    memory-mapped file, so 10M captions x 77 tokens take 1.5 GB of page
+    cache per copy, not Python objects.
+
+    Two modes:
+
+    - synced (``group_size=None``, the default, what the paper describes):
+      one copy; :meth:`update` all-gathers (index, scores) pairs from every
+      rank first, so each rank reads every caption's latest scores.
+    - per group (``group_size`` set): the released code's per-GPU banks.
+      The global batch is cut into consecutive groups of ``group_size``
+      captions (:func:`row_groups`), each group with its own copy: a
+      caption reads the scores that *its group's* copy last stored for it
+      (0.85 if that copy never saw it) and writes only there. Group ``k`` of
+      every batch is the same copy, so with ``group_size`` = the per-GPU
+      batch each rank keeps one copy, as the released code did, and one
+      process with ``W x group_size`` rows keeps ``W``. Each rank holds
+      ``per_rank_batch / group_size`` copies.
 
     Args:
         num_samples (int): Training captions (dataset length).
@@ -23,13 +35,19 @@ class TokenScoreBank:
         init_value (float): Score before a caption was first scored (0.85).
         path (str, optional): Backing file; a private temporary file by
             default (removed when the bank is garbage-collected).
+        group_size (int, optional): Per-group mode, see above.
+        batch_size (int): Rows per rank and step (per-group mode only; a
+            multiple of ``group_size``).
     """
 
     def __init__(self,
                  num_samples: int,
                  length: int = 77,
                  init_value: float = 0.85,
-                 path: Optional[str] = None) -> None:
+                 path: Optional[str] = None,
+                 group_size: Optional[int] = None,
+                 batch_size: Optional[int] = None) -> None:
+        copies = self._copies_per_rank(group_size, batch_size)
         # only the creating process removes a temporary file: forked
         # data-loader workers hold copies of this object too
         self._owner_pid = os.getpid() if path is None else None
@@ -39,30 +57,62 @@ class TokenScoreBank:
             os.close(handle)
         self.path = path
         self.init_value = init_value
+        self.group_size = group_size
         self._array = np.memmap(path, dtype=np.float16, mode='w+',
-                                shape=(num_samples, length))
+                                shape=(copies, num_samples, length))
         self._array[:] = init_value
 
+    @staticmethod
+    def _copies_per_rank(group_size: Optional[int],
+                         batch_size: Optional[int]) -> int:
+        if group_size is None:
+            return 1
+        if group_size < 1 or batch_size is None or batch_size < 1 or \
+                batch_size % group_size:
+            raise ValueError(
+                'a per-group score bank needs a per-rank batch_size that is '
+                f'a multiple of group_size, got batch_size={batch_size}, '
+                f'group_size={group_size}')
+        return batch_size // group_size
+
     def __len__(self) -> int:
-        return self._array.shape[0]
+        return self._array.shape[1]
 
     def __del__(self) -> None:
         if getattr(self, '_owner_pid', None) == os.getpid() and \
                 os.path.exists(self.path):
             os.remove(self.path)
 
+    def _copy_of_rows(self, rows: int) -> np.ndarray:
+        """The copy each of ``rows`` consecutive batch rows uses."""
+        if self.group_size is None:
+            return np.zeros(rows, dtype=np.int64)
+        if rows > self._array.shape[0] * self.group_size:
+            raise ValueError(
+                f'a batch of {rows} rows is larger than the per-group score '
+                f'bank was built for ({self._array.shape[0]} groups of '
+                f'{self.group_size})')
+        return np.arange(rows) // self.group_size
+
     def read(self, indices: torch.Tensor) -> torch.Tensor:
-        """``[B]`` sample indices -> ``[B, length]`` fp32 scores (CPU)."""
-        rows = self._array[indices.cpu().numpy()]
+        """``[B]`` sample indices (this rank's batch, in batch order) ->
+        ``[B, length]`` fp32 scores (CPU)."""
+        indices = indices.cpu().numpy()
+        rows = self._array[self._copy_of_rows(len(indices)), indices]
         return torch.from_numpy(rows.astype(np.float32))
 
     def update(self, indices: torch.Tensor, scores: torch.Tensor) -> None:
-        """Write ``scores [B, length]`` at ``indices [B]`` on every rank."""
+        """Write ``scores [B, length]`` of this rank's batch at ``indices
+        [B]``: on every rank (synced) or in the rows' group copies."""
         indices = indices.detach().long()
         scores = scores.detach().to(torch.float16)
-        if get_world_size() > 1:
-            indices, scores = self._gather(indices, scores)
-        self._array[indices.cpu().numpy()] = scores.cpu().numpy()
+        if self.group_size is None:
+            if get_world_size() > 1:
+                indices, scores = self._gather(indices, scores)
+            self._array[0, indices.cpu().numpy()] = scores.cpu().numpy()
+            return
+        self._array[self._copy_of_rows(len(indices)),
+                    indices.cpu().numpy()] = scores.cpu().numpy()
 
     @staticmethod
     def _gather(indices: torch.Tensor, scores: torch.Tensor):
@@ -80,12 +130,28 @@ class TokenScoreBank:
         return all_indices[keep], all_scores[keep]
 
     def to_tensor(self) -> torch.Tensor:
-        """A copy of all scores, for checkpoints."""
-        return torch.from_numpy(np.array(self._array))
+        """A copy of all scores, for checkpoints: ``[num_samples, length]``
+        when synced, ``[groups, num_samples, length]`` per group, with every
+        rank's copies gathered (a collective: call it on every rank)."""
+        local = torch.from_numpy(np.array(self._array))
+        if self.group_size is None:
+            return local[0]
+        if get_world_size() > 1:
+            local = torch.cat(all_gather(local))
+        return local
 
     def load_tensor(self, scores: torch.Tensor) -> None:
-        """Restore from :meth:`to_tensor`."""
-        if tuple(scores.shape) != self._array.shape:
-            raise ValueError(f'score bank of shape {tuple(scores.shape)} does '
-                             f'not fit {self._array.shape}')
-        self._array[:] = scores.to(torch.float16).numpy()
+        """Restore from :meth:`to_tensor` (per group: this rank's copies)."""
+        copies = self._array.shape[0]
+        if self.group_size is None:
+            expected, mine = self._array.shape[1:], scores
+        else:
+            expected = (copies * get_world_size(), *self._array.shape[1:])
+            mine = scores[get_rank() * copies:(get_rank() + 1) * copies]
+        if tuple(scores.shape) != tuple(expected):
+            raise ValueError(
+                f'score bank of shape {tuple(scores.shape)} does not fit '
+                f'{tuple(expected)} (per-group banks need the same groups '
+                'per rank and number of processes)')
+        self._array[:] = mine.to(torch.float16).numpy().reshape(
+            self._array.shape)
