@@ -11,8 +11,15 @@ MTP).
     # score again with the checkpoint's model, normalising per caption
     .venv/bin/python benchmarks/score_diagnostics.py CONFIG CHECKPOINT \
         --rescore sample
+
+For a corpus whose noise is known (``benchmarks/miniature_paper.py`` writes
+``noise_spans.json`` next to its stage-1 corpus), ``--noise-spans`` prints
+the selectivity table instead: the masking rates of each view on injected
+noise tokens and on correct colour words, per score normalisation.
 """
 import argparse
+import json
+import re
 import sys
 from os import path as osp
 
@@ -68,6 +75,160 @@ def rescore(cfg: Config, checkpoint: dict, scope: str) -> torch.Tensor:
     return torch.cat(scores)
 
 
+def _content_tokens(caption: str, tokenizer) -> torch.Tensor:
+    ids = torch.from_numpy(tokenizer([caption])[0])
+    positions = torch.arange(len(ids))
+    return (positions > 0) & (positions < ids.argmax())
+
+
+def _training_samples(cfg: Config, pipeline=()):
+    dataset = DATASETS.build(dict(cfg.train_dataloader.dataset,
+                                  pipeline=list(pipeline)))
+    return dataset
+
+
+def control_statistics(config: str, checkpoint: str) -> dict:
+    """Mean token score of a GA-DMS checkpoint's score bank over the
+    content tokens of the training captions, and the mean selection rates
+    (p_n, p_i) the neck derives from those scores: the settings of the
+    constant-score and uniform-masking controls."""
+    register_all_modules()
+    cfg = Config.fromfile(config)
+    bank = torch.load(checkpoint, map_location='cpu',
+                      weights_only=True)['score_bank'].float()
+    dataset = _training_samples(cfg)
+    tokenizer = get_tokenizer(77)
+    content = torch.stack([
+        _content_tokens(dataset.get_data_info(i)['captions'][0], tokenizer)
+        for i in range(len(dataset))])
+    scores = bank[content]
+    p_noise, p_info = MODELS.build(cfg.model.neck).selection_probs(scores)
+    return dict(mean_score=float(scores.mean()),
+                rates=(float(p_noise.mean()), float(p_info.mean())))
+
+
+def noise_token_labels(caption: str, spans: list, tokenizer) -> dict:
+    """Token positions (in the 77-id row) of a caption's injected noise
+    (character ``spans`` of :class:`SimulatedMLLMCaptioner`) and of its
+    correct colour words."""
+    def token_range(start: int, end: int) -> range:
+        # CLIP's BPE splits words first, so a prefix ending at a word
+        # boundary encodes to the tokens before that word
+        return range(1 + len(tokenizer.encode(caption[:start])),
+                     1 + len(tokenizer.encode(caption[:end])))
+
+    noise = set()
+    for _, start, end in spans:
+        noise.update(token_range(start, end))
+    attribute = set()
+    for match in re.finditer(r'\b(' + '|'.join(COLOUR_WORDS) + r')\b',
+                             caption):
+        positions = set(token_range(match.start(), match.end()))
+        if not positions & noise:
+            attribute.update(positions)
+    return dict(noise=noise, attribute=attribute)
+
+
+SEPARATION_SIGNALS = ('GASS (after the ReLU)', 'GASS layer sum (signed)',
+                      'distance to EOT')
+NORMALISATIONS = {
+    'min-max over the batch (paper)': dict(norm_scope='batch'),
+    'min-max per caption': dict(norm_scope='sample'),
+    'min-max over the batch, power 0.5': dict(norm_scope='batch',
+                                              power=0.5),
+    'rank within the caption': dict(norm='rank'),
+    'rank of the signed sum (no ReLU)': dict(norm='rank', relu=False),
+}
+
+
+def selectivity_table(config: str, checkpoint: str, spans_path: str,
+                      pipeline: list, batch_size: int = 64) -> list:
+    """Masking rates on injected noise tokens and on correct attribute
+    (colour) words of the training corpus, for each normalisation of the
+    trained model's raw GASS scores (batches of ``batch_size`` in dataset
+    order), and how well raw signals separate the two kinds of token (AUC).
+    Returns the two tables (lists of rows, header first)."""
+    register_all_modules()
+    cfg = Config.fromfile(config)
+    model = MODELS.build(cfg.model)
+    model.load_state_dict(torch.load(checkpoint, map_location='cpu',
+                                     weights_only=True)['state_dict'])
+    with open(spans_path, encoding='utf-8') as f:
+        spans = json.load(f)
+    dataset = _training_samples(cfg, pipeline)
+    tokenizer = get_tokenizer(77)
+    scorers = {name: MODELS.build(dict(type='GradAttnScorer', **kwargs))
+               for name, kwargs in NORMALISATIONS.items()}
+    rates = {name: {'noise': [], 'attribute': []} for name in scorers}
+    # raw signals, to see how well they separate the two kinds of token
+    signals = {name: {'noise': [], 'attribute': []}
+               for name in SEPARATION_SIGNALS}
+    for start in range(0, len(dataset), batch_size):
+        indices = range(start, min(start + batch_size, len(dataset)))
+        data = model.data_preprocessor(
+            pseudo_collate([dataset[i] for i in indices]))['inputs']
+        with torch.no_grad():
+            image_feats = model.backbone.encode_image(data['images'])[:, 0]
+        signed = model.scorer.relu
+        model.scorer.relu = False
+        raw = model.scorer._raw_scores(model.backbone, data['text_ids'],
+                                       image_feats.float()).detach()
+        model.scorer.relu = signed
+        eot = data['text_ids'].argmax(dim=1, keepdim=True)
+        distance = (eot - torch.arange(raw.shape[1])[None]).float()
+        raw_signals = dict(zip(SEPARATION_SIGNALS,
+                               (raw.relu(), raw, distance)))
+        labels = []
+        for i in indices:
+            info = dataset.get_data_info(i)
+            caption = info['captions'][0]
+            labels.append(noise_token_labels(
+                caption, spans.get(info['img_path'], {}).get(caption, []),
+                tokenizer))
+        for row, label in enumerate(labels):
+            for kind, positions in label.items():
+                for name, values in raw_signals.items():
+                    signals[name][kind].append(
+                        values[row, sorted(positions)])
+        for name, scorer in scorers.items():
+            scores = scorer.normalise(raw if not scorer.relu else raw.relu(),
+                                      data['text_ids'])
+            p_noise, p_info = model.neck.selection_probs(scores)
+            for row, label in enumerate(labels):
+                for kind, positions in label.items():
+                    positions = sorted(positions)
+                    rates[name][kind].append(torch.stack(
+                        [p_noise[row, positions], p_info[row, positions]]))
+    table = [['normalisation', 'noise view: noise', 'noise view: colour',
+              'selectivity', 'MTP view: colour', 'MTP view: noise',
+              'selectivity']]
+    for name, kinds in rates.items():
+        noise = torch.cat(kinds['noise'], dim=1).mean(dim=1)
+        attribute = torch.cat(kinds['attribute'], dim=1).mean(dim=1)
+        table.append([
+            name, f'{noise[0]:.3f}', f'{attribute[0]:.3f}',
+            f'{noise[0] / attribute[0]:.2f}x', f'{attribute[1]:.3f}',
+            f'{noise[1]:.3f}', f'{attribute[1] / noise[1]:.2f}x'])
+    separation = [['raw signal', 'P(colour word above noise token)']]
+    for name, kinds in signals.items():
+        auc = _auc(torch.cat(kinds['attribute']), torch.cat(kinds['noise']))
+        separation.append([name, f'{auc:.3f}'])
+    return table, separation
+
+
+def _auc(high: torch.Tensor, low: torch.Tensor) -> float:
+    """P(a ``high`` value > a ``low`` value), ties counted half (the
+    Mann-Whitney AUC, from average ranks)."""
+    values = torch.cat([high, low]).double()
+    _, inverse, counts = values.unique(return_inverse=True,
+                                       return_counts=True)
+    counts = counts.double()
+    average_rank = counts.cumsum(0) - (counts - 1) / 2  # 1-based
+    rank_sum = average_rank[inverse[:len(high)]].sum()
+    return float((rank_sum - len(high) * (len(high) + 1) / 2) /
+                 (len(high) * len(low)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
@@ -75,9 +236,21 @@ def main() -> None:
     parser.add_argument('--rescore', choices=['batch', 'sample'],
                         help='recompute the scores with this scope instead '
                         'of reading the saved bank')
+    parser.add_argument('--noise-spans',
+                        help="a corpus's noise_spans.json: print the "
+                        'selectivity table per normalisation')
     args = parser.parse_args()
     register_all_modules()
     cfg = Config.fromfile(args.config)
+    if args.noise_spans:
+        pipeline = cfg.test_dataloader.dataset.datasets[0].pipeline \
+            if 'datasets' in cfg.test_dataloader.dataset else \
+            cfg.test_dataloader.dataset.pipeline
+        for table in selectivity_table(args.config, args.checkpoint,
+                                       args.noise_spans, pipeline):
+            for row in table:
+                print(' | '.join(row))
+        return
     dataset_cfg = dict(cfg.train_dataloader.dataset, pipeline=[])
     dataset = DATASETS.build(dataset_cfg)
     checkpoint = torch.load(args.checkpoint, map_location='cpu',

@@ -128,3 +128,17 @@ def test_random_and_off_policies():
         MODELS.build(dict(type='DualMaskNeck', policy='sometimes'))
     with pytest.raises(ValueError, match='token scores'):
         MODELS.build(dict(type='DualMaskNeck'))(ids)
+
+
+def test_uniform_policy_masks_both_views_at_fixed_rates():
+    torch.manual_seed(4)
+    ids = _captions(500)
+    views = MODELS.build(dict(type='DualMaskNeck', policy='uniform',
+                              uniform_rates=(0.05, 0.25),
+                              force_one_mtp=False))(ids)
+    trials = 500 * 39
+    for labels, p in ((views.noise_labels, 0.05), (views.mtp_labels, 0.25)):
+        rate = (labels[:, 1:40] != 0).float().mean().item()
+        assert abs(rate - p) < 3 * math.sqrt(p * (1 - p) / trials)
+    # the noise view is corrupted (80% of its selections become [MASK])
+    assert (views.noise_ids == MASK).any()

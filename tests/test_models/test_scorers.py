@@ -185,6 +185,22 @@ def test_group_scope_hand_example():
         MODELS.build(dict(type='CosineScorer', norm_scope='global'))
 
 
+def test_rank_normalisation_hand_example():
+    # SOT, 4 content tokens (one tie), EOT, padding
+    ids = torch.tensor([[49406, 5, 6, 7, 8, 49407, 0]])
+    raw = torch.tensor([[0.0, 0.30, 0.02, 0.30, 0.01, 0.0, 0.0]])
+    # ranks among the content tokens: 2.5, 1, 2.5, 0 out of 3
+    expected = torch.tensor([[0.0, 2.5 / 3, 1 / 3, 2.5 / 3, 0.0, 0.0, 0.0]])
+    scorer = MODELS.build(dict(type='CosineScorer', norm='rank'))
+    torch.testing.assert_close(scorer.normalise(raw, ids), expected)
+    squared = MODELS.build(dict(type='CosineScorer', norm='rank', power=2))
+    torch.testing.assert_close(squared.normalise(raw, ids), expected**2)
+    minmax = MODELS.build(dict(type='CosineScorer', power=0.5))
+    torch.testing.assert_close(minmax.normalise(raw, ids), (raw / 0.3)**0.5)
+    with pytest.raises(ValueError, match='norm must be'):
+        MODELS.build(dict(type='CosineScorer', norm='quantile'))
+
+
 @pytest.mark.parametrize('scorer_type', ['AttentionScorer', 'CosineScorer',
                                          'RandomScorer'])
 def test_ablation_scorers_share_the_interface(scorer_type):

@@ -7,7 +7,7 @@ from gadms.datasets.transforms.tokenizer import MASK_TOKEN_ID
 from gadms.registry import MODELS
 from ..utils import keyed_uniform
 
-POLICIES = ('score', 'random', 'off')
+POLICIES = ('score', 'uniform', 'random', 'off')
 
 
 class MaskedViews(NamedTuple):
@@ -43,9 +43,12 @@ class DualMaskNeck(nn.Module):
     with nothing selected gets position 1 forced to ``[MASK]`` when the
     view's ``force_one`` flag is set (default: MTP view only).
 
-    Policies: ``'score'`` (above), ``'random'`` (noise view untouched,
-    uniform ``random_ratio`` BERT masking for MTP: IRRA fine-tuning) and
-    ``'off'`` (noise view untouched, no MTP view).
+    Policies: ``'score'`` (above), ``'uniform'`` (both views as above but
+    every eligible token selected with the fixed ``uniform_rates`` (p_n,
+    p_i): the control that masks at GA-DMS's rates without its guidance),
+    ``'random'`` (noise view untouched, uniform ``random_ratio`` BERT
+    masking for MTP: IRRA fine-tuning) and ``'off'`` (noise view
+    untouched, no MTP view).
 
     Randomness: given ``sample_keys`` (the samples' dataset indices) and
     ``step`` (the training iteration), every draw is a hash of (seed,
@@ -60,6 +63,8 @@ class DualMaskNeck(nn.Module):
         noise_gamma, info_gamma (float): Sigmoid centres (0.9 on 1 - s,
             0.1 on s).
         random_ratio (float): Selection rate of the ``'random'`` policy.
+        uniform_rates (tuple[float, float]): (p_n, p_i) of the
+            ``'uniform'`` policy.
         noise_replace (str): ``'bert'`` (80/10/10) or ``'mask_only'`` for
             the noise view.
         force_one_noise, force_one_mtp (bool): Fallback per view.
@@ -75,6 +80,7 @@ class DualMaskNeck(nn.Module):
                  noise_gamma: float = 0.9,
                  info_gamma: float = 0.1,
                  random_ratio: float = 0.15,
+                 uniform_rates: Tuple[float, float] = (0.1, 0.15),
                  noise_replace: str = 'bert',
                  force_one_noise: bool = False,
                  force_one_mtp: bool = True,
@@ -91,6 +97,7 @@ class DualMaskNeck(nn.Module):
         self.lam = lam
         self.noise_gamma, self.info_gamma = noise_gamma, info_gamma
         self.random_ratio = random_ratio
+        self.uniform_rates = tuple(uniform_rates)
         self.noise_replace = noise_replace
         self.force_one_noise = force_one_noise
         self.force_one_mtp = force_one_mtp
@@ -136,9 +143,15 @@ class DualMaskNeck(nn.Module):
                 text_ids, probs, 'bert', self.force_one_mtp,
                 lambda purpose: uniform(3 + purpose))
             return MaskedViews(text_ids, untouched, mtp_ids, mtp_labels)
-        if scores is None:
+        if self.policy == 'uniform':
+            p_noise, p_info = (torch.full(text_ids.shape, rate,
+                                          device=text_ids.device)
+                               for rate in self.uniform_rates)
+        elif scores is None:
             raise ValueError("the 'score' policy needs token scores")
-        p_noise, p_info = self.selection_probs(scores.to(text_ids.device))
+        else:
+            p_noise, p_info = self.selection_probs(scores.to(
+                text_ids.device))
         noise_ids, noise_labels = self._corrupt(text_ids, p_noise,
                                                 self.noise_replace,
                                                 self.force_one_noise,

@@ -19,16 +19,18 @@ class AttentionScorer(BaseTokenScorer):
     Args:
         num_layers (int): Last text layers read.
         heads (int): Heads of the dense re-run.
-        norm_scope (str), group_size (int, optional): Score
-            normalisation, see :class:`BaseTokenScorer`.
+        norm, norm_scope, group_size, power: Score normalisation, see
+            :class:`BaseTokenScorer`.
     """
 
     def __init__(self,
                  num_layers: int = 8,
                  heads: int = 1,
                  norm_scope: str = 'batch',
-                 group_size: Optional[int] = None) -> None:
-        super().__init__(norm_scope, group_size)
+                 group_size: Optional[int] = None,
+                 norm: str = 'minmax',
+                 power: float = 1.0) -> None:
+        super().__init__(norm_scope, group_size, norm, power)
         self.num_layers = num_layers
         self.heads = heads
 
@@ -41,4 +43,4 @@ class AttentionScorer(BaseTokenScorer):
         eot_attn = torch.stack(dense.attn).float()[:, rows,
                                                    eot_positions(text_ids)]
         raw = content_mask(text_ids) * eot_attn.sum(dim=0)
-        return self.normalise(raw)
+        return self.normalise(raw, text_ids)

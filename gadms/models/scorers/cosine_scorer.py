@@ -21,13 +21,16 @@ class CosineScorer(BaseTokenScorer):
     :class:`GradAttnScorer`.
 
     Args:
-        norm_scope (str), group_size (int, optional): Score
-            normalisation, see :class:`BaseTokenScorer`.
+        norm, norm_scope, group_size, power: Score normalisation, see
+            :class:`BaseTokenScorer`.
     """
 
-    def __init__(self, norm_scope: str = 'batch',
-                 group_size: Optional[int] = None) -> None:
-        super().__init__(norm_scope, group_size)
+    def __init__(self,
+                 norm_scope: str = 'batch',
+                 group_size: Optional[int] = None,
+                 norm: str = 'minmax',
+                 power: float = 1.0) -> None:
+        super().__init__(norm_scope, group_size, norm, power)
 
     @torch.no_grad()
     def forward(self, backbone: nn.Module, text_ids: torch.Tensor,
@@ -38,4 +41,4 @@ class CosineScorer(BaseTokenScorer):
         best = torch.einsum('bnd,bpd->bnp', text_tokens,
                             patches).amax(dim=-1)
         raw = content_mask(text_ids) * best.clamp(min=0)
-        return self.normalise(raw)
+        return self.normalise(raw, text_ids)

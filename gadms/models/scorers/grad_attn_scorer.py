@@ -20,7 +20,8 @@ class GradAttnScorer(BaseTokenScorer):
     at the EOT row; times the values, weighted by the min-max-normalised
     cosine between the multi-scale-pooled EOT query and every key; times
     the EOT attention row; summed over layers, ReLU, masked to content
-    tokens and min-max normalised to [0, 1]. Everything runs in fp32.
+    tokens and normalised to [0, 1] (min-max by default, see
+    :class:`BaseTokenScorer`). Everything runs in fp32.
 
     Args:
         num_layers (int): Last text layers scored (8 for ViT-B/16).
@@ -29,8 +30,12 @@ class GradAttnScorer(BaseTokenScorer):
         attn_norm (str): ``'paper'``: attention renormalised over the
             content tokens; ``'code'``: divided by the sum of the raw
             gradient scores over all positions (released code).
-        norm_scope (str), group_size (int, optional): Score
-            normalisation, see :class:`BaseTokenScorer`.
+        relu (bool): Clip the layer sum at 0 (GASS). Most tokens of a
+            caption can sum to a negative value and then tie at 0; with
+            ``False`` the signed sum is kept, so ``norm='rank'`` can order
+            them.
+        norm, norm_scope, group_size, power: Score normalisation, see
+            :class:`BaseTokenScorer`.
 
     Inputs of :meth:`forward`: ``backbone`` (``OpenCLIPBackbone``),
     ``text_ids [B, N]`` and ``image_tokens [B, 1 + HW, D]``. Output:
@@ -42,9 +47,12 @@ class GradAttnScorer(BaseTokenScorer):
                  heads: int = 1,
                  scales: Sequence[int] = (1, 2),
                  attn_norm: str = 'paper',
+                 relu: bool = True,
                  norm_scope: str = 'batch',
-                 group_size: Optional[int] = None) -> None:
-        super().__init__(norm_scope, group_size)
+                 group_size: Optional[int] = None,
+                 norm: str = 'minmax',
+                 power: float = 1.0) -> None:
+        super().__init__(norm_scope, group_size, norm, power)
         if attn_norm not in ('paper', 'code'):
             raise ValueError(f"attn_norm must be 'paper' or 'code', got "
                              f'{attn_norm!r}')
@@ -54,6 +62,7 @@ class GradAttnScorer(BaseTokenScorer):
         self.heads = heads
         self.scales = tuple(scales)
         self.attn_norm = attn_norm
+        self.relu = relu
 
     def forward(self, backbone: nn.Module, text_ids: torch.Tensor,
                 image_tokens: torch.Tensor) -> torch.Tensor:
@@ -61,7 +70,7 @@ class GradAttnScorer(BaseTokenScorer):
         with torch.enable_grad(), torch.autocast(device_type, enabled=False):
             raw = self._raw_scores(backbone, text_ids,
                                    image_tokens[:, 0].detach().float())
-        return self.normalise(raw).detach()
+        return self.normalise(raw, text_ids).detach()
 
     def _raw_scores(self, backbone: nn.Module, text_ids: torch.Tensor,
                     image_feats: torch.Tensor) -> torch.Tensor:
@@ -95,4 +104,5 @@ class GradAttnScorer(BaseTokenScorer):
         else:
             layer_terms = grad_value * mask * eot_attn * mask / (
                 grad_value.sum(dim=-1, keepdim=True) + 1e-8)
-        return mask * layer_terms.sum(dim=0).relu()
+        summed = layer_terms.sum(dim=0)
+        return mask * (summed.relu() if self.relu else summed)

@@ -62,6 +62,26 @@ def _group_min_max(raw: torch.Tensor, group_size: Optional[int]
     return low[groups.local, None], high[groups.local, None]
 
 
+def rank_scores(raw: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Per-caption rank normalisation of ``[B, N]`` scores.
+
+    Each content token (``content [B, N]`` bool) gets its rank among the
+    caption's content tokens divided by their count minus one: the lowest
+    scores 0, the highest 1, the others evenly spaced, whatever the raw
+    distribution (ties share their mean rank). So a threshold ``t`` selects
+    about a fraction ``t`` of every caption's tokens. Other positions and
+    one-token captions score 0.
+    """
+    both = content[:, :, None] & content[:, None, :]
+    below = ((raw[:, None, :] < raw[:, :, None]) & both).sum(dim=2)
+    equal = ((raw[:, None, :] == raw[:, :, None]) & both).sum(dim=2)
+    count = content.sum(dim=1, keepdim=True)
+    ranks = below + (equal - 1) / 2
+    return torch.where(content & (count > 1),
+                       ranks / (count - 1).clamp(min=1),
+                       torch.zeros_like(raw))
+
+
 def multi_scale_pool(x: torch.Tensor, scales: Sequence[int]) -> torch.Tensor:
     """Multi-scale sequence pooling (MSP) of ``[..., N, C]`` features.
 

@@ -1,0 +1,111 @@
+"""Configs of the miniature's stages and arms.
+
+Every stage trains the tiny CLIP of ``configs/_base_/models/clip-sdm_tiny.py``
+(3+3 layers, width 128, 96x32 images) with the tiny GA-DMS parts of
+``configs/gadms/gadms_tiny_synthperson.py`` (GASS on the last 2 text layers,
+the paper's dual-mask thresholds, 2-layer MTP decoder, beta 0.4); an arm
+changes only the parts it is about.
+"""
+import os.path as osp
+import pprint
+from typing import Dict, Tuple
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+IMAGE_SIZE = (96, 32)
+
+TRAIN_PIPELINE = [
+    dict(type='LoadPersonImage'),
+    dict(type='Resize', scale=IMAGE_SIZE[::-1], keep_ratio=False),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='mmpretrain.RandomCrop', crop_size=IMAGE_SIZE, padding=4),
+    dict(type='TokenizeCaption', context_length=77),
+    dict(type='PackTextPersonInputs'),
+]
+TEST_PIPELINE = [
+    dict(type='LoadPersonImage'),
+    dict(type='Resize', scale=IMAGE_SIZE[::-1], keep_ratio=False),
+    dict(type='TokenizeCaption', context_length=77),
+    dict(type='PackTextPersonInputs'),
+]
+
+NO_MASKING = dict(scorer=None,
+                  neck=dict(_delete_=True, type='DualMaskNeck',
+                            policy='off'),
+                  mtp_head=None)
+CSS = dict(_delete_=True, type='CosineScorer')
+# name -> (model changes, whether the arm keeps a score bank); constant and
+# uniform arms are filled in from the GA-DMS reference run (see
+# control_arms)
+ARMS: Dict[str, Tuple[dict, bool]] = {
+    'CLIP-SDM': (NO_MASKING, False),
+    'GA-DMS': ({}, True),
+    'GA-DMS, rank scores': (dict(scorer=dict(norm='rank', relu=False)),
+                            True),
+    'row 2: CSS, MTP': (dict(scorer=CSS, neck=dict(noise_alpha=0.0)), True),
+    'row 3: CSS, SDM*': (dict(scorer=CSS, mtp_head=None), True),
+    'row 4: CSS, SDM*, MTP': (dict(scorer=CSS), True),
+    'row 5: GASS, MTP': (dict(neck=dict(noise_alpha=0.0)), True),
+    'row 6: GASS, SDM*': (dict(mtp_head=None), True),
+}
+CONSTANT_ARM = 'constant scores'
+UNIFORM_ARM = 'uniform masking'
+
+
+def control_arms(mean_score: float, rates: Tuple[float, float]) -> dict:
+    """The two controls: masks from a constant score equal to GA-DMS's
+    mean token score, and masks at GA-DMS's mean selection rates."""
+    return {
+        CONSTANT_ARM: (dict(scorer=dict(_delete_=True, type='RandomScorer',
+                                        value=round(mean_score, 5))), True),
+        UNIFORM_ARM: (dict(scorer=None, neck=dict(
+            policy='uniform',
+            uniform_rates=tuple(round(r, 5) for r in rates))), False),
+    }
+
+
+def _lines(name: str, value) -> str:
+    return f'{name} = {pprint.pformat(value, width=72, sort_dicts=False)}\n'
+
+
+def stage0_config(corpus: str, epochs: int) -> str:
+    """CLIP-SDM on the shapes corpus (contrastive pretraining)."""
+    base = osp.join(REPO_ROOT, 'configs', 'baselines',
+                    'clip-sdm_tiny_synthperson.py')
+    return (_lines('_base_', [base]) + _train_lines(corpus, epochs) +
+            _lines('val_dataloader', None) + _lines('val_cfg', None) +
+            _lines('val_evaluator', None) + _lines('test_dataloader', None) +
+            _lines('test_cfg', None) + _lines('test_evaluator', None))
+
+
+def arm_config(changes: dict, keeps_bank: bool, corpus: str, weights: str,
+               epochs: int, batch_size: int, test_loader: dict) -> str:
+    """An arm's stage-1 training and stage-2 test config (Python text)."""
+    base = osp.join(REPO_ROOT, 'configs/gadms/gadms_tiny_synthperson.py')
+    model = dict(backbone=dict(pretrained=weights), **changes)
+    hooks = [dict(type='ScoreBankHook', context_length=77)] \
+        if keeps_bank else []
+    return (_lines('_base_', [base]) + _lines('model', model) +
+            _lines('custom_hooks', hooks) +
+            _train_lines(corpus, epochs, batch_size) +
+            _lines('val_dataloader', None) + _lines('val_cfg', None) +
+            _lines('val_evaluator', None) +
+            _lines('test_dataloader', test_loader) +
+            _lines('test_evaluator', dict(type='TextPersonRetrievalMetric')))
+
+
+def _train_lines(corpus: str, epochs: int, batch_size: int = 64) -> str:
+    loader = dict(
+        batch_size=batch_size,
+        num_workers=0,
+        persistent_workers=False,
+        sampler=dict(type='ResumableSampler', shuffle=True),
+        drop_last=True,
+        dataset=dict(_delete_=True, type='WebPerson', data_root=corpus,
+                     ann_file='data', pipeline=TRAIN_PIPELINE))
+    return (_lines('train_dataloader', loader) +
+            _lines('train_cfg', dict(max_epochs=epochs,
+                                     val_interval=epochs + 1)) +
+            _lines('default_hooks', dict(
+                logger=dict(interval=10),
+                checkpoint=dict(interval=epochs, save_best=None,
+                                max_keep_ckpts=1))))

@@ -1,0 +1,334 @@
+"""A pretrained-start miniature of the GA-DMS paper's experiments (CPU).
+
+    .venv/bin/python benchmarks/miniature_paper.py            # full table
+    .venv/bin/python benchmarks/miniature_paper.py --fast     # smoke run
+
+Stage 0 aligns a tiny CLIP on coloured shapes with clean captions (another
+domain) and saves it as an OpenAI-layout state dict; stage 1 continues
+pretraining each arm from those weights (the backbone's ``pretrained``
+path) on a WebPerson-style parquet corpus that gadms's corpus pipeline
+builds from synthetic scenes with a simulated, error-making MLLM
+captioner; stage 2 tests direct transfer on three SynthPerson-derived test
+sets in the CUHK-PEDES, ICFG-PEDES and RSTPReid layouts, in one
+``tools/test.py`` run per model. Arms: CLIP-SDM, GA-DMS, two controls
+(masks from GA-DMS's mean score; uniform masks at GA-DMS's mean rates),
+GA-DMS with rank-normalised signed scores (no ReLU), and the paper's
+ablation rows 2-6 (rows 1 and 7 are CLIP-SDM and GA-DMS).
+
+Runs are resumable: every finished (arm, seed) is appended to
+``results.json`` in the work root and skipped by a re-run. At the end the
+script prints the tables (terminaltables), writes them to ``report.md``,
+draws the R1 figure and the selectivity table of the token scores on the
+stage-1 corpus (``benchmarks/score_diagnostics.py``).
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+import torch
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from benchmarks.miniature import arms as arm_configs  # noqa: E402
+from benchmarks.miniature.corpus import build_corpus  # noqa: E402
+from benchmarks.miniature.shapes import write_shapes_corpus  # noqa: E402
+from benchmarks.miniature.transfer import (test_dataloader,  # noqa: E402
+                                           write_test_sets)
+from benchmarks.score_diagnostics import (control_statistics,  # noqa: E402
+                                          selectivity_table)
+
+REPO_ROOT = arm_configs.REPO_ROOT
+MAIN_ARMS = ('CLIP-SDM', 'GA-DMS', arm_configs.CONSTANT_ARM,
+             arm_configs.UNIFORM_ARM, 'GA-DMS, rank scores')
+ABLATION_ARMS = tuple(name for name in arm_configs.ARMS
+                      if name.startswith('row'))
+SIZES = dict(full=dict(shapes=1500, stage0_epochs=10, scenes=600, epochs=5,
+                       batch=64, test_identities=40),
+             fast=dict(shapes=64, stage0_epochs=2, scenes=24, epochs=2,
+                       batch=16, test_identities=4))
+
+
+def _write_atomic(path: str, text: str) -> None:
+    with open(path + '.part', 'w', encoding='utf-8') as f:
+        f.write(text)
+    os.replace(path + '.part', path)
+
+
+def _run(*args: str, log: str) -> None:
+    """Run a gadms tool with this interpreter; its output goes to ``log``
+    (shown on failure)."""
+    with open(log, 'a', encoding='utf-8') as out:
+        done = subprocess.run([sys.executable, *args], cwd=REPO_ROOT,
+                              stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode:
+        with open(log, encoding='utf-8') as f:
+            tail = f.read()[-3000:]
+        raise RuntimeError(f'{args[0]} failed ({log}):\n{tail}')
+
+
+def stage0(root: str, sizes: dict) -> str:
+    """Pretrain the tiny CLIP on shapes; returns the OpenAI-layout state
+    dict file."""
+    weights = osp.join(root, 'stage0', 'clip_openai.pth')
+    if osp.exists(weights):
+        return weights
+    folder = osp.join(root, 'stage0')
+    os.makedirs(folder, exist_ok=True)
+    write_shapes_corpus(folder, sizes['shapes'])
+    config = osp.join(folder, 'config.py')
+    _write_atomic(config, arm_configs.stage0_config(
+        folder, sizes['stage0_epochs']))
+    _run('tools/train.py', config, '--work-dir', folder, '--cfg-options',
+         'optim_wrapper.optimizer.lr=0.0003', log=osp.join(folder, 'log'))
+    state = torch.load(
+        osp.join(folder, f'epoch_{sizes["stage0_epochs"]}.pth'),
+        map_location='cpu', weights_only=True)['state_dict']
+    prefix = 'backbone.clip.'
+    clip = {k[len(prefix):]: v for k, v in state.items()
+            if k.startswith(prefix)}
+    torch.save(clip, weights + '.part')
+    os.replace(weights + '.part', weights)
+    return weights
+
+
+def stage1_corpus(root: str, sizes: dict) -> str:
+    folder = osp.join(root, 'corpus')
+    if not osp.exists(osp.join(folder, 'corpus.done')):
+        report = build_corpus(folder, sizes['scenes'])
+        _write_atomic(osp.join(folder, 'corpus.done'), json.dumps(report))
+    return folder
+
+
+def stage2_test_sets(root: str, sizes: dict) -> Dict[str, str]:
+    folder = osp.join(root, 'test_sets')
+    done = osp.join(folder, 'test_sets.done')
+    if not osp.exists(done):
+        roots = write_test_sets(folder, sizes['test_identities'])
+        _write_atomic(done, json.dumps(roots))
+    with open(done) as f:
+        return json.load(f)
+
+
+class Results:
+    """(arm, seed) -> metrics, kept in a JSON list rewritten atomically."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.rows: List[dict] = []
+        if osp.exists(path):
+            with open(path) as f:
+                self.rows = json.load(f)
+
+    def get(self, arm: str, seed: int):
+        return next((r for r in self.rows
+                     if r['arm'] == arm and r['seed'] == seed), None)
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        _write_atomic(self.path, json.dumps(self.rows, indent=1))
+
+
+def train_and_test(root: str, arm: str, seed: int, spec: tuple,
+                   context: dict, results: Results) -> dict:
+    """Stage 1 (continued pretraining) and stage 2 (direct transfer) of
+    one arm and seed, unless already in ``results``."""
+    done = results.get(arm, seed)
+    if done:
+        return done
+    folder = osp.join(root, 'runs', arm.replace(' ', '_').replace(
+        ',', '').replace(':', '').replace('*', 'star'), f'seed{seed}')
+    os.makedirs(folder, exist_ok=True)
+    config = osp.join(folder, 'config.py')
+    epochs = context['sizes']['epochs']
+    _write_atomic(config, arm_configs.arm_config(
+        *spec, context['corpus'], context['weights'], epochs,
+        context['sizes']['batch'],
+        test_dataloader(context['test_roots'],
+                        arm_configs.TEST_PIPELINE)))
+    start = time.time()
+    log = osp.join(folder, 'log')
+    _run('tools/train.py', config, '--work-dir', folder, '--cfg-options',
+         f'randomness.seed={seed}', 'optim_wrapper.optimizer.lr=0.0001',
+         log=log)
+    metrics_file = osp.join(folder, 'test_metrics.json')
+    _run('tools/test.py', config, osp.join(folder, f'epoch_{epochs}.pth'),
+         '--work-dir', folder, '--out', metrics_file, log=log)
+    with open(metrics_file) as f:
+        metrics = json.load(f)
+    row = dict(arm=arm, seed=seed, metrics=metrics,
+               checkpoint=osp.join(folder, f'epoch_{epochs}.pth'),
+               config=config, minutes=(time.time() - start) / 60)
+    results.add(row)
+    print(f'{arm} seed {seed}: R1 {metrics["t2i/R1"]:.2f} '
+          f'({row["minutes"]:.1f} min)', flush=True)
+    return row
+
+
+def _benchmarks(rows: List[dict]) -> List[str]:
+    keys = rows[0]['metrics']
+    return sorted(k[:-len('/t2i/R1')] for k in keys
+                  if k.endswith('/t2i/R1') and k != 't2i/R1')
+
+
+def _mean_std(values: List[float]) -> str:
+    if len(values) < 2:
+        return f'{values[0]:.2f}'
+    return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}'
+
+
+def results_table(rows: List[dict], arms: List[str]) -> List[List[str]]:
+    """Arms x (each test set, mean) R1 and mAP: mean ± std over seeds."""
+    sets = _benchmarks(rows) + ['']
+    header = ['arm', 'seeds'] + [
+        f'{s or "mean"} {m}' for s in sets for m in ('R1', 'mAP')]
+    table = [header]
+    for arm in arms:
+        runs = [r for r in rows if r['arm'] == arm]
+        if not runs:
+            continue
+        cells = [arm, str(len(runs))]
+        for name in sets:
+            prefix = f'{name}/' if name else ''
+            for metric in ('R1', 'mAP'):
+                cells.append(_mean_std([r['metrics'][f'{prefix}t2i/{metric}']
+                                        for r in runs]))
+        table.append(cells)
+    return table
+
+
+def paired_table(rows: List[dict], pairs: List[tuple]) -> List[List[str]]:
+    """Paired differences over common seeds (mean R1 and mAP over the
+    three sets): mean difference and its standard error."""
+    table = [['difference', 'seeds', 'R1', 'SE', 'mAP', 'SE']]
+    for first, second in pairs:
+        by_seed = {}
+        for r in rows:
+            if r['arm'] in (first, second):
+                by_seed.setdefault(r['seed'], {})[r['arm']] = r['metrics']
+        pairs_found = [v for v in by_seed.values() if len(v) == 2]
+        if len(pairs_found) < 2:
+            continue
+        cells = [f'{first} - {second}', str(len(pairs_found))]
+        for metric in ('R1', 'mAP'):
+            diffs = [p[first][f't2i/{metric}'] - p[second][f't2i/{metric}']
+                     for p in pairs_found]
+            se = statistics.stdev(diffs) / len(diffs)**0.5
+            cells += [f'{statistics.mean(diffs):+.2f}', f'{se:.2f}']
+        table.append(cells)
+    return table
+
+
+def draw_figure(rows: List[dict], arms: List[str], path: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    sets = _benchmarks(rows)
+    present = [a for a in arms if any(r['arm'] == a for r in rows)]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    width = 0.8 / len(present)
+    for k, arm in enumerate(present):
+        runs = [r for r in rows if r['arm'] == arm]
+        means, stds = [], []
+        for name in sets + ['']:
+            key = f'{name}/t2i/R1' if name else 't2i/R1'
+            values = [r['metrics'][key] for r in runs]
+            means.append(statistics.mean(values))
+            stds.append(statistics.stdev(values) if len(values) > 1 else 0)
+        ax.bar([i + k * width for i in range(len(means))], means, width,
+               yerr=stds, capsize=2, label=f'{arm} ({len(runs)} seeds)')
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(sets) + 1)])
+    ax.set_xticklabels(sets + ['mean'])
+    ax.set_ylabel('direct-transfer R1 (%)')
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path + '.part.png', dpi=120)
+    os.replace(path + '.part.png', path)
+
+
+def _markdown(table: List[List[str]]) -> str:
+    lines = ['| ' + ' | '.join(table[0]) + ' |',
+             '|' + ' --- |' * len(table[0])]
+    lines += ['| ' + ' | '.join(row) + ' |' for row in table[1:]]
+    return '\n'.join(lines)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--work-root', default='work_dirs/miniature')
+    parser.add_argument('--seeds', type=int, nargs='+',
+                        default=[0, 1, 2, 3, 4])
+    parser.add_argument('--ablation-seeds', type=int, nargs='*',
+                        default=[0, 1])
+    parser.add_argument('--fast', action='store_true',
+                        help='tiny sizes: a smoke run of every stage')
+    parser.add_argument('--arms', nargs='+', default=None,
+                        help='run only these arms (GA-DMS always runs '
+                        'first: the controls are derived from it)')
+    parser.add_argument('--figure', default=None,
+                        help='write the R1 figure here (default: in the '
+                        'work root)')
+    return parser.parse_args()
+
+
+def main() -> None:
+    from terminaltables import AsciiTable
+    args = parse_args()
+    sizes = SIZES['fast' if args.fast else 'full']
+    root = osp.abspath(args.work_root)
+    os.makedirs(root, exist_ok=True)
+    context = dict(sizes=sizes, weights=stage0(root, sizes),
+                   corpus=stage1_corpus(root, sizes),
+                   test_roots=stage2_test_sets(root, sizes))
+    results = Results(osp.join(root, 'results.json'))
+    specs = dict(arm_configs.ARMS)
+    reference = train_and_test(root, 'GA-DMS', args.seeds[0],
+                               specs['GA-DMS'], context, results)
+    controls = control_statistics(reference['config'],
+                                  reference['checkpoint'])
+    specs.update(arm_configs.control_arms(controls['mean_score'],
+                                          controls['rates']))
+    plan = [(arm, seed) for seed in args.seeds for arm in MAIN_ARMS]
+    plan += [(arm, seed) for seed in args.ablation_seeds
+             for arm in ABLATION_ARMS]
+    for arm, seed in plan:
+        if args.arms is None or arm in args.arms:
+            train_and_test(root, arm, seed, specs[arm], context, results)
+
+    arms = list(MAIN_ARMS + ABLATION_ARMS)
+    selectivity, separation = selectivity_table(
+        reference['config'], reference['checkpoint'],
+        osp.join(context['corpus'], 'noise_spans.json'),
+        arm_configs.TEST_PIPELINE)
+    tables = dict(
+        results=results_table(results.rows, arms),
+        paired=paired_table(results.rows, [
+            ('GA-DMS', arm_configs.CONSTANT_ARM),
+            ('GA-DMS', arm_configs.UNIFORM_ARM),
+            ('GA-DMS', 'CLIP-SDM'),
+            ('GA-DMS, rank scores', arm_configs.CONSTANT_ARM),
+            ('GA-DMS, rank scores', 'CLIP-SDM'),
+            ('GA-DMS, rank scores', 'GA-DMS'),
+            ('row 6: GASS, SDM*', 'CLIP-SDM'),
+            ('row 5: GASS, MTP', 'CLIP-SDM'),
+            ('GA-DMS', 'row 6: GASS, SDM*'),
+            ('GA-DMS', 'row 5: GASS, MTP'),
+        ]),
+        selectivity=selectivity, separation=separation)
+    report = [f'controls from GA-DMS seed {args.seeds[0]}: '
+              f'{json.dumps(controls)}']
+    for name, table in tables.items():
+        print(AsciiTable(table, name).table)
+        report.append(f'### {name}\n\n{_markdown(table)}')
+    _write_atomic(osp.join(root, 'report.md'), '\n\n'.join(report) + '\n')
+    figure = args.figure or osp.join(root, 'miniature_r1.png')
+    draw_figure(results.rows, list(MAIN_ARMS), figure)
+    print(f'report: {osp.join(root, "report.md")}\nfigure: {figure}')
+
+
+if __name__ == '__main__':
+    main()
