@@ -17,6 +17,7 @@ from mmengine.utils import ProgressBar
 
 from gadms.datasets.transforms import LoadPersonImage, get_tokenizer
 from gadms.registry import DATASETS, MODELS
+from gadms.utils.atomic import atomic_torch_save
 from .search import DEFAULT_CHUNK, chunked_topk, faiss_topk
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
@@ -63,9 +64,11 @@ class GalleryIndex:
     fingerprint: str
 
     def save(self, path: str) -> None:
-        """Write the index (a weights-only loadable torch file)."""
-        torch.save(dict(features=self.features, paths=self.paths,
-                        pids=self.pids, fingerprint=self.fingerprint), path)
+        """Write the index (a weights-only loadable torch file), atomically:
+        a failed write leaves an existing index at ``path`` untouched."""
+        atomic_torch_save(
+            dict(features=self.features, paths=self.paths, pids=self.pids,
+                 fingerprint=self.fingerprint), path)
 
     @classmethod
     def load(cls, path: str,

@@ -66,6 +66,11 @@ class TextPersonDataset(BaseDataset):
             except json.JSONDecodeError as err:
                 raise ValueError(f'{self.ann_file} is not valid JSON: '
                                  f'{err}') from err
+            except UnicodeDecodeError as err:
+                raise ValueError(
+                    f'{self.ann_file} is not UTF-8 text (byte '
+                    f'{err.object[err.start:err.start + 1]!r} at offset '
+                    f'{err.start}); re-save it as UTF-8') from err
 
     def load_image_records(self) -> List[dict]:
         """Read the split's images: ``img_path``, ``pid``, ``captions``."""

@@ -41,6 +41,16 @@ def is_readable_checkpoint(path: str) -> bool:
         return False
 
 
+def _what_is_wrong(path: str) -> str:
+    """Why a file that is not a readable checkpoint cannot be loaded."""
+    if osp.getsize(path) == 0:
+        return 'is empty'
+    if not zipfile.is_zipfile(path):
+        return ('is truncated or corrupt: not a torch checkpoint (zip '
+                'archive)')
+    return 'is truncated or corrupt'
+
+
 def latest_readable_checkpoint(work_dir: str) -> Optional[str]:
     """The work dir's last checkpoint, or the newest readable one before
     it when it is truncated or corrupt (logged)."""
@@ -82,16 +92,19 @@ class GADMSRunner(Runner):
         except FileNotFoundError:
             raise
         except Exception as err:  # torch/zip/pickle raise many kinds
-            if 'Weights only load failed' in str(err):
+            message = str(err)
+            # a complete pickle that names a class outside the allow-list;
+            # anything else that fails to parse is a broken file
+            if 'Unsupported global' in message:
                 raise CheckpointError(
                     f'checkpoint {filename} holds objects outside the '
                     f'weights-only allow-list; {TRUST_HINT}') from err
             if osp.isfile(filename) and not is_readable_checkpoint(
                     filename):
+                first_line = (message.splitlines() or [''])[0]
                 raise CheckpointError(
-                    f'checkpoint {filename} is truncated or corrupt '
-                    f'({type(err).__name__}: {str(err).splitlines()[0]})'
-                ) from err
+                    f'checkpoint {filename} {_what_is_wrong(filename)} '
+                    f'({type(err).__name__}: {first_line})') from err
             raise
 
     def load_or_resume(self) -> None:

@@ -1,6 +1,8 @@
+from .atomic import atomic_torch_save
 from .setup_env import register_all_modules
 from .tool_args import add_common_args, build_runner, load_config
 
 __all__ = [
-    'register_all_modules', 'add_common_args', 'load_config', 'build_runner'
+    'register_all_modules', 'add_common_args', 'load_config', 'build_runner',
+    'atomic_torch_save'
 ]

@@ -142,6 +142,11 @@ def test_missing_invalid_and_wrongly_shaped_annotation_files(copy_of):
         f.write('[{"split": ')
     with pytest.raises(ValueError, match='reid_raw.json is not valid JSON'):
         CUHKPEDES(data_root=root)
+    with open(osp.join(root, 'reid_raw.json'), 'wb') as f:
+        f.write('[{"captions": ["a man in a caf\u00e9"]}]'.encode('latin-1'))
+    with pytest.raises(ValueError, match=r"reid_raw.json is not UTF-8 text "
+                       r"\(byte b'\\xe9' at offset 30\)"):
+        CUHKPEDES(data_root=root)
     with open(osp.join(root, 'reid_raw.json'), 'w') as f:
         json.dump({'split': 'train'}, f)
     with pytest.raises(ValueError, match='reid_raw.json: expected a list'):

@@ -94,6 +94,22 @@ def test_truncated_checkpoint_names_the_file(tmp_path):
         result.stderr
 
 
+def test_empty_or_random_files_are_named_as_broken(tmp_path):
+    runner = _runner(str(tmp_path / 'work'))
+    empty = tmp_path / 'empty.pth'
+    empty.write_bytes(b'')
+    with pytest.raises(CheckpointError, match=f'checkpoint {empty} is '
+                       'empty'):
+        runner.load_checkpoint(str(empty))
+    noise = tmp_path / 'noise.pth'
+    noise.write_bytes(bytes(range(256)) * 20)
+    with pytest.raises(CheckpointError) as raised:
+        runner.load_checkpoint(str(noise))
+    assert f'checkpoint {noise} is truncated or corrupt: not a torch ' \
+        'checkpoint' in str(raised.value)
+    assert '--trust-checkpoint' not in str(raised.value)
+
+
 class Opaque:
     """A pickled class outside the weights-only allow-list."""
 

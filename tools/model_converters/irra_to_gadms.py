@@ -19,6 +19,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 from gadms.models.utils.irra_checkpoint import (  # noqa: E402
     convert_irra_state_dict, official_state_dict)
+from gadms.utils import atomic_torch_save  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -38,14 +39,15 @@ def main() -> None:
     except Exception as err:  # torch raises several kinds
         raise SystemExit(
             f'cannot read {args.src} weights-only ({type(err).__name__}: '
-            f'{str(err).splitlines()[0]}); if you trust the file, pass '
+            f'{(str(err).splitlines() or [""])[0]}); if you trust the '
+            'file, pass '
             '--trust-checkpoint') from err
     converted, unmatched = convert_irra_state_dict(
         official_state_dict(checkpoint))
     for key in unmatched:
         print(f'unmatched key left out: {key}')
-    torch.save(dict(state_dict=converted, meta=dict(source=args.src)),
-               args.dst)
+    atomic_torch_save(dict(state_dict=converted, meta=dict(source=args.src)),
+                      args.dst)
     print(f'wrote {len(converted)} tensors to {args.dst} '
           f'({len(unmatched)} unmatched)')
 

@@ -15,13 +15,12 @@ import json
 import os.path as osp
 import sys
 
-import torch
-
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 from gadms.models.backbones import OpenCLIPBackbone  # noqa: E402
 from gadms.models.backbones.clip_weights import \
     read_clip_state_dict  # noqa: E402
+from gadms.utils import atomic_torch_save  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -47,9 +46,10 @@ def main() -> None:
     backbone.init_weights()
     state_dict = {f'backbone.{key}': value
                   for key, value in backbone.state_dict().items()}
-    torch.save(dict(state_dict=state_dict,
-                    meta=dict(source=args.src, arch=arch,
-                              image_size=args.image_size)), args.dst)
+    atomic_torch_save(
+        dict(state_dict=state_dict,
+             meta=dict(source=args.src, arch=arch,
+                       image_size=args.image_size)), args.dst)
     print(f'wrote {len(state_dict)} tensors to {args.dst}')
 
 
