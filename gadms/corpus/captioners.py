@@ -1,5 +1,6 @@
 """Stage 2 backends: multimodal LLMs that caption a person crop."""
 import base64
+import http.client
 import json
 import os
 import time
@@ -19,6 +20,18 @@ class CaptionError(RuntimeError):
     """A captioning request failed for good (after its retries)."""
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Refuse redirects: following one would send the API key to whatever
+    host the server names."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # urllib then raises the 3xx as an HTTPError
+
+
+class _Malformed(ValueError):
+    """An answer that retrying will not fix."""
+
+
 class OpenAIChatCaptioner:
     """Captions from an OpenAI-compatible chat-completions server (vLLM,
     SGLang, LMDeploy and most MLLM servers).
@@ -28,10 +41,16 @@ class OpenAIChatCaptioner:
         model (str): Served model name, e.g. ``Qwen/Qwen2.5-VL-7B-Instruct``.
         api_key_env (str): Environment variable holding the API key (may
             be unset for local servers).
-        timeout (float): Seconds per request.
+        timeout (float): Seconds per request, connection and whole answer
+            included (a server that drips its answer is cut off).
         retries (int): Further attempts after a transient failure (HTTP 429
-            or 5xx, connection error, timeout), waiting
+            or 5xx, connection error, timeout, answer cut short), waiting
             ``backoff * 2 ** attempt`` seconds between them.
+        max_response_bytes (int): Longest answer read; a longer one fails.
+
+    Redirects are not followed (they would carry the API key to another
+    host), and an answer whose ``content`` is not a string fails: both
+    count as failed captions, which the caption stage records.
         max_tokens (int): Caption length cap.
         temperature (float): Sampling temperature.
     """
@@ -44,7 +63,8 @@ class OpenAIChatCaptioner:
                  retries: int = 3,
                  backoff: float = 1.0,
                  max_tokens: int = 160,
-                 temperature: float = 0.7) -> None:
+                 temperature: float = 0.7,
+                 max_response_bytes: int = 1 << 20) -> None:
         self.url = base_url.rstrip('/') + '/chat/completions'
         self.model = model
         self.api_key = os.environ.get(api_key_env)
@@ -53,6 +73,8 @@ class OpenAIChatCaptioner:
         self.backoff = backoff
         self.max_tokens = max_tokens
         self.temperature = temperature
+        self.max_response_bytes = max_response_bytes
+        self._opener = urllib.request.build_opener(_NoRedirects)
 
     def _request(self, image: bytes, template: str) -> urllib.request.Request:
         data_url = 'data:image/png;base64,' + base64.b64encode(image).decode()
@@ -77,21 +99,56 @@ class OpenAIChatCaptioner:
             if attempt:
                 time.sleep(self.backoff * 2**(attempt - 1))
             try:
-                with urllib.request.urlopen(
-                        self._request(image, template),
-                        timeout=self.timeout) as response:
-                    answer = json.load(response)
-                return answer['choices'][0]['message']['content'] or ''
+                return self._content(self._ask(image, template))
             except urllib.error.HTTPError as err:
                 error = f'HTTP {err.code} from {self.url}'
+                if 300 <= err.code < 400:
+                    error += ' (redirects are not followed)'
                 if err.code != 429 and err.code < 500:
                     break
-            except (urllib.error.URLError, TimeoutError, OSError) as err:
+            except (urllib.error.URLError, TimeoutError, OSError,
+                    http.client.HTTPException) as err:
                 error = f'{type(err).__name__}: {err} ({self.url})'
-            except (KeyError, IndexError, ValueError) as err:
+            except (_Malformed, KeyError, IndexError, TypeError,
+                    ValueError) as err:
                 error = f'malformed answer from {self.url}: {err}'
                 break
         raise CaptionError(error)
+
+    def _ask(self, image: bytes, template: str) -> dict:
+        """One request; the whole answer must arrive within the timeout
+        and fit ``max_response_bytes``."""
+        deadline = time.monotonic() + self.timeout
+        with self._opener.open(self._request(image, template),
+                               timeout=self.timeout) as response:
+            body = b''
+            while True:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f'answer not complete after {self.timeout} s')
+                chunk = response.read1(65536)
+                if not chunk:
+                    break
+                body += chunk
+                if len(body) > self.max_response_bytes:
+                    raise _Malformed(
+                        f'answer longer than {self.max_response_bytes} '
+                        'bytes')
+            expected = response.getheader('Content-Length')
+            if expected is not None and len(body) < int(expected):
+                raise http.client.IncompleteRead(body,
+                                                 int(expected) - len(body))
+        return json.loads(body)
+
+    @staticmethod
+    def _content(answer: dict) -> str:
+        content = answer['choices'][0]['message']['content']
+        if content is None:
+            return ''
+        if not isinstance(content, str):
+            raise _Malformed(f'content is a {type(content).__name__}, not '
+                             'a string')
+        return content
 
 
 class TransformersCaptioner:
