@@ -80,20 +80,27 @@ def run_filter_stage(image_dir: str,
         if p.lower().endswith(IMAGE_EXTENSIONS))
     os.makedirs(osp.join(out_dir, 'manifest'), exist_ok=True)
     report_path = osp.join(out_dir, 'filter_report.json')
-    counts = Counter(_read_json(report_path).get('counts', {}))
     progress = _progress(len(names))
     for start in range(0, len(names), shard_size):
         shard = f'{start // shard_size:05d}'
         manifest = osp.join(out_dir, 'manifest', f'{shard}.jsonl')
         batch = names[start:start + shard_size]
         if not osp.exists(manifest + '.done'):
-            counts.update(_filter_shard(image_dir, batch, detector, rules,
-                                        out_dir, shard, manifest))
+            _write_json(manifest[:-len('.jsonl')] + '.counts.json',
+                        dict(_filter_shard(image_dir, batch, detector,
+                                           rules, out_dir, shard,
+                                           manifest)))
             open(manifest + '.done', 'w').close()
-            _write_json(report_path, dict(counts=dict(counts)))
         if progress:
             progress.completed += len(batch) - 1
             progress.update()
+    # the report is rebuilt from every finished shard's counts, so a kill
+    # after a shard's .done cannot lose them
+    counts = Counter()
+    for path in sorted(glob.glob(osp.join(out_dir, 'manifest',
+                                          '*.counts.json'))):
+        if osp.exists(path[:-len('.counts.json')] + '.jsonl.done'):
+            counts.update(_read_json(path))
     unreadable = []
     for path in sorted(glob.glob(osp.join(out_dir, 'manifest',
                                           '*.unreadable'))):
@@ -134,8 +141,9 @@ def _filter_shard(image_dir: str, names: Sequence[str], detector: Callable,
                 continue
             x1, y1, x2, y2 = (int(round(v)) for v in detection.box)
             crop = image[max(y1, 0):y2, max(x1, 0):x2]
-            crop_name = osp.join('crops', shard,
-                                 f'{osp.splitext(name)[0]}_{k}.png')
+            # the source's extension stays in the name: p.jpg and p.png
+            # in one folder give two crops
+            crop_name = osp.join('crops', shard, f'{name}_{k}.png')
             os.makedirs(osp.dirname(osp.join(out_dir, crop_name)),
                         exist_ok=True)
             cv2.imwrite(osp.join(out_dir, crop_name), crop)

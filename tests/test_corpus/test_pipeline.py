@@ -246,3 +246,39 @@ def test_killed_captioning_resumes_without_repeats(scenes, tmp_path):
     assert sorted(ids) == sorted(i['id'] for i in read_manifest(out))
     # at most the crop in flight at the kill was asked again
     assert sum(n > 2 for n in server.requests.values()) <= 1
+
+
+def test_same_stem_images_and_a_kill_before_the_report(scenes, tmp_path,
+                                                       monkeypatch):
+    images = tmp_path / 'images'
+    images.mkdir()
+    scene = cv2.imread(osp.join(scenes, 'images', 'scene_01.png'))
+    cv2.imwrite(str(images / 'p.png'), scene)
+    cv2.imwrite(str(images / 'p.jpg'), scene)
+    cv2.imwrite(str(images / 'q.png'), scene)
+    detections = tmp_path / 'detections.json'
+    detections.write_text(json.dumps(
+        {name: [_good()] for name in ('p.png', 'p.jpg', 'q.png')}))
+    out = str(tmp_path / 'corpus')
+    import gadms.corpus.pipeline as pipeline
+    write_json = pipeline._write_json
+
+    def killed_at_the_report(path, content):
+        if path.endswith('filter_report.json'):
+            raise KeyboardInterrupt  # the process dies here
+        write_json(path, content)
+
+    monkeypatch.setattr(pipeline, '_write_json', killed_at_the_report)
+    with pytest.raises(KeyboardInterrupt):  # shards done, report not
+        run_filter_stage(str(images), PrecomputedDetector(str(detections)),
+                         out, shard_size=2)
+    monkeypatch.setattr(pipeline, '_write_json', write_json)
+    report = run_filter_stage(str(images),
+                              PrecomputedDetector(str(detections)), out,
+                              shard_size=2)
+    assert report['counts']['images'] == 3 and report['kept'] == 3
+    items = read_manifest(out)
+    assert len({item['id'] for item in items}) == 3
+    assert len({item['crop'] for item in items}) == 3
+    assert sorted(item['source'] for item in items) == ['p.jpg', 'p.png',
+                                                        'q.png']
