@@ -16,6 +16,7 @@ import json
 import os
 import os.path as osp
 import re
+import shutil
 import threading
 import zlib
 from collections import Counter
@@ -285,23 +286,37 @@ def run_export_stage(out_dir: str,
                          image_path=item['crop'],
                          caption1=texts[0].strip(),
                          caption2=texts[1].strip()))
-    folder = osp.join(out_dir, 'data')
-    os.makedirs(folder, exist_ok=True)
-    for stale in glob.glob(osp.join(folder, '*.parquet')):
-        os.remove(stale)
-    num_shards = max(1, -(-len(rows) // rows_per_shard))
-    for shard in range(num_shards):
-        part = rows[shard * rows_per_shard:(shard + 1) * rows_per_shard]
-        pq.write_table(
-            pa.Table.from_pylist(part, schema=_SCHEMA),
-            osp.join(folder,
-                     f'train-{shard:05d}-of-{num_shards:05d}.parquet'),
-            row_group_size=100)
+    num_shards = _write_shards(osp.join(out_dir, 'data'), rows,
+                               rows_per_shard)
     report = dict(crops=len(items), kept=len(rows),
                   dropped_captions=dict(dropped),
                   shards=num_shards)
     _write_json(osp.join(out_dir, 'export_report.json'), report)
     return report
+
+
+def _write_shards(folder: str, rows: List[dict], rows_per_shard: int) -> int:
+    """Write the parquet shards into a fresh ``folder + '.part'`` and swap
+    it in: a kill leaves the previous shards (or none), never a mix.
+    Returns the number of shards."""
+    part_folder = folder + '.part'
+    shutil.rmtree(part_folder, ignore_errors=True)
+    os.makedirs(part_folder)
+    num_shards = max(1, -(-len(rows) // rows_per_shard))
+    for shard in range(num_shards):
+        part = rows[shard * rows_per_shard:(shard + 1) * rows_per_shard]
+        pq.write_table(
+            pa.Table.from_pylist(part, schema=_SCHEMA),
+            osp.join(part_folder,
+                     f'train-{shard:05d}-of-{num_shards:05d}.parquet'),
+            row_group_size=100)
+    old_folder = folder + '.old'
+    shutil.rmtree(old_folder, ignore_errors=True)
+    if osp.exists(folder):
+        os.replace(folder, old_folder)
+    os.replace(part_folder, folder)
+    shutil.rmtree(old_folder, ignore_errors=True)
+    return num_shards
 
 
 _SCHEMA = pa.schema([

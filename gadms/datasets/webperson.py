@@ -1,5 +1,6 @@
 import glob
 import os.path as osp
+import re
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -106,7 +107,11 @@ class ParquetCorpus:
         self._cache: Dict[Tuple[int, int], pa.Table] = {}
         group_sizes = []
         for file in files:
-            metadata = pq.read_metadata(file)
+            try:
+                metadata = pq.read_metadata(file)
+            except (pa.ArrowInvalid, OSError) as err:
+                raise ValueError(f'{file}: not a readable parquet shard '
+                                 f'(torn or corrupt: {err})') from err
             self._check_schema(file, metadata.schema.to_arrow_schema())
             group_sizes.append([
                 metadata.row_group(i).num_rows
@@ -190,13 +195,37 @@ class ParquetCorpus:
         return dict(self.__dict__, _readers={}, _cache={})
 
 
+SHARD_NAME = re.compile(
+    r'^(?P<name>.+)-(?P<index>\d+)-of-(?P<total>\d+)\.parquet$')
+
+
 def parquet_shards(pattern: str) -> List[str]:
-    """Sorted ``*.parquet`` files of a folder, a glob or a single file."""
+    """Sorted ``*.parquet`` files of a folder, a glob or a single file.
+
+    Shards named ``NAME-XXXXX-of-YYYYY.parquet`` (Hugging Face's and
+    gadms's exports) must form complete sets: a missing one (an export or
+    download that did not finish) is an error naming it.
+    """
     if osp.isdir(pattern):
         pattern = osp.join(pattern, '**', '*.parquet')
     files = sorted(glob.glob(pattern, recursive=True))
     if not files:
         raise FileNotFoundError(f'no parquet shards match {pattern}')
+    sets: Dict[Tuple[str, int, int], set] = {}
+    for file in files:
+        match = SHARD_NAME.match(osp.basename(file))
+        if match:
+            key = (osp.dirname(file), match['name'], int(match['total']))
+            sets.setdefault(key, set()).add(int(match['index']))
+    for (folder, name, total), present in sets.items():
+        missing = sorted(set(range(total)) - present)
+        if missing:
+            names = ', '.join(f'{name}-{i:05d}-of-{total:05d}.parquet'
+                              for i in missing[:5])
+            raise FileNotFoundError(
+                f'{folder}: incomplete parquet shard set, {len(missing)} of '
+                f'{total} missing ({names}); an export or download did not '
+                'finish')
     return files
 
 

@@ -3,6 +3,7 @@ and a fake OpenAI-compatible server on 127.0.0.1."""
 import base64
 import hashlib
 import json
+import os
 import os.path as osp
 import signal
 import subprocess
@@ -282,3 +283,44 @@ def test_same_stem_images_and_a_kill_before_the_report(scenes, tmp_path,
     assert len({item['crop'] for item in items}) == 3
     assert sorted(item['source'] for item in items) == ['p.jpg', 'p.png',
                                                         'q.png']
+
+
+def test_export_killed_midway_keeps_the_previous_shards(tmp_path,
+                                                        monkeypatch):
+    out = tmp_path / 'corpus'
+    (out / 'manifest').mkdir(parents=True)
+    (out / 'crops').mkdir()
+    items, captions = [], []
+    for k in range(5):
+        crop = f'crops/c{k}.png'
+        cv2.imwrite(str(out / crop), np.full((40, 16, 3), 20 * k, np.uint8))
+        items.append(dict(id=crop, crop=crop, source=f's{k}.png'))
+        captions.append(dict(id=crop, caption1=_normal(k, 1),
+                             caption2=_normal(k, 2)))
+    (out / 'manifest' / '00000.jsonl').write_text(
+        ''.join(json.dumps(i) + '\n' for i in items))
+    (out / 'captions.jsonl').write_text(
+        ''.join(json.dumps(c) + '\n' for c in captions))
+    assert run_export_stage(str(out), rows_per_shard=2)['shards'] == 3
+    before = WebPerson(data_root=str(out), ann_file='data')
+    import gadms.corpus.pipeline as pipeline
+    write_table = pipeline.pq.write_table
+    written = []
+
+    def dies_on_the_second_shard(table, path, **kwargs):
+        written.append(path)
+        if len(written) == 2:
+            raise KeyboardInterrupt  # killed while exporting
+        write_table(table, path, **kwargs)
+
+    monkeypatch.setattr(pipeline.pq, 'write_table', dies_on_the_second_shard)
+    with pytest.raises(KeyboardInterrupt):
+        run_export_stage(str(out), rows_per_shard=1)
+    monkeypatch.setattr(pipeline.pq, 'write_table', write_table)
+    after = WebPerson(data_root=str(out), ann_file='data')
+    assert len(after) == len(before) == 10
+    assert sorted(os.listdir(out / 'data')) == [
+        f'train-{i:05d}-of-00003.parquet' for i in range(3)]
+    # the next complete export replaces them
+    assert run_export_stage(str(out), rows_per_shard=1)['shards'] == 5
+    assert len(os.listdir(out / 'data')) == 5

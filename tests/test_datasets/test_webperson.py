@@ -2,6 +2,7 @@
 import glob
 import json
 import os.path as osp
+import shutil
 import pickle
 
 import numpy as np
@@ -200,3 +201,21 @@ def test_bad_json_entries(tmp_path, entries, message):
     with pytest.raises(ValueError, match=message) as error:
         WebPerson(data_root=str(tmp_path), ann_file='anno.json')
     assert 'anno.json' in str(error.value)
+
+
+def test_incomplete_or_torn_shard_sets_are_refused(corpus, tmp_path):
+    copy = tmp_path / 'parquet'
+    shutil.copytree(osp.join(corpus, 'parquet'), copy)
+    shards = sorted((copy / 'data').iterdir())
+    assert [p.name for p in shards] == [
+        f'train-{i:05d}-of-00003.parquet' for i in range(3)]
+    data = shards[1].read_bytes()
+    shards[1].write_bytes(data[:len(data) // 2])  # a torn write
+    with pytest.raises(ValueError, match=f'{shards[1]}: not a readable '
+                       'parquet shard'):
+        WebPerson(data_root=str(copy), ann_file='data')
+    shards[1].unlink()  # an unfinished export or download
+    with pytest.raises(FileNotFoundError,
+                       match=r'incomplete parquet shard set, 1 of 3 missing '
+                       r'\(train-00001-of-00003.parquet\)'):
+        WebPerson(data_root=str(copy), ann_file='data')

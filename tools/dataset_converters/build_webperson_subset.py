@@ -39,21 +39,23 @@ def parse_args() -> argparse.Namespace:
 
 
 def write_parquet_subset(corpus, rows: np.ndarray, out_dir: str) -> int:
-    """One output shard per input shard with selected rows."""
+    """One output shard per input shard with selected rows, renumbered as
+    a complete ``train-XXXXX-of-YYYYY`` set."""
     os.makedirs(osp.join(out_dir, 'data'), exist_ok=True)
     shard_of_row = np.searchsorted(corpus.file_starts, rows, 'right') - 1
-    progress = ProgressBar(len(corpus.files))
-    written = 0
-    for index, file in enumerate(corpus.files):
-        local = rows[shard_of_row == index] - corpus.file_starts[index]
-        if len(local):
-            table = pq.read_table(file).take(local)
-            pq.write_table(table, osp.join(out_dir, 'data',
-                                           osp.basename(file)))
-            written += 1
+    selected = [(file, rows[shard_of_row == index] -
+                 corpus.file_starts[index])
+                for index, file in enumerate(corpus.files)]
+    selected = [(file, local) for file, local in selected if len(local)]
+    progress = ProgressBar(len(selected))
+    for number, (file, local) in enumerate(selected):
+        pq.write_table(
+            pq.read_table(file).take(local),
+            osp.join(out_dir, 'data',
+                     f'train-{number:05d}-of-{len(selected):05d}.parquet'))
         progress.update()
     progress.file.write('\n')
-    return written
+    return len(selected)
 
 
 def write_json_subset(dataset: WebPerson, out_dir: str) -> None:
