@@ -22,6 +22,7 @@ from terminaltables import AsciiTable
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from gadms.apis import TextPersonInferencer  # noqa: E402
 from gadms.registry import DATASETS  # noqa: E402
+from gadms.utils import add_checkpoint_args, apply_checkpoint_args  # noqa
 from gadms.visualization import draw_retrieval  # noqa: E402
 
 
@@ -40,6 +41,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--save-index', help='save the gallery index here')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--batch-size', type=int, default=64)
+    add_checkpoint_args(parser)
     return parser.parse_args()
 
 
@@ -51,8 +53,9 @@ def split_dataset(inferencer: TextPersonInferencer, split: str):
 
 def main() -> None:
     args = parse_args()
+    apply_checkpoint_args(args)
     inferencer = TextPersonInferencer(args.config, args.checkpoint,
-                                      args.device)
+                                      args.device, args.partial_load)
     query_pid, dataset = None, None
     if args.gallery in ('test', 'val'):
         dataset = split_dataset(inferencer, args.gallery)

@@ -24,6 +24,9 @@ def main() -> None:
     args = parse_args()
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
+    # evaluation loads every key of the model, whatever a training config
+    # allows for its load_from, unless --partial-load
+    cfg.load_partial = args.partial_load
     # all weights come from the checkpoint: do not read the backbone's
     # initial CLIP weights
     cfg.model.backbone.pretrained = None

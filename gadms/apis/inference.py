@@ -12,10 +12,12 @@ import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.dataset import BaseDataset
 from mmengine.registry import init_default_scope
-from mmengine.runner import load_checkpoint
 from mmengine.utils import ProgressBar
 
 from gadms.datasets.transforms import LoadPersonImage, get_tokenizer
+from gadms.engine.checkpoint_loading import (GALLERY_INDEX_KEYS,
+                                             load_model_weights,
+                                             read_checkpoint)
 from gadms.registry import DATASETS, MODELS
 from gadms.utils.atomic import atomic_torch_save
 from .search import DEFAULT_CHUNK, chunked_topk, faiss_topk
@@ -75,7 +77,11 @@ class GalleryIndex:
              fingerprint: Optional[str] = None) -> 'GalleryIndex':
         """Read an index; with ``fingerprint``, refuse one made by another
         model."""
-        content = torch.load(path, map_location='cpu', weights_only=True)
+        content = read_checkpoint(path)
+        if set(content) != GALLERY_INDEX_KEYS:
+            raise ValueError(
+                f'{path} is not a gallery index (keys: {sorted(content)}); '
+                'build one with --save-index')
         index = cls(**content)
         if fingerprint is not None and index.fingerprint != fingerprint:
             raise ValueError(
@@ -96,6 +102,9 @@ class TextPersonInferencer:
         checkpoint (str, optional): Weights; without, the config's own
             initialisation (e.g. its CLIP weights) is used.
         device (str): ``'cpu'`` or ``'cuda'``...
+        partial_load (bool): Load the checkpoint keys that fit the model
+            and log the others; by default a checkpoint that does not fit
+            (or is not a model checkpoint) raises ``CheckpointError``.
 
     Example::
 
@@ -110,7 +119,8 @@ class TextPersonInferencer:
     def __init__(self,
                  config: Union[str, Config],
                  checkpoint: Optional[str] = None,
-                 device: str = 'cpu') -> None:
+                 device: str = 'cpu',
+                 partial_load: bool = False) -> None:
         init_default_scope('gadms')
         self.cfg = Config.fromfile(config) if isinstance(config,
                                                          str) else config
@@ -119,8 +129,7 @@ class TextPersonInferencer:
             model_cfg.backbone.pretrained = None
         self.model = MODELS.build(model_cfg)
         if checkpoint is not None:
-            load_checkpoint(self.model, checkpoint, map_location='cpu',
-                            logger='silent')
+            load_model_weights(self.model, checkpoint, partial_load)
         else:
             self.model.init_weights()
         self.model.eval().to(device)

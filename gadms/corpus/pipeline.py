@@ -29,6 +29,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from mmengine.utils import ProgressBar
 
+from gadms.datasets.transforms.loading import (DEFAULT_MAX_PIXELS,
+                                               ImageLoadError,
+                                               check_decoded_size)
 from .filtering import PersonFilterRules
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
@@ -66,9 +69,14 @@ def run_filter_stage(image_dir: str,
                      detector: Callable,
                      out_dir: str,
                      rules: PersonFilterRules = PersonFilterRules(),
-                     shard_size: int = 1000) -> dict:
+                     shard_size: int = 1000,
+                     max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
     """Detect people in every image of ``image_dir``, keep the boxes that
     pass ``rules`` and write their crops with provenance.
+
+    An image whose header says it decodes to more than ``max_pixels``
+    pixels is not decoded: it is counted (``oversized image``) and listed
+    by name with the unreadable ones.
 
     Images are processed in shards of ``shard_size`` (sorted names); a
     finished shard is marked ``.done`` and skipped by a re-run. Returns
@@ -90,7 +98,7 @@ def run_filter_stage(image_dir: str,
             _write_json(manifest[:-len('.jsonl')] + '.counts.json',
                         dict(_filter_shard(image_dir, batch, detector,
                                            rules, out_dir, shard,
-                                           manifest)))
+                                           manifest, max_pixels)))
             open(manifest + '.done', 'w').close()
         if progress:
             progress.completed += len(batch) - 1
@@ -122,13 +130,33 @@ def _read_json(path: str) -> dict:
         return json.load(f)
 
 
+def _read_image(path: str, max_pixels: int) -> Optional[np.ndarray]:
+    """Decode ``path`` (BGR), or None when it cannot be read or decoded.
+
+    Raises:
+        ImageLoadError: the image decodes to more than ``max_pixels``.
+    """
+    try:
+        with open(path, 'rb') as f:
+            encoded = f.read()
+    except OSError:
+        return None
+    check_decoded_size(encoded, max_pixels, f'image {path}')
+    return cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)
+
+
 def _filter_shard(image_dir: str, names: Sequence[str], detector: Callable,
                   rules: PersonFilterRules, out_dir: str, shard: str,
-                  manifest: str) -> Counter:
+                  manifest: str, max_pixels: int) -> Counter:
     counts = Counter()
     lines, unreadable = [], []
     for name in names:
-        image = cv2.imread(osp.join(image_dir, name))
+        try:
+            image = _read_image(osp.join(image_dir, name), max_pixels)
+        except ImageLoadError:
+            counts['oversized image'] += 1
+            unreadable.append(name)
+            continue
         if image is None:
             counts['unreadable image'] += 1
             unreadable.append(name)

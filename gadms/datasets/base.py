@@ -1,4 +1,5 @@
 import json
+import os
 import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -32,6 +33,9 @@ class TextPersonDataset(BaseDataset):
         test_mode (bool, optional): Defaults to ``split != 'train'``.
         name (str, optional): Dataset name in metrics and tables. Defaults
             to ``NAME``.
+        allow_outside_root (bool): Read image paths of the annotations that
+            leave the image folder (absolute, or climbing out with ``..``).
+            Off by default: such a path is an error naming the record.
         **kwargs: Passed to :class:`mmengine.dataset.BaseDataset`.
     """
 
@@ -44,7 +48,9 @@ class TextPersonDataset(BaseDataset):
                  split: str = 'train',
                  test_mode: Optional[bool] = None,
                  name: Optional[str] = None,
+                 allow_outside_root: bool = False,
                  **kwargs) -> None:
+        self.allow_outside_root = allow_outside_root
         if split not in self.SPLITS:
             raise ValueError(f'{type(self).__name__}: unknown split '
                              f'{split!r}, expected one of {self.SPLITS}')
@@ -71,6 +77,19 @@ class TextPersonDataset(BaseDataset):
                     f'{self.ann_file} is not UTF-8 text (byte '
                     f'{err.object[err.start:err.start + 1]!r} at offset '
                     f'{err.start}); re-save it as UTF-8') from err
+
+    def image_path(self, folder: str, relative: str, where: str) -> str:
+        """``folder/relative`` for an annotation's image path; refuses one
+        that leaves ``folder`` unless ``allow_outside_root``.
+
+        Raises:
+            ValueError: naming ``where`` (file and record) and the path.
+        """
+        if not self.allow_outside_root and leaves_folder(relative):
+            raise ValueError(
+                f'{where}: image path {relative!r} leaves the image folder '
+                f'{folder}; set allow_outside_root=True to read it')
+        return osp.join(folder, relative)
 
     def load_image_records(self) -> List[dict]:
         """Read the split's images: ``img_path``, ``pid``, ``captions``."""
@@ -131,3 +150,12 @@ class TextPersonDataset(BaseDataset):
             rows.append([f'{self.split} (published)', *published])
         table = AsciiTable(rows, title=self.name)
         print_log('\n' + table.table, logger='current')
+
+
+def leaves_folder(relative: str) -> bool:
+    """Whether a path meant to be relative is absolute or climbs out of
+    its folder with ``..`` (symbolic links are not resolved: a linked image
+    folder is a normal layout)."""
+    normal = osp.normpath(relative)
+    return osp.isabs(relative) or normal == os.pardir or normal.startswith(
+        os.pardir + os.sep)

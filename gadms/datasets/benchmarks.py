@@ -14,6 +14,10 @@ class RecordListDataset(TextPersonDataset):
     checked contiguous) or ``'relabel'`` (sorted raw ids mapped to 0..N-1).
     Val and test pids are the raw ids.
 
+    Every check of the annotations lives here (:meth:`parse_record`,
+    :meth:`train_pids_of`); ``tools/misc/check_dataset.py`` calls the same
+    methods, so it reports exactly what the reader refuses.
+
     Args:
         data_root (str): Dataset folder.
         split (str): One of ``SPLITS``.
@@ -23,12 +27,17 @@ class RecordListDataset(TextPersonDataset):
         check_images (bool): Check on load that every image of the split
             exists, so a missing file fails at once, naming its record.
             Defaults to True.
+        train_pids (str, optional): How training pids derive from the raw
+            ids (see above); defaults to the benchmark's own rule
+            (``TRAIN_PIDS``, as IRRA). ``'relabel'`` suits a custom split
+            whose ids do not run 1..N.
         **kwargs: Passed to :class:`TextPersonDataset`.
     """
 
     ANN_FILE = ''
     PATH_FIELD = 'file_path'
     TRAIN_PIDS = 'minus_one'
+    TRAIN_PID_RULES = ('minus_one', 'as_is', 'relabel')
 
     def __init__(self,
                  data_root: str,
@@ -36,8 +45,13 @@ class RecordListDataset(TextPersonDataset):
                  ann_file: Optional[str] = None,
                  data_prefix: dict = dict(img_path='imgs'),
                  check_images: bool = True,
+                 train_pids: Optional[str] = None,
                  **kwargs) -> None:
         self.check_images = check_images
+        self.train_pids = train_pids or self.TRAIN_PIDS
+        if self.train_pids not in self.TRAIN_PID_RULES:
+            raise ValueError(f'{type(self).__name__}: train_pids must be one '
+                             f'of {self.TRAIN_PID_RULES}, got {train_pids!r}')
         super().__init__(
             split=split,
             data_root=data_root,
@@ -78,44 +92,66 @@ class RecordListDataset(TextPersonDataset):
                 f'{self.ann_file}: record {index} field "split" is '
                 f'{record["split"]!r}, expected one of {self.SPLITS}')
 
+    def parse_record(self, raw, index: int) -> dict:
+        """An annotation record as an image record (``img_path``, ``pid``,
+        ``captions``, ``source``), after every check of its content:
+        fields, split, image path inside the image folder, captions.
+
+        Raises:
+            ValueError: naming the file, record and field.
+        """
+        self.check_record_fields(raw, index)
+        source = f'{self.ann_file} record {index}'
+        record = dict(
+            img_path=self.image_path(
+                self.data_prefix['img_path'], raw[self.PATH_FIELD],
+                f'{source}, field "{self.PATH_FIELD}"'),
+            pid=raw['id'],
+            captions=raw['captions'],
+            split=raw['split'],
+            source=source)
+        self.check_captions(record, index)
+        return record
+
     def load_image_records(self) -> List[dict]:
         records = []
-        image_folder = self.data_prefix['img_path']
         for index, raw in enumerate(self.read_records()):
             self.check_record_fields(raw, index)
             if raw['split'] != self.split:
                 continue
-            record = dict(
-                img_path=osp.join(image_folder, raw[self.PATH_FIELD]),
-                pid=raw['id'],
-                captions=raw['captions'],
-                source=f'{self.ann_file} record {index}')
+            record = self.parse_record(raw, index)
+            del record['split']
             if self.check_images and not osp.isfile(record['img_path']):
                 raise FileNotFoundError(
                     f'{record["source"]}, field "{self.PATH_FIELD}": image '
                     f'{record["img_path"]} does not exist')
             records.append(record)
         if self.split == 'train':
-            self._set_train_pids(records)
+            for record, pid in zip(records, self.train_pids_of(
+                    [r['pid'] for r in records])):
+                record['pid'] = pid
         return records
 
-    def _set_train_pids(self, records: List[dict]) -> None:
-        if self.TRAIN_PIDS == 'relabel':
-            label = {pid: i for i, pid in enumerate(
-                sorted({r['pid'] for r in records}))}
-            for record in records:
-                record['pid'] = label[record['pid']]
-            return
-        if self.TRAIN_PIDS == 'minus_one':
-            for record in records:
-                record['pid'] -= 1
-        pids = {r['pid'] for r in records}
-        if pids and pids != set(range(len(pids))):
-            first = 1 if self.TRAIN_PIDS == 'minus_one' else 0
+    def train_pids_of(self, ids: List[int]) -> List[int]:
+        """Training pids of the raw ``ids`` by the ``train_pids`` rule.
+
+        Raises:
+            ValueError: ``'minus_one'`` / ``'as_is'`` ids that do not run
+                from 1 / 0 without gaps (the option to use instead named).
+        """
+        if self.train_pids == 'relabel':
+            label = {pid: i for i, pid in enumerate(sorted(set(ids)))}
+            return [label[pid] for pid in ids]
+        first = 1 if self.train_pids == 'minus_one' else 0
+        pids = [pid - first for pid in ids]
+        unique = set(pids)
+        if unique and unique != set(range(len(unique))):
             raise ValueError(
                 f'{self.ann_file}: training ids must run from {first} '
-                f'without gaps; got {len(pids)} ids from '
-                f'{min(pids) + first} to {max(pids) + first}')
+                f'without gaps; got {len(unique)} ids from '
+                f'{min(unique) + first} to {max(unique) + first} (for a '
+                "custom split set train_pids='relabel')")
+        return pids
 
 
 @DATASETS.register_module()

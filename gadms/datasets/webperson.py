@@ -295,12 +295,25 @@ class WebPerson(TextPersonDataset):
         if self.is_json:
             self.corpus = JsonCorpus(self.ann_file,
                                      self.read_json_annotations())
+            self._check_paths_stay_inside()
         else:
             self.corpus = ParquetCorpus(
                 parquet_shards(self.ann_file), self.check_captions)
         self.rows = self._select_rows(len(self.corpus))
         self.log_summary(len(self.rows), len(self.rows), 2 * len(self.rows))
         self._fully_initialized = True
+
+    def _check_paths_stay_inside(self) -> None:
+        """Refuse a JSON entry whose image path leaves the image folder
+        (unless ``allow_outside_root``); only paths that start with ``/``
+        or hold a ``..`` segment are looked at one by one."""
+        paths = self.corpus.paths
+        suspect = pc.or_(pc.starts_with(paths, '/'),
+                         pc.match_substring_regex(paths, r'(^|/)\.\.(/|$)'))
+        for row in np.flatnonzero(suspect.to_numpy(zero_copy_only=False)):
+            row = self.corpus.row(int(row))
+            self.image_path(self.data_prefix['img_path'], row['image_path'],
+                            row['source'])
 
     def _select_rows(self, num_rows: int) -> np.ndarray:
         if self.subset is None:

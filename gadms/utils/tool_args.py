@@ -25,13 +25,31 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
+    add_checkpoint_args(parser)
+    # torch.distributed.launch passes --local-rank (torch >= 2.0)
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
+    """``--trust-checkpoint`` and ``--partial-load``, for every tool that
+    loads a checkpoint."""
     parser.add_argument(
         '--trust-checkpoint',
         action='store_true',
         help='load checkpoints with full unpickling (weights_only=False); '
         'only for files from a trusted source')
-    # torch.distributed.launch passes --local-rank (torch >= 2.0)
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument(
+        '--partial-load',
+        action='store_true',
+        help='load the checkpoint keys that fit the model and log the '
+        'others (default: a checkpoint that does not fit is an error)')
+
+
+def apply_checkpoint_args(args: argparse.Namespace) -> None:
+    """Make ``--trust-checkpoint`` reach every ``torch.load`` that does
+    not pass ``weights_only`` (MMEngine's)."""
+    if args.trust_checkpoint:
+        os.environ['TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'] = '1'
 
 
 def load_config(args: argparse.Namespace) -> Config:
@@ -42,13 +60,12 @@ def load_config(args: argparse.Namespace) -> Config:
     distributed runs use gloo (see :func:`fall_back_to_gloo`).
     """
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    if args.trust_checkpoint:
-        # torch.load calls that do not pass weights_only (MMEngine's) then
-        # unpickle everything
-        os.environ['TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'] = '1'
+    apply_checkpoint_args(args)
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if args.partial_load:
+        cfg.load_partial = True
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir

@@ -324,3 +324,63 @@ def test_export_killed_midway_keeps_the_previous_shards(tmp_path,
     # the next complete export replaces them
     assert run_export_stage(str(out), rows_per_shard=1)['shards'] == 5
     assert len(os.listdir(out / 'data')) == 5
+
+
+def test_filter_skips_images_over_the_pixel_cap(tmp_path, monkeypatch):
+    images = tmp_path / 'images'
+    images.mkdir()
+    cv2.imwrite(str(images / 'small.png'), np.zeros((20, 10, 3), np.uint8))
+    cv2.imwrite(str(images / 'large.png'), np.zeros((50, 40, 3), np.uint8))
+    seen = []
+    report = run_filter_stage(str(images),
+                              lambda name, image: seen.append(name) or [],
+                              str(tmp_path / 'out'), max_pixels=1000)
+    assert seen == ['small.png']  # the large one was never decoded
+    assert report['counts'] == {'images': 1, 'oversized image': 1}
+    assert report['unreadable_images'] == ['large.png']
+
+
+# A captioning child killed half-way through writing its third result line:
+# the line's first half reaches the file, then SIGKILL.
+KILLED_WHILE_WRITING = '''
+import json, os, signal, sys, types
+from gadms.corpus import pipeline
+
+out_dir = sys.argv[1]
+written = []
+
+def dumps(obj, **kwargs):
+    line = json.dumps(obj, **kwargs)
+    if 'caption1' in obj:
+        written.append(obj['id'])
+        if len(written) == 3:
+            with open(os.path.join(out_dir, 'captions.jsonl'), 'a') as f:
+                f.write(line[:len(line) // 2])
+            os.kill(os.getpid(), signal.SIGKILL)
+    return line
+
+pipeline.json = types.SimpleNamespace(dumps=dumps, loads=json.loads,
+                                      dump=json.dump, load=json.load)
+pipeline.run_caption_stage(out_dir, lambda image, prompt: 'a ' + prompt,
+                           ['a person in [colour]'], concurrency=1)
+'''
+
+
+def test_torn_last_result_line_is_cut_and_redone(scenes, tmp_path):
+    out = str(tmp_path / 'corpus')
+    run_filter_stage(osp.join(scenes, 'images'),
+                     PrecomputedDetector(osp.join(scenes,
+                                                  'detections.json')), out)
+    child = subprocess.run([sys.executable, '-c', KILLED_WHILE_WRITING, out],
+                           cwd=REPO_ROOT, capture_output=True, text=True)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    results = osp.join(out, 'captions.jsonl')
+    content = open(results).read()
+    assert content.count('\n') == 2 and not content.endswith('\n')
+    report = run_caption_stage(out, lambda image, prompt: 'a ' + prompt,
+                               ['a person in [colour]'], concurrency=1)
+    assert report['captioned'] == NUM_SCENES
+    assert report['captioned_this_run'] == NUM_SCENES - 2
+    rows = [json.loads(line) for line in open(results)]
+    assert sorted(r['id'] for r in rows) == sorted(
+        i['id'] for i in read_manifest(out))

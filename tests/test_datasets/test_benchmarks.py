@@ -197,3 +197,43 @@ def test_summary_table_shows_counts_and_published_figures(written, capsys):
     assert cells == [['split', 'identities', 'images', 'captions'],
                      ['val', '2', '4', '8'],
                      ['val (published)', '1000', '3078', '6158']]
+
+
+@pytest.mark.parametrize('outside', ['../../outside.jpg', 'absolute'])
+@pytest.mark.parametrize('name', list(FORMATS))
+def test_image_paths_stay_in_the_image_folder(name, outside, copy_of,
+                                              tmp_path):
+    loader, _, ann_name, field, _ = FORMATS[name]
+    root = copy_of(name)
+    first = json.load(open(osp.join(root, ann_name)))[0][field]
+    # a readable image outside the data root
+    target = tmp_path / 'outside.jpg'
+    shutil.copy(osp.join(root, 'imgs', first), target)
+    path = str(target) if outside == 'absolute' else osp.relpath(
+        target, osp.join(root, 'imgs'))
+    assert outside == 'absolute' or path.startswith('..')
+    _rewrite(root, ann_name, _set(1, field, path))
+    with pytest.raises(ValueError,
+                       match=f'{ann_name} record 1, field "{field}": image '
+                       f"path '{path}' leaves the image folder"):
+        loader(data_root=root, split='train')
+    allowed = loader(data_root=root, split='train', allow_outside_root=True)
+    paths = {allowed.get_data_info(i)['img_path']
+             for i in range(len(allowed))}
+    assert any(osp.realpath(p) == str(target) for p in paths)
+
+
+def test_train_pids_relabel_option_for_custom_splits(copy_of):
+    root = copy_of('CUHKPEDES')
+    _rewrite(root, 'reid_raw.json',
+             lambda records: [r.update(id=10 * r['id']) for r in records])
+    with pytest.raises(ValueError, match="train_pids='relabel'"):
+        CUHKPEDES(data_root=root, split='train')
+    train = CUHKPEDES(data_root=root, split='train', train_pids='relabel')
+    # raw ids 10, 20, 30 become 0, 1, 2
+    pids = [train.get_data_info(i)['pid'] for i in range(len(train))]
+    assert pids == [0] * 4 + [1] * 4 + [2] * 4
+    assert CUHKPEDES(data_root=root, split='test',
+                     train_pids='relabel').get_data_info(0)['pid'] == 60
+    with pytest.raises(ValueError, match="train_pids must be one of"):
+        CUHKPEDES(data_root=root, train_pids='shift')

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from gadms.datasets import RSTPReid, WebPerson
+from gadms.datasets import CUHKPEDES, RSTPReid, WebPerson
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SIZES = ['--train-ids', '4', '--val-ids', '2', '--test-ids', '2',
@@ -97,3 +97,64 @@ def test_subset_tool_writes_the_configured_subset(layout, ann_file,
     report = _tool('tools/misc/check_dataset.py', 'webperson', out,
                    '--ann-file', ann_file)
     assert 'OK: 0 errors' in report
+
+
+@pytest.fixture(scope='module')
+def cuhk_root(tmp_path_factory) -> str:
+    root = str(tmp_path_factory.mktemp('tools') / 'cuhk')
+    _tool('tools/dataset_converters/synth_person_to_benchmark.py', root,
+          '--layout', 'cuhk-pedes', *SIZES)
+    return root
+
+
+def test_check_refuses_what_the_reader_refuses(cuhk_root, tmp_path):
+    """Paths leaving the data root and training ids that do not run 1..N:
+    the checker reports exactly the reader's errors, and its options are
+    the reader's options."""
+    root = tmp_path / 'custom'
+    subprocess.run(['cp', '-r', cuhk_root, str(root)], check=True)
+    ann = root / 'reid_raw.json'
+    records = json.load(open(ann))
+    reader_errors = []
+    for record in records:
+        record['id'] *= 10  # a custom split: ids 10, 20, ...
+    ann.write_text(json.dumps(records))
+    with pytest.raises(ValueError) as raised:
+        CUHKPEDES(data_root=str(root))
+    reader_errors.append(str(raised.value))
+    records[2]['file_path'] = '../../secret.jpg'
+    ann.write_text(json.dumps(records))
+    with pytest.raises(ValueError) as raised:
+        CUHKPEDES(data_root=str(root), train_pids='relabel')
+    reader_errors.append(str(raised.value))
+    _tool('tools/misc/check_dataset.py', 'cuhk-pedes', str(root), '--out',
+          str(tmp_path / 'report.json'), '--no-decode', expect=1)
+    errors = json.load(open(tmp_path / 'report.json'))['errors']
+    assert errors['schema'] == [reader_errors[1]]
+    assert "image path '../../secret.jpg' leaves" in reader_errors[1]
+    assert errors['training ids'] == [reader_errors[0]]
+    # with the path back inside, the reader's option passes both
+    records[2]['file_path'] = json.load(open(osp.join(
+        cuhk_root, 'reid_raw.json')))[2]['file_path']
+    ann.write_text(json.dumps(records))
+    CUHKPEDES(data_root=str(root), train_pids='relabel')
+    out = _tool('tools/misc/check_dataset.py', 'cuhk-pedes', str(root),
+                '--train-pids', 'relabel', '--no-decode')
+    assert 'training ids' not in out and '0 errors' in out
+
+
+def test_webperson_json_paths_stay_in_the_image_folder(tmp_path):
+    root = tmp_path / 'web'
+    (root / 'images').mkdir(parents=True)
+    entries = [{'a.jpg': dict(caption1='a man', caption2='a person')},
+               {'/etc/hostname': dict(caption1='x y', caption2='y z')}]
+    (root / 'annotations.json').write_text(json.dumps(entries))
+    with pytest.raises(ValueError, match=r"annotations.json entry 1: image "
+                       r"path '/etc/hostname' leaves the image folder"):
+        WebPerson(data_root=str(root))
+    dataset = WebPerson(data_root=str(root), allow_outside_root=True)
+    assert dataset.get_data_info(0)['img_path'] == '/etc/hostname'
+    # inside paths with a '..' segment are fine
+    entries[1] = {'sub/../b.jpg': dict(caption1='x y', caption2='y z')}
+    (root / 'annotations.json').write_text(json.dumps(entries))
+    assert len(WebPerson(data_root=str(root))) == 4

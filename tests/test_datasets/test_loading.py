@@ -1,6 +1,8 @@
 """LoadPersonImage: errors that name the record, and the skip policy."""
 import json
 import logging
+import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -92,3 +94,63 @@ def test_bad_policy():
     with pytest.raises(ValueError, match="on_error must be 'raise' or "
                        "'skip', got 'ignore'"):
         LoadPersonImage(on_error='ignore')
+
+
+def pixel_bomb(width: int = 20000, height: int = 20000) -> bytes:
+    """A 1-bit grey PNG of ``width`` x ``height`` zeros: tens of KB
+    encoded, ``3 * width * height`` bytes once decoded as BGR."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return (struct.pack('>I', len(data)) + body +
+                struct.pack('>I', zlib.crc32(body)))
+
+    compressor = zlib.compressobj(9)
+    row = bytes(1 + (width + 7) // 8)  # filter byte + packed bits
+    idat = b''.join(compressor.compress(row) for _ in range(height))
+    idat += compressor.flush()
+    header = struct.pack('>IIBBBBB', width, height, 1, 0, 0, 0, 0)
+    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) +
+            chunk(b'IDAT', idat) + chunk(b'IEND', b''))
+
+
+def test_pixel_cap_refuses_before_decoding(tmp_path, monkeypatch):
+    bomb = pixel_bomb()
+    assert len(bomb) < 100_000
+    decoded = []
+    monkeypatch.setattr('mmcv.imfrombytes',
+                        lambda *args, **kwargs: decoded.append(1))
+    # beyond PIL's own decompression-bomb limit, which reads the header too
+    with pytest.raises(ImageLoadError,
+                       match=r's.parquet row 5, field "image" \(b.png\): '
+                       r'image b.png is too large to decode \(Image size '
+                       r'\(400000000 pixels\)'):
+        LoadPersonImage()(dict(img_path='b.png', img_bytes=bomb,
+                               source='s.parquet row 5'))
+    assert not decoded
+    # skipped (and listed) under the skip policy
+    listed = tmp_path / 'skipped.txt'
+    assert LoadPersonImage(on_error='skip', skipped_list=str(listed))(
+        dict(img_path='b.png', img_bytes=bomb)) is None
+    assert 'image b.png is too large to decode' in listed.read_text()
+
+
+def test_pixel_cap_below_pils_limit(monkeypatch):
+    decoded = []
+    monkeypatch.setattr('mmcv.imfrombytes',
+                        lambda *args, **kwargs: decoded.append(1))
+    with pytest.raises(ImageLoadError, match=r'image b.png decodes to 12000 '
+                       r'x 10000 = 120000000 pixels, over the cap of '
+                       r'100000000 \(max_pixels\)'):
+        LoadPersonImage()(dict(img_path='b.png',
+                               img_bytes=pixel_bomb(12000, 10000)))
+    assert not decoded
+
+
+def test_pixel_cap_is_configurable(tmp_path):
+    path = tmp_path / 'a.png'
+    path.write_bytes(_png(7))  # 8 x 4 = 32 pixels
+    assert LoadPersonImage(max_pixels=32)(dict(img_path=str(path)))[
+        'img'].shape == (8, 4, 3)
+    with pytest.raises(ImageLoadError, match=f'image {path} decodes to 4 x '
+                       '8 = 32 pixels, over the cap of 31'):
+        LoadPersonImage(max_pixels=31)(dict(img_path=str(path)))

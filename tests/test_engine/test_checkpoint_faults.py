@@ -1,4 +1,5 @@
 """Crash-safe checkpoints, clear checkpoint errors and non-finite losses."""
+import os
 import os.path as osp
 import signal
 import subprocess
@@ -6,11 +7,15 @@ import sys
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from mmengine.config import Config
 from mmengine.logging import MessageHub
 
 from gadms.engine import CheckpointError, GADMSRunner
-from gadms.engine.runner import is_readable_checkpoint
+from gadms.engine import runner as runner_module
+from gadms.engine.checkpoint_loading import is_readable_checkpoint
+from gadms.engine.runner import latest_resumable_checkpoint
 from gadms.registry import MODELS
 from gadms.utils import build_runner
 
@@ -68,10 +73,17 @@ def test_sigkill_while_saving_keeps_the_previous_checkpoint(tmp_path):
     last = open(osp.join(work_dir, 'last_checkpoint')).read().strip()
     assert osp.basename(last) == 'iter_2.pth' and is_readable_checkpoint(last)
     assert torch.load(last, weights_only=True)['meta']['iter'] == 2
+    # a torn save of a name the resumed run never writes again
+    torn = osp.join(work_dir, 'iter_99.pth.part')
+    with open(torn, 'wb') as f:
+        f.write(b'torn')
     runner = _runner(work_dir, resume=True)
     runner.train()
     assert runner.iter == 8 and is_readable_checkpoint(
         osp.join(work_dir, 'iter_8.pth'))
+    # the next run removed the torn files
+    assert not osp.exists(torn)
+    assert not osp.exists(osp.join(work_dir, 'iter_3.pth.part'))
 
 
 def test_truncated_checkpoint_names_the_file(tmp_path):
@@ -152,3 +164,60 @@ def test_bad_non_finite_policy():
                        "or 'skip'"):
         MODELS.build(dict(Config.fromfile(CONFIG).model,
                           nonfinite_loss='ignore'))
+
+
+def _training_checkpoint(path, optimizer: bool = True) -> str:
+    content = dict(meta=dict(epoch=1, iter=4),
+                   state_dict=dict(w=torch.zeros(2)))
+    if optimizer:
+        content['optimizer'] = dict(state={}, param_groups=[])
+    torch.save(content, str(path))
+    return str(path)
+
+
+def _resumable_work_dir(work_dir) -> str:
+    """iter_2 resumable, iter_3 (the last) corrupt, then a newer best_*.pth
+    without optimizer state."""
+    work_dir.mkdir()
+    good = _training_checkpoint(work_dir / 'iter_2.pth')
+    corrupt = work_dir / 'iter_3.pth'
+    corrupt.write_bytes(open(good, 'rb').read()[:300])
+    (work_dir / 'last_checkpoint').write_text(str(corrupt))
+    best = _training_checkpoint(work_dir / 'best_t2i_R1_iter_3.pth',
+                                optimizer=False)
+    os.utime(good, (1, 1))
+    os.utime(corrupt, (2, 2))
+    os.utime(best, (3, 3))
+    return good
+
+
+def test_auto_resume_takes_only_resumable_checkpoints(tmp_path,
+                                                      monkeypatch):
+    good = _resumable_work_dir(tmp_path / 'work')
+    logged = []
+    monkeypatch.setattr(runner_module, 'print_log',
+                        lambda message, **kwargs: logged.append(message))
+    assert latest_resumable_checkpoint(str(tmp_path / 'work')) == good
+    skipped = '\n'.join(logged)
+    assert 'iter_3.pth: truncated or corrupt' in skipped
+    assert 'best_t2i_R1_iter_3.pth: no optimizer state' in skipped
+
+
+def _resume_choice_worker(rank: int, work_dir: str, out_dir: str) -> None:
+    dist.init_process_group('gloo',
+                            init_method=f'file://{out_dir}/rendezvous',
+                            rank=rank, world_size=2)
+    if rank == 1:  # this rank alone sees no resumable checkpoint
+        runner_module.has_training_state = lambda path: (False, 'hidden')
+    choice = latest_resumable_checkpoint(work_dir)
+    with open(osp.join(out_dir, f'rank{rank}'), 'w') as f:
+        f.write(str(choice))
+    dist.destroy_process_group()
+
+
+def test_every_rank_resumes_from_rank_zeros_choice(tmp_path):
+    good = _resumable_work_dir(tmp_path / 'work')
+    mp.spawn(_resume_choice_worker, nprocs=2, join=True,
+             args=(str(tmp_path / 'work'), str(tmp_path)))
+    assert [(tmp_path / f'rank{r}').read_text() for r in (0, 1)] == \
+        [good, good]

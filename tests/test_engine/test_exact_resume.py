@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from gadms.engine.runner import is_readable_checkpoint
+from gadms.engine.checkpoint_loading import is_readable_checkpoint
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = 'configs/gadms/gadms_tiny_synthperson-noise40.py'

@@ -1,3 +1,4 @@
+import os.path as osp
 from types import SimpleNamespace
 
 import pytest
@@ -6,11 +7,12 @@ import torch
 from gadms.registry import HOOKS
 
 
-def _runner(num_samples=5, batch_size=4):
+def _runner(num_samples=5, batch_size=4, work_dir=None):
     model = SimpleNamespace(score_init=0.85, score_bank=None)
     loader = SimpleNamespace(dataset=list(range(num_samples)),
                              batch_size=batch_size)
-    return SimpleNamespace(model=model, train_dataloader=loader)
+    return SimpleNamespace(model=model, train_dataloader=loader,
+                           work_dir=work_dir)
 
 
 def test_bank_is_attached_saved_and_restored_on_resume():
@@ -65,3 +67,33 @@ def test_per_group_bank_needs_a_dividing_batch():
                             group_size=3))
     with pytest.raises(ValueError, match='batch_size=4, group_size=3'):
         hook.before_train(_runner(batch_size=4))
+
+
+def test_work_dir_storage_is_cleaned_at_start_and_end(tmp_path):
+    hook = HOOKS.build(dict(type='ScoreBankHook', context_length=3,
+                            storage='work_dir'))
+    runner = _runner(work_dir=str(tmp_path))
+    stale = tmp_path / 'score_bank' / 'rank0.f16'
+    stale.parent.mkdir()
+    stale.write_bytes(b'left by a killed run')
+    hook.before_train(runner)
+    assert runner.model.score_bank.path == str(stale)
+    assert stale.stat().st_size == 5 * 3 * 2  # the new bank's, not the old
+    hook.after_run(runner)
+    assert not stale.exists()
+
+
+def test_explicit_path_is_per_rank_and_never_overwritten(tmp_path):
+    prefix = str(tmp_path / 'bank')
+    hook = HOOKS.build(dict(type='ScoreBankHook', context_length=3,
+                            path=prefix))
+    runner = _runner()
+    hook.before_train(runner)
+    assert runner.model.score_bank.path == prefix + '.rank0'
+    with pytest.raises(FileExistsError, match=f'{prefix}.rank0 exists'):
+        HOOKS.build(dict(type='ScoreBankHook', path=prefix)).before_train(
+            _runner())
+    hook.after_run(runner)
+    assert not osp.exists(prefix + '.rank0')
+    with pytest.raises(ValueError, match="storage must be 'memory' or "):
+        HOOKS.build(dict(type='ScoreBankHook', storage='tmp'))

@@ -1,4 +1,5 @@
 """The user-facing tools end to end: train, resume, evaluate."""
+import glob
 import json
 import os
 import os.path as osp
@@ -34,6 +35,24 @@ def _pickle_globals(path: str) -> bytes:
         return archive.read(name)
 
 
+def _epoch_losses(work_dir: str, epoch: int) -> list:
+    """The logged (iteration, loss) pairs of ``epoch`` (MMEngine's
+    ``vis_data/scalars.json``, one JSON object per logged step)."""
+    scalars = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
+    rows = [json.loads(line) for line in open(scalars[0])]
+    return [(row['iter'], row['loss']) for row in rows
+            if 'loss' in row and row['epoch'] == epoch]
+
+
+def _assert_same_epoch_2(first_dir: str, resumed_dir: str, first: dict,
+                         resumed: dict) -> None:
+    losses = _epoch_losses(first_dir, 2)
+    assert losses and losses == _epoch_losses(resumed_dir, 2)
+    assert first['state_dict'].keys() == resumed['state_dict'].keys()
+    for key, value in first['state_dict'].items():
+        assert torch.equal(resumed['state_dict'][key], value), key
+
+
 def test_train_save_resume_and_test(tmp_path):
     first_dir, resumed_dir = str(tmp_path / 'first'), str(tmp_path / 'resumed')
     _run('tools/train.py', CONFIG, '--work-dir', first_dir, '--cfg-options',
@@ -56,9 +75,11 @@ def test_train_save_resume_and_test(tmp_path):
     key = 'backbone.clip.visual.proj'
     assert not torch.equal(resumed['state_dict'][key],
                            checkpoint['state_dict'][key])
-    # the learning-rate schedule continues where the first run stopped
+    # the resumed epoch 2 is the uninterrupted one: same losses, weights
+    # and learning-rate schedule
     first_final = torch.load(osp.join(first_dir, 'epoch_2.pth'),
                              map_location='cpu', weights_only=True)
+    _assert_same_epoch_2(first_dir, resumed_dir, first_final, resumed)
     assert resumed['param_schedulers'] == first_final['param_schedulers']
 
     out = str(tmp_path / 'metrics.json')
@@ -124,4 +145,11 @@ def test_gadms_checkpoint_carries_the_score_bank(tmp_path):
                '--resume', osp.join(first_dir, 'epoch_1.pth'),
                '--cfg-options', 'train_cfg.max_epochs=2',
                'train_cfg.val_interval=2', *SMALL_DATA)
-    assert 'resumed epoch: 1' in log and 'loss_mtp' in log
+    assert 'resumed epoch: 1' in log
+    # epoch 2 masked with the restored bank: the same losses, weights and
+    # final bank as the uninterrupted run
+    first, resumed = (torch.load(osp.join(d, 'epoch_2.pth'),
+                                 map_location='cpu', weights_only=True)
+                      for d in (first_dir, resumed_dir))
+    _assert_same_epoch_2(first_dir, resumed_dir, first, resumed)
+    assert torch.equal(resumed['score_bank'], first['score_bank'])

@@ -1,6 +1,10 @@
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -23,9 +27,41 @@ def test_init_read_update_round_trip():
     copy.load_tensor(bank.to_tensor())
     assert torch.equal(copy.read(torch.arange(10)), bank.read(
         torch.arange(10)))
-    path = bank.path
-    del bank
-    assert not os.path.exists(path)
+
+
+# a child that fills a default bank, then is killed like the OOM killer
+KILLED_WITH_A_BANK = '''
+import os, signal, torch
+from gadms.models.utils import TokenScoreBank
+bank = TokenScoreBank(1000, length=77)
+bank.update(torch.arange(4), torch.rand(4, 77))
+os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+def test_default_bank_leaves_nothing_when_killed(tmp_path):
+    scratch = tmp_path / 'tmp'
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch))
+    child = subprocess.run([sys.executable, '-c', KILLED_WITH_A_BANK],
+                           env=env, capture_output=True, text=True)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    assert list(scratch.iterdir()) == []
+
+
+def test_file_bank_is_exclusive_and_removed(tmp_path):
+    path = tmp_path / 'bank.f16'
+    bank = TokenScoreBank(6, length=2, init_value=0.5, path=str(path))
+    assert path.stat().st_size == 6 * 2 * 2  # fp16
+    bank.update(torch.tensor([1]), torch.tensor([[0.25, 0.75]]))
+    with pytest.raises(FileExistsError, match=f'score bank file {path} '
+                       'exists'):
+        TokenScoreBank(6, length=2, path=str(path))
+    # the refused bank neither overwrote nor removed the first one's file
+    assert bank.read(torch.tensor([1])).tolist() == [[0.25, 0.75]]
+    assert path.exists()
+    bank.close()
+    assert not path.exists()
 
 
 class _BankReader(Dataset):

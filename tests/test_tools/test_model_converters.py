@@ -115,3 +115,43 @@ def test_untrusted_official_checkpoint_needs_the_flag(tmp_path):
          str(tmp_path / 'out.pth')], cwd=REPO_ROOT, capture_output=True,
         text=True)
     assert result.returncode != 0 and '--trust-checkpoint' in result.stderr
+
+
+# Run a converter in a child whose torch.save writes half an archive and
+# fails (a full disk, a kill): the destination must keep its old content.
+TORN_CONVERSION = '''
+import runpy, sys, torch
+
+def torn_save(obj, target):
+    with open(target, 'wb') as f:
+        f.write(b'PK\\\\x03\\\\x04 half an archive')
+    raise OSError('disk full')
+
+torch.save = torn_save
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+'''
+
+
+def test_converters_never_leave_a_torn_destination(tmp_path):
+    source = _model(seed=1)
+    openai = str(tmp_path / 'openai.pt')
+    torch.save(source.backbone.clip.state_dict(), openai)
+    official = str(tmp_path / 'best.pth')
+    torch.save(dict(model=_official_layout(source.state_dict())), official)
+    dst = tmp_path / 'gadms.pth'
+    commands = [
+        ['tools/model_converters/openai_clip_to_gadms.py', openai, str(dst),
+         '--arch', json.dumps(TINY_ARCH), '--image-size',
+         *map(str, IMAGE_SIZE)],
+        ['tools/model_converters/irra_to_gadms.py', official, str(dst)],
+    ]
+    for command in commands:
+        dst.write_bytes(b'the previous conversion')
+        result = subprocess.run([sys.executable, '-c', TORN_CONVERSION,
+                                 *command], cwd=REPO_ROOT,
+                                capture_output=True, text=True)
+        assert result.returncode != 0 and 'disk full' in result.stderr
+        assert dst.read_bytes() == b'the previous conversion', command[0]
+        assert sorted(p.name for p in tmp_path.iterdir()) == [
+            'best.pth', 'gadms.pth', 'openai.pt']

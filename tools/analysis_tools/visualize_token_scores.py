@@ -25,6 +25,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 from gadms.apis import TextPersonInferencer  # noqa: E402
 from gadms.registry import DATASETS, MODELS  # noqa: E402
+from gadms.utils import add_checkpoint_args, apply_checkpoint_args  # noqa
 from gadms.visualization import draw_token_scores  # noqa: E402
 from gadms.visualization import token_scores_html, word_rows  # noqa: E402
 
@@ -41,6 +42,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--caption', nargs='+', help='its caption(s)')
     parser.add_argument('--out-dir', default='work_dirs/token_scores')
     parser.add_argument('--device', default='cpu')
+    add_checkpoint_args(parser)
     return parser.parse_args()
 
 
@@ -90,8 +92,9 @@ def score(inferencer: TextPersonInferencer, triples: list) -> tuple:
 
 def main() -> None:
     args = parse_args()
+    apply_checkpoint_args(args)
     inferencer = TextPersonInferencer(args.config, args.checkpoint,
-                                      args.device)
+                                      args.device, args.partial_load)
     triples = samples(args, inferencer)
     scores, noise, informative, text_ids = score(inferencer, triples)
     os.makedirs(args.out_dir, exist_ok=True)

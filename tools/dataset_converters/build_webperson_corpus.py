@@ -30,6 +30,7 @@ from gadms.corpus import (OpenAIChatCaptioner, PersonFilterRules,  # noqa
                           load_template_bank, run_caption_stage,
                           run_export_stage, run_filter_stage)
 from gadms.corpus.templates import embed  # noqa: E402
+from gadms.datasets.transforms import DEFAULT_MAX_PIXELS  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -56,6 +57,10 @@ def parse_args() -> argparse.Namespace:
     source.add_argument('--detections', help='precomputed detections JSON')
     filtering.add_argument('--device', default='cpu')
     filtering.add_argument('--shard-size', type=int, default=1000)
+    filtering.add_argument('--max-pixels', type=int,
+                           default=DEFAULT_MAX_PIXELS,
+                           help='skip (and list) images that decode to more '
+                           'pixels than this')
     for name, value in vars(PersonFilterRules()).items():
         if not isinstance(value, bool):
             filtering.add_argument(f'--{name.replace("_", "-")}',
@@ -117,7 +122,7 @@ def main() -> None:
                for name, value in vars(PersonFilterRules()).items()
                if not isinstance(value, bool)})
         report = run_filter_stage(args.image_dir, detector, args.out_dir,
-                                  rules, args.shard_size)
+                                  rules, args.shard_size, args.max_pixels)
     elif args.stage == 'caption':
         if args.base_url:
             if not args.model:

@@ -85,9 +85,10 @@ def check_images(samples: List[dict], decode: bool, report: Report) -> None:
 
 
 def check_benchmark(kind: str, data_root: str, ann_file: str,
-                    decode: bool, report: Report) -> None:
-    loader = BENCHMARKS[kind](
-        data_root=data_root, ann_file=ann_file, lazy_init=True)
+                    decode: bool, report: Report, **reader_options) -> None:
+    """Run the reader's checks over every record of every split."""
+    loader = BENCHMARKS[kind](data_root=data_root, ann_file=ann_file,
+                              lazy_init=True, **reader_options)
     image_folder = loader.data_prefix['img_path']
     if not osp.isdir(image_folder):
         report.errors['layout'].append(f'image folder {image_folder} is '
@@ -99,29 +100,31 @@ def check_benchmark(kind: str, data_root: str, ann_file: str,
         return
     counts = {split: [set(), 0, 0] for split in loader.SPLITS}
     records_of_path = defaultdict(list)
-    samples = []
-    for index, record in enumerate(records):
-        try:
-            loader.check_record_fields(record, index)
-            loader.check_captions(
-                dict(record, source=f'{loader.ann_file} record {index}'),
-                index)
+    samples, train_ids = [], []
+    for index, raw in enumerate(records):
+        try:  # the reader's own checks
+            record = loader.parse_record(raw, index)
         except ValueError as err:
             report.errors['schema'].append(str(err))
             continue
         split_counts = counts[record['split']]
-        split_counts[0].add(record['id'])
+        split_counts[0].add(record['pid'])
         split_counts[1] += 1
         split_counts[2] += len(record['captions'])
-        path = osp.join(image_folder, record[loader.PATH_FIELD])
-        records_of_path[path].append(index)
-        samples.append(dict(img_path=path,
-                            source=f'{loader.ann_file} record {index}'))
+        if record['split'] == 'train':
+            train_ids.append(record['pid'])
+        records_of_path[record['img_path']].append(index)
+        samples.append(dict(img_path=record['img_path'],
+                            source=record['source']))
         repeated = [c for c, n in Counter(record['captions']).items()
                     if n > 1]
         if repeated:
             report.warnings['repeated caption'].append(
                 f'record {index}: {repeated[0]!r}')
+    try:
+        loader.train_pids_of(train_ids)
+    except ValueError as err:
+        report.errors['training ids'].append(str(err))
     for path, indices in records_of_path.items():
         if len(indices) > 1:
             report.errors['image referenced twice'].append(
@@ -139,9 +142,11 @@ def check_benchmark(kind: str, data_root: str, ann_file: str,
 
 
 def check_webperson(data_root: str, ann_file: str, decode: bool,
-                    max_images: int, report: Report) -> None:
-    try:
-        dataset = WebPerson(data_root=data_root, ann_file=ann_file)
+                    max_images: int, report: Report,
+                    **reader_options) -> None:
+    try:  # the reader's own checks
+        dataset = WebPerson(data_root=data_root, ann_file=ann_file,
+                            **reader_options)
     except (OSError, ValueError) as err:
         report.errors['annotations'].append(str(err))
         return
@@ -175,6 +180,12 @@ def parse_args() -> argparse.Namespace:
                         help='only check that images exist')
     parser.add_argument('--max-images', type=int, default=0,
                         help='webperson: check this many random rows only')
+    parser.add_argument('--train-pids', choices=['minus_one', 'as_is',
+                                                 'relabel'],
+                        help="the reader's train_pids option (default: the "
+                        "benchmark's rule)")
+    parser.add_argument('--allow-outside-root', action='store_true',
+                        help="the readers' allow_outside_root option")
     parser.add_argument('--out', help='write the report as JSON')
     return parser.parse_args()
 
@@ -184,10 +195,13 @@ def main() -> int:
     report = Report()
     if args.kind == 'webperson':
         check_webperson(args.data_root, args.ann_file or 'data',
-                        not args.no_decode, args.max_images, report)
+                        not args.no_decode, args.max_images, report,
+                        allow_outside_root=args.allow_outside_root)
     else:
         check_benchmark(args.kind, args.data_root, args.ann_file,
-                        not args.no_decode, report)
+                        not args.no_decode, report,
+                        train_pids=args.train_pids,
+                        allow_outside_root=args.allow_outside_root)
     report.print()
     if args.out:
         with open(args.out, 'w', encoding='utf-8') as f:

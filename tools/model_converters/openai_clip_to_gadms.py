@@ -3,12 +3,14 @@
     python tools/model_converters/openai_clip_to_gadms.py ViT-B-16.pt \
         clip_vitb16_384x128.pth --arch ViT-B-16-quickgelu --image-size 384 128
 
-Reads an OpenAI JIT archive or state dict (or an open_clip / safetensors
-file), resizes the image position embedding to the input grid, and writes
-``backbone.clip.*`` weights: evaluate the original CLIP with ``tools/test.py
-CONFIG clip_vitb16_384x128.pth`` (the "None" row of the paper's Table 2) or
-start a training from it with ``load_from``. Prints the model keys the file
-did not provide.
+Reads an OpenAI JIT archive (its tensors only: the archive's code is never
+run) or state dict (or an open_clip / safetensors file), resizes the image
+position embedding to the input grid, and writes ``backbone.*`` weights:
+evaluate the original CLIP with ``tools/test.py CLIP_SDM_CONFIG
+clip_vitb16_384x128.pth`` (the "None" row of the paper's Table 2; a GA-DMS
+config needs ``--partial-load``, its MTP head is not in the file) or start
+a training from it with ``load_from`` and ``--partial-load``. Prints the
+model keys the file did not provide.
 """
 import argparse
 import json

@@ -18,3 +18,6 @@ model = dict(
     id_head=dict(type='IdentityHead', num_classes=11003, loss_weight=1.0),
 )
 custom_hooks = []
+# the ID head is new (a pretraining checkpoint has no id_head.* keys); every
+# other key must fit the checkpoint
+load_partial = ['id_head.']

@@ -1,12 +1,14 @@
 from .clip_norm import CLIP_MEAN, CLIP_STD
 from .erasing import NormalisedRandomErasing
 from .formatting import PackTextPersonInputs
-from .loading import ImageLoadError, LoadPersonImage
+from .loading import (DEFAULT_MAX_PIXELS, ImageLoadError, LoadPersonImage,
+                      check_decoded_size)
 from .text import TokenizeCaption
 from .tokenizer import (EOT_TOKEN_ID, MASK_TOKEN_ID, PAD_TOKEN_ID,
                         SOT_TOKEN_ID, VOCAB_SIZE, CLIPTokenizer, get_tokenizer)
 
 __all__ = [
+    'DEFAULT_MAX_PIXELS', 'check_decoded_size',
     'CLIPTokenizer', 'get_tokenizer', 'TokenizeCaption', 'LoadPersonImage',
     'ImageLoadError', 'PackTextPersonInputs', 'PAD_TOKEN_ID', 'MASK_TOKEN_ID',
     'SOT_TOKEN_ID', 'EOT_TOKEN_ID', 'VOCAB_SIZE', 'NormalisedRandomErasing',

@@ -1,7 +1,9 @@
 import fcntl
+import io
 import logging
 import os
 import os.path as osp
+import warnings
 from typing import Optional
 
 import mmcv
@@ -9,10 +11,14 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmengine.fileio import get
 from mmengine.logging import MMLogger, print_log
+from PIL import Image
 
 from gadms.registry import TRANSFORMS
 
 SKIPPED_LIST_NAME = 'skipped_images.txt'
+# 100 megapixels (300 MB as BGR) is far above any person photo; OpenCV's own
+# cap is 2**30 pixels (3 GB), reachable from a 48 KB PNG
+DEFAULT_MAX_PIXELS = 100_000_000
 
 
 class ImageLoadError(OSError):
@@ -48,6 +54,33 @@ def record_skipped_image(list_file: str, path: str, reason: str) -> int:
         return len(listed) + 1
 
 
+def check_decoded_size(img_bytes: bytes, max_pixels: int,
+                       image: str) -> None:
+    """Refuse an encoded image that would decode to more than
+    ``max_pixels`` pixels, from its header alone (nothing is decoded).
+
+    Formats whose header PIL cannot read are left to the decoder.
+
+    Raises:
+        ImageLoadError: naming the ``image`` (its description), the size
+            and the cap.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+            width, height = Image.open(io.BytesIO(img_bytes)).size
+    except Image.DecompressionBombError as err:  # beyond PIL's own cap
+        raise ImageLoadError(f'{image} is too large to decode '
+                             f'({err})') from err
+    except Exception:  # not a header PIL knows: the decoder decides
+        return
+    if width * height > max_pixels:
+        raise ImageLoadError(
+            f'{image} decodes to {width} x {height} = '
+            f'{width * height} pixels, over the cap of {max_pixels} '
+            '(max_pixels)')
+
+
 @TRANSFORMS.register_module()
 class LoadPersonImage(BaseTransform):
     """Read and decode a person image, from bytes or from a file.
@@ -59,7 +92,8 @@ class LoadPersonImage(BaseTransform):
     **Added Keys:** ``img`` (np.ndarray uint8 ``[H, W, 3]``, BGR),
     ``img_shape``, ``ori_shape``. ``img_bytes`` is removed.
 
-    A missing or undecodable image raises :class:`ImageLoadError` naming
+    A missing or undecodable image, or one whose header says it decodes to
+    more than ``max_pixels`` pixels, raises :class:`ImageLoadError` naming
     the image, the annotation record it comes from and the field. With
     ``on_error='skip'`` (for web-scale training corpora) the sample is
     dropped instead: ``BaseDataset`` then draws another one, and the path
@@ -71,18 +105,23 @@ class LoadPersonImage(BaseTransform):
             reason per line). Defaults to ``skipped_images.txt`` in the
             run's log folder.
         backend_args (dict, optional): MMEngine file backend arguments.
+        max_pixels (int): Largest decoded image accepted (width x height),
+            checked on the encoded header before decoding. Defaults to
+            100 megapixels.
     """
 
     def __init__(self,
                  on_error: str = 'raise',
                  skipped_list: Optional[str] = None,
-                 backend_args: Optional[dict] = None) -> None:
+                 backend_args: Optional[dict] = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         if on_error not in ('raise', 'skip'):
             raise ValueError(f"on_error must be 'raise' or 'skip', got "
                              f'{on_error!r}')
         self.on_error = on_error
         self.skipped_list = skipped_list
         self.backend_args = backend_args
+        self.max_pixels = max_pixels
 
     def transform(self, results: dict) -> Optional[dict]:
         try:
@@ -111,6 +150,8 @@ class LoadPersonImage(BaseTransform):
             except FileNotFoundError as err:
                 raise ImageLoadError(
                     f'{where}: image {path} does not exist') from err
+        check_decoded_size(img_bytes, self.max_pixels,
+                           f'{where}: image {path}')
         try:
             img = mmcv.imfrombytes(img_bytes, flag='color',
                                    channel_order='bgr')

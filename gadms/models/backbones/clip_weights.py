@@ -1,7 +1,8 @@
 """Read CLIP weights from local files and fit them to a gadms backbone.
 
 Accepted files: OpenAI CLIP releases (TorchScript archives such as
-``ViT-B-16.pt``, or their plain state dicts), open_clip checkpoints (a state
+``ViT-B-16.pt``, read without running their code, or their plain state
+dicts), open_clip checkpoints (a state
 dict, optionally under ``state_dict`` and with a ``module.`` prefix from DDP)
 and ``.safetensors`` files. All use the same key layout (``visual.*``,
 ``transformer.*``, ``token_embedding.weight`` ...). Tensors are cast to
@@ -16,6 +17,8 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .torchscript_tensors import read_torchscript_tensors
 
 # Entries of OpenAI TorchScript archives that are not parameters.
 _JIT_ONLY_KEYS = ('input_resolution', 'context_length', 'vocab_size')
@@ -52,7 +55,8 @@ def read_clip_state_dict(path: str) -> Dict[str, torch.Tensor]:
     if not osp.isfile(path):
         raise FileNotFoundError(f'CLIP weight file {path} does not exist')
     if _is_torchscript_archive(path):
-        state_dict = torch.jit.load(path, map_location='cpu').state_dict()
+        # tensors only: torch.jit.load would run the archive's code
+        state_dict = read_torchscript_tensors(path)
         for key in _JIT_ONLY_KEYS:
             state_dict.pop(key, None)
     elif path.endswith('.safetensors'):

@@ -1,5 +1,5 @@
+import mmap
 import os
-import tempfile
 from typing import Optional
 
 import numpy as np
@@ -10,9 +10,12 @@ from mmengine.dist import all_gather, get_rank, get_world_size
 class TokenScoreBank:
     """Per-caption token scores that drive the masks of the next epoch.
 
-    Stored as an fp16 ``[copies, num_samples, length]`` array in a
-    memory-mapped file, so 10M captions x 77 tokens take 1.5 GB of page
-    cache per copy, not Python objects.
+    Stored as an fp16 ``[copies, num_samples, length]`` array in a memory
+    mapping, so 10M captions x 77 tokens take 1.5 GB per copy, not Python
+    objects. By default the mapping is anonymous: no file exists, so
+    nothing is left behind when the process dies (SIGKILL, OOM killer);
+    with ``path`` it is a file created for this bank only (an existing file
+    is never overwritten) and removed by :meth:`close`.
 
     Two modes:
 
@@ -33,8 +36,9 @@ class TokenScoreBank:
         num_samples (int): Training captions (dataset length).
         length (int): Tokens per caption.
         init_value (float): Score before a caption was first scored (0.85).
-        path (str, optional): Backing file; a private temporary file by
-            default (removed when the bank is garbage-collected).
+        path (str, optional): Backing file, created here (refused if it
+            exists) and removed by :meth:`close` or garbage collection;
+            anonymous memory by default.
         group_size (int, optional): Per-group mode, see above.
         batch_size (int): Rows per rank and step (per-group mode only; a
             multiple of ``group_size``).
@@ -48,19 +52,43 @@ class TokenScoreBank:
                  group_size: Optional[int] = None,
                  batch_size: Optional[int] = None) -> None:
         copies = self._copies_per_rank(group_size, batch_size)
-        # only the creating process removes a temporary file: forked
-        # data-loader workers hold copies of this object too
-        self._owner_pid = os.getpid() if path is None else None
-        if path is None:
-            handle, path = tempfile.mkstemp(prefix='gadms_score_bank_',
-                                            suffix='.f16')
-            os.close(handle)
+        shape = (copies, num_samples, length)
         self.path = path
         self.init_value = init_value
         self.group_size = group_size
-        self._array = np.memmap(path, dtype=np.float16, mode='w+',
-                                shape=(copies, num_samples, length))
+        if path is None:
+            # MAP_SHARED | MAP_ANONYMOUS: freed with the last process using it
+            self._buffer = mmap.mmap(-1, max(2 * int(np.prod(shape)), 1))
+            self._array = np.frombuffer(
+                self._buffer, np.float16, int(np.prod(shape))).reshape(shape)
+        else:
+            self._create_exclusively(path)
+            self._array = np.memmap(path, dtype=np.float16, mode='w+',
+                                    shape=shape)
+        # only the creating process removes the file: forked data-loader
+        # workers hold copies of this object too
+        self._owner_pid = os.getpid()
         self._array[:] = init_value
+
+    @staticmethod
+    def _create_exclusively(path: str) -> None:
+        """Create ``path`` empty; never take over an existing file."""
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY,
+                             0o600))
+        except FileExistsError as err:
+            raise FileExistsError(
+                f'score bank file {path} exists (another run, or a rank '
+                'sharing the path?); remove it or choose another path'
+            ) from err
+
+    def close(self) -> None:
+        """Remove the backing file (if any, and only in the process that
+        created it)."""
+        if self.path is not None and getattr(
+                self, '_owner_pid', None) == os.getpid() and \
+                os.path.exists(self.path):
+            os.remove(self.path)
 
     @staticmethod
     def _copies_per_rank(group_size: Optional[int],
@@ -79,9 +107,7 @@ class TokenScoreBank:
         return self._array.shape[1]
 
     def __del__(self) -> None:
-        if getattr(self, '_owner_pid', None) == os.getpid() and \
-                os.path.exists(self.path):
-            os.remove(self.path)
+        self.close()
 
     def _copy_of_rows(self, rows: int) -> np.ndarray:
         """The copy each of ``rows`` consecutive batch rows uses."""
