@@ -213,7 +213,26 @@ def selectivity_table(config: str, checkpoint: str, spans_path: str,
     for name, kinds in signals.items():
         auc = _auc(torch.cat(kinds['attribute']), torch.cat(kinds['noise']))
         separation.append([name, f'{auc:.3f}'])
+    for name in SEPARATION_SIGNALS[:2]:
+        auc = _auc(*_position_debiased(signals[name],
+                                       signals['distance to EOT']))
+        separation.append([f'{name} minus its mean at each distance to EOT',
+                           f'{auc:.3f}'])
     return table, separation
+
+
+def _position_debiased(values: dict, distances: dict) -> tuple:
+    """(attribute, noise) values with the mean over both kinds at the same
+    distance to EOT subtracted: what the score says beyond position."""
+    kinds = ('attribute', 'noise')
+    value = torch.cat([torch.cat(values[k]) for k in kinds])
+    distance = torch.cat([torch.cat(distances[k]) for k in kinds]).long()
+    _, group = distance.unique(return_inverse=True)
+    means = torch.zeros(int(group.max()) + 1).index_add_(0, group, value) / \
+        torch.bincount(group).float()
+    residual = value - means[group]
+    num_attribute = sum(len(v) for v in values['attribute'])
+    return residual[:num_attribute], residual[num_attribute:]
 
 
 def _auc(high: torch.Tensor, low: torch.Tensor) -> float:

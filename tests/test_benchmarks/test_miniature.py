@@ -16,7 +16,8 @@ sys.path.insert(0, REPO_ROOT)
 
 from benchmarks.miniature.corpus import (  # noqa: E402
     BACKGROUND_CLAUSES, HALLUCINATIONS, SimulatedMLLMCaptioner, _sha1)
-from benchmarks.score_diagnostics import _auc, noise_token_labels  # noqa
+from benchmarks.score_diagnostics import (_auc, _position_debiased,  # noqa
+                                          noise_token_labels)
 from gadms.datasets.synth.attributes import sample_attributes  # noqa: E402
 from gadms.datasets.synth.captions import COLOUR_WORDS  # noqa: E402
 from gadms.datasets.transforms import get_tokenizer  # noqa: E402
@@ -80,6 +81,18 @@ def test_noise_token_labels_point_at_the_noise_words():
             labels['attribute'])]).split()
         assert colours and set(colours) <= set(COLOUR_WORDS)
         assert not labels['noise'] & labels['attribute']
+
+
+def test_position_debiasing_by_hand():
+    # distance 1: values 1 (attribute) and 2 (noise), mean 1.5; distance 2:
+    # 3 and 6, mean 4.5; a third attribute token alone at distance 5
+    values = dict(attribute=[torch.tensor([1., 3.]), torch.tensor([7.])],
+                  noise=[torch.tensor([2., 6.])])
+    distances = dict(attribute=[torch.tensor([1., 2.]), torch.tensor([5.])],
+                     noise=[torch.tensor([1., 2.])])
+    attribute, noise = _position_debiased(values, distances)
+    assert attribute.tolist() == [-0.5, -1.5, 0.0]
+    assert noise.tolist() == [0.5, 1.5]
 
 
 def test_auc_equals_the_pairwise_count_with_ties():
