@@ -3,10 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEMO_CONFIG := configs/baselines/clip-sdm_tiny_synthperson.py
+DEMO_CONFIG := configs/gadms/gadms_tiny_synthperson-noise40_demo.py
 DEMO_DIR := work_dirs/demo
+BASELINE_CONFIG := configs/baselines/clip-sdm_tiny_synthperson.py
+BASELINE_DIR := work_dirs/demo_baseline
 
-.PHONY: demo test venv clean
+.PHONY: demo demo-baseline test venv clean
 
 $(STAMP): requirements/runtime.txt requirements/tests.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -16,13 +18,33 @@ $(STAMP): requirements/runtime.txt requirements/tests.txt setup.py
 
 venv: $(STAMP)
 
-# Train the tiny CLIP-SDM baseline on SynthPerson (CPU), then evaluate the
-# last checkpoint on the SynthPerson test split.
+# Train tiny GA-DMS on noisy SynthPerson (CPU), evaluate the last checkpoint
+# on the SynthPerson test split (metrics and per-query rankings), then draw
+# a retrieval picture and the token scores / dual masks of a few captions.
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
 	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_DIR)
 	$(PY) tools/test.py $(DEMO_CONFIG) "$$(cat $(DEMO_DIR)/last_checkpoint)" \
-		--work-dir $(DEMO_DIR) --out $(DEMO_DIR)/test_metrics.json
+		--work-dir $(DEMO_DIR) --out $(DEMO_DIR)/test_metrics.json \
+		--out-rankings $(DEMO_DIR)/rankings.jsonl
+	$(PY) tools/retrieve.py $(DEMO_CONFIG) "$$(cat $(DEMO_DIR)/last_checkpoint)" \
+		--gallery test --query-caption 0 --topk 8 \
+		--out $(DEMO_DIR)/retrieval.png
+	$(PY) tools/analysis_tools/visualize_token_scores.py $(DEMO_CONFIG) \
+		"$$(cat $(DEMO_DIR)/last_checkpoint)" --num 2 \
+		--out-dir $(DEMO_DIR)/token_scores
+	@echo "metrics:      $(DEMO_DIR)/test_metrics.json"
+	@echo "rankings:     $(DEMO_DIR)/rankings.jsonl"
+	@echo "retrieval:    $(DEMO_DIR)/retrieval.png"
+	@echo "token scores: $(DEMO_DIR)/token_scores/overview.png"
+
+# The CLIP-SDM baseline of the same size on clean SynthPerson.
+demo-baseline: $(STAMP)
+	rm -rf $(BASELINE_DIR)
+	$(PY) tools/train.py $(BASELINE_CONFIG) --work-dir $(BASELINE_DIR)
+	$(PY) tools/test.py $(BASELINE_CONFIG) \
+		"$$(cat $(BASELINE_DIR)/last_checkpoint)" --work-dir $(BASELINE_DIR) \
+		--out $(BASELINE_DIR)/test_metrics.json
 
 test: $(STAMP)
 	$(PY) -m pytest tests -q

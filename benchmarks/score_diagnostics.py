@@ -168,7 +168,7 @@ def selectivity_table(config: str, checkpoint: str, spans_path: str,
         data = model.data_preprocessor(
             pseudo_collate([dataset[i] for i in indices]))['inputs']
         with torch.no_grad():
-            image_feats = model.backbone.encode_image(data['images'])[:, 0]
+            image_feats = model.extract_image_feat(data['images'])
         signed = model.scorer.relu
         model.scorer.relu = False
         raw = model.scorer._raw_scores(model.backbone, data['text_ids'],

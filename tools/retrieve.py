@@ -7,10 +7,12 @@
     python tools/retrieve.py CONFIG CHECKPOINT --gallery test --query-caption 0
 
 ``--gallery`` is an image folder, a saved index (``.pth``, refused when it
-was built by another model) or ``test`` / ``val`` for that split of the
-config's dataset, whose pids colour the borders: green for the query's
-person, red for another. ``--query-caption N`` takes the split's N-th
-caption (and its person) as the query.
+was built by another model; it finds its images from any directory, and
+``--gallery-root`` points it at its folder if that moved) or ``test`` /
+``val`` for that split of the config's dataset, whose pids colour the
+borders: green for the query's person, red for another.
+``--query-caption N`` takes the split's N-th caption (and its person) as
+the query.
 """
 import argparse
 import os.path as osp
@@ -22,7 +24,8 @@ from terminaltables import AsciiTable
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from gadms.apis import TextPersonInferencer  # noqa: E402
 from gadms.registry import DATASETS  # noqa: E402
-from gadms.utils import add_checkpoint_args, apply_checkpoint_args  # noqa
+from gadms.utils import (add_cfg_options_arg, add_checkpoint_args,  # noqa
+                         apply_checkpoint_args, read_config)
 from gadms.visualization import draw_retrieval  # noqa: E402
 
 
@@ -39,9 +42,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--topk', type=int, default=10)
     parser.add_argument('--out', help='write the picture here (PNG)')
     parser.add_argument('--save-index', help='save the gallery index here')
+    parser.add_argument('--gallery-root',
+                        help="a saved index's image folder, when it has "
+                        'moved since the index was built')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--batch-size', type=int, default=64)
     add_checkpoint_args(parser)
+    add_cfg_options_arg(parser)
     return parser.parse_args()
 
 
@@ -54,14 +61,15 @@ def split_dataset(inferencer: TextPersonInferencer, split: str):
 def main() -> None:
     args = parse_args()
     apply_checkpoint_args(args)
-    inferencer = TextPersonInferencer(args.config, args.checkpoint,
-                                      args.device, args.partial_load)
+    inferencer = TextPersonInferencer(
+        read_config(args.config, args.cfg_options), args.checkpoint,
+        args.device, args.partial_load)
     query_pid, dataset = None, None
     if args.gallery in ('test', 'val'):
         dataset = split_dataset(inferencer, args.gallery)
         index = inferencer.build_index(dataset, args.batch_size)
     elif args.gallery.endswith('.pth'):
-        index = inferencer.load_index(args.gallery)
+        index = inferencer.load_index(args.gallery, args.gallery_root)
     else:
         index = inferencer.build_index(args.gallery, args.batch_size)
     if args.save_index:

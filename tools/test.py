@@ -16,6 +16,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument(
         '--out', help='dump the metrics to this file (json/pkl/yaml)')
+    parser.add_argument(
+        '--out-rankings',
+        help="write every query's top-k gallery images to this JSON Lines "
+        'file (format: TextPersonRetrievalMetric, docs/evaluation.md)')
+    parser.add_argument('--rankings-topk', type=int, default=10,
+                        help='gallery images per query in --out-rankings')
     add_common_args(parser)
     return parser.parse_args()
 
@@ -30,6 +36,12 @@ def main() -> None:
     # all weights come from the checkpoint: do not read the backbone's
     # initial CLIP weights
     cfg.model.backbone.pretrained = None
+    if args.out_rankings:
+        evaluators = cfg.test_evaluator if isinstance(
+            cfg.test_evaluator, list) else [cfg.test_evaluator]
+        for evaluator in evaluators:
+            evaluator.update(rankings_file=args.out_rankings,
+                             rankings_topk=args.rankings_topk)
     metrics = build_runner(cfg).test()
     if args.out:
         dump(metrics, args.out)

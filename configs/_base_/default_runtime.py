@@ -17,6 +17,8 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     # RNG states in checkpoints, restored on resume
     random_state=dict(type='RandomStateHook'),
+    # a bounded number of progress lines during validation and testing
+    eval_progress=dict(type='EvalProgressHook'),
 )
 
 env_cfg = dict(

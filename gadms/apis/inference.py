@@ -3,23 +3,23 @@ import glob
 import hashlib
 import os.path as osp
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Sequence, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Union
 
-import mmcv
+from mmcv.transforms import Compose
 import numpy as np
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.dataset import BaseDataset
 from mmengine.registry import init_default_scope
-from mmengine.utils import ProgressBar
 
 from gadms.datasets.transforms import LoadPersonImage, get_tokenizer
 from gadms.engine.checkpoint_loading import (GALLERY_INDEX_KEYS,
                                              load_model_weights,
                                              read_checkpoint)
-from gadms.registry import DATASETS, MODELS
+from gadms.registry import DATASETS, MODELS, TRANSFORMS
 from gadms.utils.atomic import atomic_torch_save
+from gadms.utils.progress import Progress
 from .search import DEFAULT_CHUNK, chunked_topk, faiss_topk
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
@@ -37,48 +37,92 @@ def list_images(folder: str) -> List[str]:
     return paths
 
 
+# test-pipeline steps that are not about the image's pixels
+NON_IMAGE_STEPS = ('LoadPersonImage', 'TokenizeCaption',
+                   'PackTextPersonInputs')
+
+
+def test_image_transform(cfg: Config,
+                         image_size: Sequence[int]) -> Callable[[dict], dict]:
+    """The image steps of the config's test pipeline (without loading,
+    tokenising and packing), so the inferencer sees images exactly as
+    ``tools/test.py`` does; a config without a test pipeline resizes to
+    ``image_size`` ``(H, W)``."""
+    loader = cfg.get('test_dataloader')
+    if loader:
+        dataset = loader['dataset']
+        pipeline = dataset.get('datasets', [dataset])[0]['pipeline']
+    else:
+        pipeline = [dict(type='Resize', scale=tuple(image_size)[::-1],
+                         keep_ratio=False)]
+    init_default_scope('gadms')
+    return Compose([TRANSFORMS.build(step) for step in pipeline
+                    if step['type'] not in NON_IMAGE_STEPS])
+
+
 def _batches(items: Sequence, size: int, progress: bool) -> Iterable:
-    bar = ProgressBar(len(items)) if progress else None
+    bar = Progress(len(items), 'encoding images') if progress else None
     for start in range(0, len(items), size):
         batch = items[start:start + size]
         yield batch
         if bar is not None:
-            bar.completed += len(batch) - 1
-            bar.update()
+            bar.update(len(batch))
     if bar is not None:
-        bar.file.write('\n')
+        bar.close()
 
 
 @dataclass
 class GalleryIndex:
     """Normalised gallery features with what they index.
 
+    An index of an image folder stores the folder (absolute) and each
+    image's path relative to it, so it can be used from any working
+    directory and, when the folder moves, pointed at its new place
+    (``gallery_root``); other galleries store absolute paths (or a
+    dataset's own names for images it draws itself).
+
     Attributes:
         features (Tensor): ``[G, D]`` fp16 or fp32, L2-normalised.
-        paths (list[str]): Image of each row.
+        paths (list[str]): Image of each row (relative to ``root`` when
+            it is set).
         pids (Tensor, optional): ``[G]`` identities, when known.
         fingerprint (str): The model that encoded them.
+        root (str, optional): The gallery folder the paths are relative to.
     """
 
     features: torch.Tensor
     paths: List[str]
     pids: Optional[torch.Tensor]
     fingerprint: str
+    root: Optional[str] = None
+
+    def image_path(self, row: int) -> str:
+        """The file of gallery image ``row``."""
+        if self.root is None:
+            return self.paths[row]
+        return osp.join(self.root, self.paths[row])
 
     def save(self, path: str) -> None:
         """Write the index (a weights-only loadable torch file), atomically:
         a failed write leaves an existing index at ``path`` untouched."""
         atomic_torch_save(
             dict(features=self.features, paths=self.paths, pids=self.pids,
-                 fingerprint=self.fingerprint), path)
+                 fingerprint=self.fingerprint, root=self.root), path)
 
     @classmethod
     def load(cls, path: str,
-             fingerprint: Optional[str] = None) -> 'GalleryIndex':
+             fingerprint: Optional[str] = None,
+             gallery_root: Optional[str] = None) -> 'GalleryIndex':
         """Read an index; with ``fingerprint``, refuse one made by another
-        model."""
+        model; with ``gallery_root``, its folder has moved there.
+
+        Raises:
+            ValueError: not an index, another model's, or its gallery
+                folder is gone (the message says how to point at it).
+        """
         content = read_checkpoint(path)
-        if set(content) != GALLERY_INDEX_KEYS:
+        if not GALLERY_INDEX_KEYS <= set(content) <= GALLERY_INDEX_KEYS | {
+                'root'}:
             raise ValueError(
                 f'{path} is not a gallery index (keys: {sorted(content)}); '
                 'build one with --save-index')
@@ -88,6 +132,13 @@ class GalleryIndex:
                 f'{path} was built by another model (fingerprint '
                 f'{index.fingerprint[:12]}, this model {fingerprint[:12]}); '
                 'rebuild the index with this config and checkpoint')
+        if gallery_root is not None:
+            index.root = osp.abspath(gallery_root)
+        if index.root is not None and not osp.isdir(index.root):
+            raise ValueError(
+                f'{path}: its gallery folder {index.root} does not exist '
+                '(moved?); pass the new folder as gallery_root '
+                '(tools/retrieve.py --gallery-root)')
         return index
 
     def __len__(self) -> int:
@@ -109,8 +160,8 @@ class TextPersonInferencer:
     Example::
 
         >>> inferencer = TextPersonInferencer(
-        ...     'configs/baselines/clip-sdm_tiny_synthperson.py',
-        ...     'work_dirs/demo/epoch_20.pth')
+        ...     'configs/gadms/gadms_tiny_synthperson-noise40_demo.py',
+        ...     'work_dirs/demo/epoch_12.pth')
         >>> index = inferencer.build_index('my_gallery/')
         >>> hits = inferencer.search('a man in a red jacket', index, topk=5)
         >>> hits[0][0]['path'], hits[0][0]['score']
@@ -135,6 +186,8 @@ class TextPersonInferencer:
         self.model.eval().to(device)
         self.device = torch.device(device)
         self.image_size = self.model.backbone.image_size
+        self.image_transform = test_image_transform(self.cfg,
+                                                    self.image_size)
         self.tokenizer = get_tokenizer(self.model.backbone.context_length)
         self.fingerprint = self._fingerprint()
 
@@ -161,19 +214,18 @@ class TextPersonInferencer:
                       batch_size: int = 64,
                       progress: bool = False) -> torch.Tensor:
         """Images (paths or BGR uint8 arrays ``[H, W, 3]``) -> normalised
-        global features ``[N, D]`` (fp32, CPU). Images are resized to the
-        model's input size, as in the test pipeline."""
-        height, width = self.image_size
+        global features ``[N, D]`` (fp32, CPU): the image steps of the
+        config's test pipeline, the model's data preprocessor and
+        ``extract_image_feat``, as ``tools/test.py`` computes them."""
         features = []
         for batch in _batches(list(images), batch_size, progress):
-            pixels = np.stack([
-                mmcv.imresize(self.read_image(image), (width, height))
-                for image in batch
-            ])
-            tensor = torch.from_numpy(pixels).permute(0, 3, 1, 2).to(
-                self.device)
-            normalised = self.model.data_preprocessor.normalise_images(tensor)
-            feats = self.model.backbone.encode_image(normalised)[:, 0]
+            pixels = torch.stack([
+                torch.from_numpy(np.ascontiguousarray(self.image_transform(
+                    dict(img=self.read_image(image)))['img'])).permute(
+                        2, 0, 1) for image in batch
+            ]).to(self.device)
+            normalised = self.model.data_preprocessor.normalise_images(pixels)
+            feats = self.model.extract_image_feat(normalised)
             features.append(F.normalize(feats.float(), dim=-1).cpu())
         return torch.cat(features)
 
@@ -186,8 +238,7 @@ class TextPersonInferencer:
         for batch in _batches(list(captions), batch_size, False):
             text_ids = torch.from_numpy(self.tokenizer(batch)).to(
                 self.device)
-            tokens = self.model.backbone.encode_text(text_ids)
-            feats = self.model.backbone.pool_text(tokens, text_ids)
+            feats = self.model.extract_text_feat(text_ids)
             features.append(F.normalize(feats.float(), dim=-1).cpu())
         return torch.cat(features)
 
@@ -199,25 +250,33 @@ class TextPersonInferencer:
         """Encode a gallery: a folder of images, a list of image paths, or
         a dataset (or its config; e.g. a benchmark's test split, whose pids
         are kept for scoring results)."""
-        pids = None
+        pids, root = None, None
         if isinstance(gallery, (dict, BaseDataset)):
             dataset = gallery if isinstance(
                 gallery, BaseDataset) else DATASETS.build(
                     dict(gallery, pipeline=[]))
             infos = [dataset.get_data_info(i) for i in range(len(dataset))]
             images = [info.get('img', info['img_path']) for info in infos]
-            paths = [info['img_path'] for info in infos]
+            # files as absolute paths; a drawn dataset's names as they are
+            paths = [info['img_path'] if 'img' in info else osp.abspath(
+                info['img_path']) for info in infos]
             pids = torch.tensor([info['pid'] for info in infos])
+        elif isinstance(gallery, str):
+            root = osp.abspath(gallery)
+            images = list_images(gallery)
+            paths = [osp.relpath(p, gallery) for p in images]
         else:
-            paths = list_images(gallery) if isinstance(gallery,
-                                                       str) else list(gallery)
-            images = paths
+            images = list(gallery)
+            paths = [osp.abspath(p) for p in images]
         features = self.encode_images(images, batch_size, progress)
-        return GalleryIndex(features.to(dtype), paths, pids, self.fingerprint)
+        return GalleryIndex(features.to(dtype), paths, pids, self.fingerprint,
+                            root)
 
-    def load_index(self, path: str) -> GalleryIndex:
-        """Load an index built by this model (refuses others)."""
-        return GalleryIndex.load(path, self.fingerprint)
+    def load_index(self, path: str,
+                   gallery_root: Optional[str] = None) -> GalleryIndex:
+        """Load an index built by this model (refuses others); with
+        ``gallery_root``, its image folder has moved there."""
+        return GalleryIndex.load(path, self.fingerprint, gallery_root)
 
     def search(self,
                captions: Union[str, Sequence[str]],
@@ -247,7 +306,8 @@ class TextPersonInferencer:
             raise ValueError(f"backend must be 'torch' or 'faiss', got "
                              f'{backend!r}')
         return [[
-            dict(rank=rank + 1, path=index.paths[row], score=float(score),
+            dict(rank=rank + 1, path=index.image_path(row),
+                 score=float(score),
                  index=int(row),
                  pid=None if index.pids is None else int(index.pids[row]))
             for rank, (score, row) in enumerate(zip(row_scores, row_ids))

@@ -27,11 +27,11 @@ import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from mmengine.utils import ProgressBar
 
 from gadms.datasets.transforms.loading import (DEFAULT_MAX_PIXELS,
                                                ImageLoadError,
                                                check_decoded_size)
+from gadms.utils.progress import Progress
 from .filtering import PersonFilterRules
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
@@ -61,10 +61,6 @@ def _read_jsonl(path: str) -> List[dict]:
     return [json.loads(line) for line in complete.decode().splitlines()]
 
 
-def _progress(total: int) -> Optional[ProgressBar]:
-    return ProgressBar(total) if total else None
-
-
 def run_filter_stage(image_dir: str,
                      detector: Callable,
                      out_dir: str,
@@ -89,7 +85,7 @@ def run_filter_stage(image_dir: str,
         if p.lower().endswith(IMAGE_EXTENSIONS))
     os.makedirs(osp.join(out_dir, 'manifest'), exist_ok=True)
     report_path = osp.join(out_dir, 'filter_report.json')
-    progress = _progress(len(names))
+    progress = Progress(len(names), 'filtering images')
     for start in range(0, len(names), shard_size):
         shard = f'{start // shard_size:05d}'
         manifest = osp.join(out_dir, 'manifest', f'{shard}.jsonl')
@@ -100,9 +96,8 @@ def run_filter_stage(image_dir: str,
                                            rules, out_dir, shard,
                                            manifest, max_pixels)))
             open(manifest + '.done', 'w').close()
-        if progress:
-            progress.completed += len(batch) - 1
-            progress.update()
+        progress.update(len(batch))
+    progress.close()
     # the report is rebuilt from every finished shard's counts, so a kill
     # after a shard's .done cannot lose them
     counts = Counter()
@@ -225,7 +220,7 @@ def run_caption_stage(out_dir: str,
                     caption2=captioner(image, drawn[1]),
                     template1=drawn[0], template2=drawn[1])
 
-    progress = _progress(len(pending))
+    progress = Progress(len(pending), 'captioning crops')
     with ThreadPoolExecutor(max(1, concurrency)) as pool, \
             open(results_path, 'a', encoding='utf-8') as results, \
             open(failures_path, 'a', encoding='utf-8') as failures:
@@ -241,8 +236,8 @@ def run_caption_stage(out_dir: str,
                         dict(id=futures[future]['id'], error=str(err))) +
                                    '\n')
                     failures.flush()
-            if progress:
-                progress.update()
+            progress.update()
+    progress.close()
     captioned = {row['id'] for row in _read_jsonl(results_path)}
     report = dict(crops=len(items), captioned=len(captioned),
                   captioned_this_run=len(pending) - sum(failed.values()),

@@ -8,8 +8,8 @@ from typing import Callable, Dict, Iterator, Optional, Sequence
 import cv2
 import pyarrow as pa
 import pyarrow.parquet as pq
-from mmengine.utils import ProgressBar
 
+from gadms.utils.progress import Progress
 from .synth_person import SynthPerson
 
 LAYOUT_SPLITS: Dict[str, Sequence[str]] = {
@@ -28,7 +28,7 @@ def _images(splits: Sequence[str], synth_kwargs: dict) -> Iterator[dict]:
         SynthPerson(split=split, test_mode=True, **synth_kwargs)
         for split in splits
     ]
-    progress = ProgressBar(sum(len(d) for d in datasets))
+    progress = Progress(sum(len(d) for d in datasets), 'writing images')
     for dataset in datasets:
         for idx in range(len(dataset)):
             info = dataset.get_data_info(idx)
@@ -38,7 +38,7 @@ def _images(splits: Sequence[str], synth_kwargs: dict) -> Iterator[dict]:
             info['png'] = png.tobytes()
             yield info
             progress.update()
-    progress.file.write('\n')
+    progress.close()
 
 
 def _write_file(path: str, content: bytes) -> None:

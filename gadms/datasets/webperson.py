@@ -7,9 +7,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from mmengine.utils import ProgressBar
 
 from gadms.registry import DATASETS
+from gadms.utils.progress import Progress
 from .base import TextPersonDataset
 
 CAPTION_FIELDS = ('caption1', 'caption2')
@@ -137,7 +137,7 @@ class ParquetCorpus:
                                  f'strings, not {kind}')
 
     def _check_captions(self) -> None:
-        progress = ProgressBar(len(self))
+        progress = Progress(len(self), 'checking captions')
         for file_index, file in enumerate(self.files):
             row = 0
             for batch in pq.ParquetFile(file).iter_batches(
@@ -155,9 +155,8 @@ class ParquetCorpus:
                             f'{file}: row {bad} field {field!r} is empty or '
                             f'null: {batch[field][bad - row].as_py()!r}')
                 row += batch.num_rows
-                progress.completed += batch.num_rows - 1
-                progress.update()
-        progress.file.write('\n')
+                progress.update(batch.num_rows)
+        progress.close()
 
     def __len__(self) -> int:
         return int(self.file_starts[-1])

@@ -2,6 +2,7 @@ import argparse
 import os
 import os.path as osp
 import subprocess
+from typing import Optional
 
 import torch
 from mmengine.config import Config, DictAction
@@ -15,11 +16,10 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``tools/train.py`` and ``tools/test.py``."""
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings of the config, e.g. '
-        'train_cfg.max_epochs=2 model.backbone.pretrained=None')
+        '--data-root',
+        help="read the config's data from this folder (every dataloader's "
+        'dataset; the config must read a single data folder)')
+    add_cfg_options_arg(parser)
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -28,6 +28,24 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     add_checkpoint_args(parser)
     # torch.distributed.launch passes --local-rank (torch >= 2.0)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def add_cfg_options_arg(parser: argparse.ArgumentParser) -> None:
+    """``--cfg-options``, for every tool that reads a config."""
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, e.g. '
+        'train_cfg.max_epochs=2 model.backbone.pretrained=None')
+
+
+def read_config(path: str, cfg_options: Optional[dict] = None) -> Config:
+    """``Config.fromfile(path)`` with ``--cfg-options`` merged in."""
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
 
 
 def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
@@ -61,11 +79,11 @@ def load_config(args: argparse.Namespace) -> Config:
     """
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     apply_checkpoint_args(args)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = read_config(args.config, args.cfg_options)
     if args.partial_load:
         cfg.load_partial = True
+    if args.data_root is not None:
+        set_data_root(cfg, args.data_root)
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -75,6 +93,32 @@ def load_config(args: argparse.Namespace) -> Config:
     if not torch.cuda.is_available():
         fall_back_to_gloo(cfg)
     return cfg
+
+
+def set_data_root(cfg: Config, data_root: str) -> None:
+    """Point every dataset of the train/val/test dataloaders (and their
+    ``datasets`` lists) at ``data_root``.
+
+    Raises:
+        ValueError: the config reads several data folders (e.g. WebPerson
+            and three benchmarks) or none.
+    """
+    found = set()
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(name)
+        if not loader:
+            continue
+        dataset = loader['dataset']
+        for part in dataset.get('datasets', [dataset]):
+            if 'data_root' in part:
+                found.add(part['data_root'])
+                part['data_root'] = data_root
+    if len(found) != 1:
+        raise ValueError(
+            f'--data-root needs a config that reads one data folder; this '
+            f'one reads {len(found)} ({sorted(found)}): set each with '
+            '--cfg-options')
+    cfg.data_root = data_root
 
 
 def build_runner(cfg: Config) -> Runner:

@@ -11,8 +11,8 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 
 from gadms.apis import TextPersonInferencer
-from gadms.datasets import SynthPerson
-from gadms.registry import MODELS
+from gadms.datasets import SynthPerson, export_synth_person
+from gadms.registry import DATASETS, MODELS
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO_ROOT, 'configs/baselines/clip-sdm_tiny_synthperson.py')
@@ -131,3 +131,75 @@ def test_retrieve_cli_writes_a_picture(checkpoint, tmp_path):
     green = np.all(row == (60, 170, 60), axis=1).sum()
     red = np.all(row == (50, 50, 220), axis=1).sum()
     assert green + red > 5 * 90
+
+
+def test_index_is_used_from_another_folder_and_after_a_move(checkpoint,
+                                                            tmp_path):
+    dataset = SynthPerson(split='test', **SYNTH)
+    gallery = tmp_path / 'build' / 'gallery'
+    gallery.mkdir(parents=True)
+    for i in range(4):
+        cv2.imwrite(str(gallery / f'{i}.png'),
+                    dataset.get_data_info(i)['img'])
+    index = str(tmp_path / 'index.pth')
+    tool = osp.join(REPO_ROOT, 'tools/retrieve.py')
+
+    def retrieve(cwd, *options):
+        return subprocess.run(
+            [sys.executable, tool, CONFIG, checkpoint, '--query',
+             'a person in a red coat', '--topk', '2', *options], cwd=str(cwd),
+            capture_output=True, text=True)
+
+    # built with a relative folder name from one directory...
+    built = retrieve(tmp_path / 'build', '--gallery', 'gallery',
+                     '--save-index', index)
+    assert built.returncode == 0, built.stderr[-2000:]
+    # ...searched, and its hits drawn, from another
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    searched = retrieve(elsewhere, '--gallery', index, '--out', 'hits.png')
+    assert searched.returncode == 0, searched.stderr[-2000:]
+    assert str(gallery) in searched.stdout
+    assert cv2.imread(str(elsewhere / 'hits.png')) is not None
+    # the gallery moves: a clear error, then the remedy it names
+    moved = tmp_path / 'moved'
+    gallery.rename(moved)
+    refused = retrieve(elsewhere, '--gallery', index)
+    assert refused.returncode != 0
+    assert f'its gallery folder {gallery} does not exist (moved?); pass ' \
+        'the new folder as gallery_root (tools/retrieve.py --gallery-root)' \
+        in refused.stderr
+    found = retrieve(elsewhere, '--gallery', index, '--gallery-root',
+                     str(moved), '--out', 'moved.png')
+    assert found.returncode == 0, found.stderr[-2000:]
+    assert str(moved) in found.stdout
+    assert cv2.imread(str(elsewhere / 'moved.png')) is not None
+
+
+def test_inferencer_features_equal_predicts_on_benchmark_data(tmp_path):
+    """Through the config's own test pipeline (PIL resize of image files,
+    not the arrays' cv2 resize) the inferencer gives predict's features."""
+    root = str(tmp_path / 'cuhk')
+    export_synth_person(root, 'cuhk-pedes', num_identities=dict(
+        train=2, val=2, test=3), images_per_identity=2)
+    cfg = Config.fromfile(osp.join(REPO_ROOT,
+                                   'configs/gadms/gadms_tiny_cuhk-pedes.py'))
+    cfg.test_dataloader.dataset.data_root = root
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model).eval()
+    checkpoint = str(tmp_path / 'model.pth')
+    torch.save(dict(state_dict=model.state_dict()), checkpoint)
+    dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    data = model.data_preprocessor(
+        pseudo_collate([dataset[i] for i in range(len(dataset))]), False)
+    with torch.no_grad():
+        samples = model.predict(**data)
+    inferencer = TextPersonInferencer(cfg, checkpoint)
+    paths = [s.img_path for s in samples]
+    captions = [c for s in samples for c in s.captions]
+    torch.testing.assert_close(inferencer.encode_images(paths),
+                               torch.stack([s.image_feat for s in samples]),
+                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(inferencer.encode_texts(captions),
+                               torch.cat([s.text_feats for s in samples]),
+                               atol=1e-6, rtol=0)

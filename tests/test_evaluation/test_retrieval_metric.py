@@ -1,3 +1,4 @@
+import json
 import os
 import tempfile
 
@@ -154,3 +155,47 @@ def test_two_process_evaluation_equals_one_process():
         for rank in range(2):
             metrics = torch.load(os.path.join(tmp, f'rank{rank}.pt'))
             assert metrics == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize('pairs_per_chunk', [7, 1 << 24])
+def test_rankings_file_matches_the_metrics(pairs_per_chunk, tmp_path):
+    samples = _predictions(30, (1, 2, 3), 8, 11, seed=4)
+    for i, sample in enumerate(samples):
+        sample.update(img_path=f'g{i}.png', captions=[
+            f'caption {i}.{c}' for c in range(len(sample['text_feats']))],
+            benchmark='CUHK-PEDES', split='test')
+    # two gallery images tied with image 0 for every query
+    samples[5]['image_feat'] = samples[0]['image_feat'].clone()
+    samples[9]['image_feat'] = samples[0]['image_feat'].clone()
+    path = str(tmp_path / 'rankings.jsonl')
+    metric = METRICS.build(dict(
+        type='TextPersonRetrievalMetric', rankings_file=path,
+        rankings_topk=5, pairs_per_chunk=pairs_per_chunk))
+    metric.process({}, samples)
+    metrics = metric.evaluate(size=30)
+    lines = [json.loads(line) for line in open(path)]
+    gallery = torch.stack([s['image_feat'] for s in samples])
+    queries = torch.cat([s['text_feats'] for s in samples])
+    similarity = (queries @ gallery.t()).tolist()
+    owners = [(i, c) for i, s in enumerate(samples)
+              for c in range(len(s['text_feats']))]
+    assert [line['query'] for line in lines] == list(range(len(owners)))
+    for line, (owner, c), row in zip(lines, owners, similarity):
+        assert line['dataset'] == 'CUHK-PEDES/test'
+        assert line['caption'] == f'caption {owner}.{c}'
+        assert line['pid'] == samples[owner]['pid']
+        # descending similarity, ties in gallery order
+        expected = sorted(range(30), key=lambda g: (-row[g], g))[:5]
+        assert [hit['index'] for hit in line['ranking']] == expected
+        for hit in line['ranking']:
+            assert hit['path'] == f'g{hit["index"]}.png'
+            assert hit['pid'] == samples[hit['index']]['pid']
+            assert hit['score'] == pytest.approx(row[hit['index']])
+    # R1 and R5 read off the rankings equal the metric's
+    for k in (1, 5):
+        hit_rate = sum(any(h['pid'] == line['pid']
+                           for h in line['ranking'][:k])
+                       for line in lines) / len(lines)
+        assert 100 * hit_rate == pytest.approx(
+            metrics[f't2i/R{k}'], abs=1e-9)
+    assert not os.path.exists(path + '.part')

@@ -1,3 +1,4 @@
+import os
 import os.path as osp
 import re
 import subprocess
@@ -35,23 +36,60 @@ def test_pieces_merge_into_words_with_their_scores():
     assert (np.all(picture == (fade, fade, 255), axis=2)).sum() > 100
 
 
-def test_tool_writes_pictures_and_html(tmp_path):
-    torch.manual_seed(0)
-    config = osp.join(REPO_ROOT, 'configs/gadms/gadms_tiny_synthperson.py')
-    checkpoint = str(tmp_path / 'gadms.pth')
-    torch.save(dict(state_dict=MODELS.build(
-        Config.fromfile(config).model).state_dict()), checkpoint)
-    out_dir = str(tmp_path / 'vis')
-    subprocess.run(
+def _tool(config: str, checkpoint: str, *options: str
+          ) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [sys.executable, 'tools/analysis_tools/visualize_token_scores.py',
-         config, checkpoint, '--num', '1', '--out-dir', out_dir],
-        cwd=REPO_ROOT, check=True, capture_output=True)
+         config, checkpoint, *options], cwd=REPO_ROOT, capture_output=True,
+        text=True)
+
+
+def _checkpoint(config: str, path) -> str:
+    torch.manual_seed(0)
+    torch.save(dict(state_dict=MODELS.build(
+        Config.fromfile(config).model).state_dict()), str(path))
+    return str(path)
+
+
+def test_tool_writes_pictures_and_html(tmp_path):
+    config = osp.join(REPO_ROOT, 'configs/gadms/gadms_tiny_synthperson.py')
+    checkpoint = _checkpoint(config, tmp_path / 'gadms.pth')
+    out_dir = str(tmp_path / 'vis')
+    # --cfg-options reach the model: a scorer over one layer instead of 2
+    result = _tool(config, checkpoint, '--num', '2', '--out-dir', out_dir,
+                   '--cfg-options', 'model.scorer.num_layers=1')
+    assert result.returncode == 0, result.stderr[-2000:]
     page = open(osp.join(out_dir, 'index.html')).read()
-    # SynthPerson: 2 captions per image
-    assert page.count('<img src="image_') == 2
+    # SynthPerson: 2 captions per image, one thumbnail per image
+    assert page.count('<img src="image_') == 4
+    assert sorted(p for p in os.listdir(out_dir) if p.startswith(
+        'image_')) == ['image_000.png', 'image_001.png']
     spans = re.findall(r'<span class="([^"]*)" title="([0-9.]+)"', page)
     assert len(spans) > 20
     assert all(0 <= float(score) <= 1 for _, score in spans)
     assert any('info' in c for c, _ in spans)
-    picture = cv2.imread(osp.join(out_dir, 'caption_000.png'))
-    assert picture is not None and picture.shape[1] == 900
+    pictures = [cv2.imread(osp.join(out_dir, f'caption_{i:03d}.png'))
+                for i in range(4)]
+    assert all(p is not None and p.shape[1] == 900 for p in pictures)
+    overview = cv2.imread(osp.join(out_dir, 'overview.png'))
+    assert np.array_equal(overview, np.concatenate(pictures))
+    one_layer = _tool(config, checkpoint, '--num', '2', '--out-dir',
+                      str(tmp_path / 'default'))
+    assert one_layer.returncode == 0
+    assert open(tmp_path / 'default' / 'index.html').read() != page
+
+
+def test_a_model_without_scorer_needs_the_default_flag(tmp_path):
+    config = osp.join(REPO_ROOT,
+                      'configs/baselines/clip-sdm_tiny_synthperson.py')
+    checkpoint = _checkpoint(config, tmp_path / 'clip_sdm.pth')
+    refused = _tool(config, checkpoint, '--num', '1', '--out-dir',
+                    str(tmp_path / 'refused'))
+    assert refused.returncode != 0
+    assert 'CLIPSDM has no token scorer; pass --default-scorer' in \
+        refused.stderr
+    assert not osp.exists(tmp_path / 'refused')
+    allowed = _tool(config, checkpoint, '--num', '1', '--out-dir',
+                    str(tmp_path / 'vis'), '--default-scorer')
+    assert allowed.returncode == 0, allowed.stderr[-2000:]
+    assert osp.exists(tmp_path / 'vis' / 'overview.png')

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from fvcore.nn import FlopCountAnalysis
 from fvcore.nn.jit_handles import get_shape
-from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from terminaltables import AsciiTable
 from torch import nn
@@ -27,6 +26,7 @@ from torch import nn
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 from gadms.registry import MODELS  # noqa: E402
+from gadms.utils import add_cfg_options_arg, read_config  # noqa: E402
 
 
 class _Call(nn.Module):
@@ -104,9 +104,10 @@ def measure(model: nn.Module) -> List[Tuple[str, int, int]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config')
+    add_cfg_options_arg(parser)
     args = parser.parse_args()
     init_default_scope('gadms')
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config, args.cfg_options)
     cfg.model.backbone.pretrained = None  # counting needs no weights
     # autograd stays on: nn.MultiheadAttention's inference fast path is a
     # fused op that fvcore cannot count

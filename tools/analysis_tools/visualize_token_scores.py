@@ -5,12 +5,14 @@
     python tools/analysis_tools/visualize_token_scores.py CONFIG CHECKPOINT \
         --image person.jpg --caption "a man in a grey coat ..." --out-dir vis
 
-Scores each caption against its image with the model's scorer (or a
-default ``GradAttnScorer`` when the model has none), merges BPE pieces into
+Scores each caption against its image with the model's scorer (a model
+without one, e.g. CLIP-SDM, needs ``--default-scorer``: a
+``GradAttnScorer`` over its last text layers), merges BPE pieces into
 words, and marks the words the dual mask would treat as noise-like
 (``1 - s > noise_gamma``, the centre of the noise view's sigmoid) or as
 informative (``s > info_gamma``, the MTP view's centre). Writes one PNG per
-caption and an ``index.html``.
+caption, ``overview.png`` (all captions stacked), one thumbnail per image
+and an ``index.html``.
 """
 import argparse
 import os
@@ -25,7 +27,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 from gadms.apis import TextPersonInferencer  # noqa: E402
 from gadms.registry import DATASETS, MODELS  # noqa: E402
-from gadms.utils import add_checkpoint_args, apply_checkpoint_args  # noqa
+from gadms.utils import (add_cfg_options_arg, add_checkpoint_args,  # noqa
+                         apply_checkpoint_args, read_config)
 from gadms.visualization import draw_token_scores  # noqa: E402
 from gadms.visualization import token_scores_html, word_rows  # noqa: E402
 
@@ -42,7 +45,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--caption', nargs='+', help='its caption(s)')
     parser.add_argument('--out-dir', default='work_dirs/token_scores')
     parser.add_argument('--device', default='cpu')
+    parser.add_argument('--default-scorer', action='store_true',
+                        help='score with a GradAttnScorer when the model '
+                        'has no scorer of its own')
     add_checkpoint_args(parser)
+    add_cfg_options_arg(parser)
     return parser.parse_args()
 
 
@@ -66,14 +73,31 @@ def samples(args, inferencer: TextPersonInferencer) -> list:
     return triples
 
 
+def model_scorer(model, default: bool):
+    """The model's scorer, or with ``default`` a ``GradAttnScorer`` over
+    its last (up to 8) text layers.
+
+    Raises:
+        SystemExit: the model has no scorer and ``default`` is off.
+    """
+    scorer = getattr(model, 'scorer', None)
+    if scorer is not None:
+        return scorer
+    if not default:
+        raise SystemExit(
+            f'{type(model).__name__} has no token scorer; pass '
+            '--default-scorer to score with a GradAttnScorer')
+    return MODELS.build(dict(
+        type='GradAttnScorer',
+        num_layers=min(8, len(model.backbone.clip.transformer.resblocks)),
+        norm_scope='sample'))
+
+
 @torch.no_grad()
-def score(inferencer: TextPersonInferencer, triples: list) -> tuple:
+def score(inferencer: TextPersonInferencer, triples: list,
+          scorer) -> tuple:
     """Scores ``[T, L]``, the noise-like and informative masks, and ids."""
     model = inferencer.model
-    scorer = getattr(model, 'scorer', None) or MODELS.build(
-        dict(type='GradAttnScorer',
-             num_layers=min(8, len(model.backbone.clip.transformer.resblocks)),
-             norm_scope='sample'))
     neck = getattr(model, 'neck', None) or MODELS.build(
         dict(type='DualMaskNeck'))
     text_ids = torch.from_numpy(inferencer.tokenizer(
@@ -93,24 +117,32 @@ def score(inferencer: TextPersonInferencer, triples: list) -> tuple:
 def main() -> None:
     args = parse_args()
     apply_checkpoint_args(args)
-    inferencer = TextPersonInferencer(args.config, args.checkpoint,
-                                      args.device, args.partial_load)
+    inferencer = TextPersonInferencer(
+        read_config(args.config, args.cfg_options), args.checkpoint,
+        args.device, args.partial_load)
+    scorer = model_scorer(inferencer.model, args.default_scorer)
     triples = samples(args, inferencer)
-    scores, noise, informative, text_ids = score(inferencer, triples)
+    scores, noise, informative, text_ids = score(inferencer, triples, scorer)
     os.makedirs(args.out_dir, exist_ok=True)
-    captions, thumbnails = [], []
-    for i, (image, _, _) in enumerate(triples):
+    captions, thumbnails, pictures, image_names = [], [], [], {}
+    for i, (image, _, path) in enumerate(triples):
         rows = word_rows(inferencer.tokenizer.words(text_ids[i]), scores[i],
                          noise[i], informative[i])
         captions.append(rows)
+        pictures.append(draw_token_scores(image, rows))
         cv2.imwrite(osp.join(args.out_dir, f'caption_{i:03d}.png'),
-                    draw_token_scores(image, rows))
-        thumbnails.append(f'image_{i:03d}.png')
-        cv2.imwrite(osp.join(args.out_dir, thumbnails[-1]), image)
+                    pictures[-1])
+        if path not in image_names:  # one thumbnail per image
+            image_names[path] = f'image_{len(image_names):03d}.png'
+            cv2.imwrite(osp.join(args.out_dir, image_names[path]), image)
+        thumbnails.append(image_names[path])
+    cv2.imwrite(osp.join(args.out_dir, 'overview.png'), np.concatenate(
+        pictures))
     with open(osp.join(args.out_dir, 'index.html'), 'w',
               encoding='utf-8') as f:
         f.write(token_scores_html(captions, thumbnails))
-    print(f'wrote {len(triples)} pictures and index.html to {args.out_dir}')
+    print(f'wrote {len(triples)} caption pictures, overview.png and '
+          f'index.html to {args.out_dir}')
 
 
 if __name__ == '__main__':

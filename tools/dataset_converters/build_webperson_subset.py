@@ -17,12 +17,12 @@ import sys
 
 import numpy as np
 import pyarrow.parquet as pq
-from mmengine.utils import ProgressBar
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 from gadms.datasets import WebPerson  # noqa: E402
 from gadms.datasets.webperson import CAPTION_FIELDS  # noqa: E402
+from gadms.utils.progress import Progress  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -47,14 +47,14 @@ def write_parquet_subset(corpus, rows: np.ndarray, out_dir: str) -> int:
                  corpus.file_starts[index])
                 for index, file in enumerate(corpus.files)]
     selected = [(file, local) for file, local in selected if len(local)]
-    progress = ProgressBar(len(selected))
+    progress = Progress(len(selected), 'writing the subset')
     for number, (file, local) in enumerate(selected):
         pq.write_table(
             pq.read_table(file).take(local),
             osp.join(out_dir, 'data',
                      f'train-{number:05d}-of-{len(selected):05d}.parquet'))
         progress.update()
-    progress.file.write('\n')
+    progress.close()
     return len(selected)
 
 

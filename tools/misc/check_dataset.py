@@ -22,7 +22,6 @@ from collections import Counter, defaultdict
 from typing import Dict, List
 
 import numpy as np
-from mmengine.utils import ProgressBar
 from terminaltables import AsciiTable
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
@@ -30,6 +29,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
 from gadms.datasets import (CUHKPEDES, ICFGPEDES, LoadPersonImage,  # noqa
                             RSTPReid, WebPerson)
 from gadms.datasets.transforms import ImageLoadError  # noqa: E402
+from gadms.utils.progress import Progress  # noqa: E402
 
 BENCHMARKS = {'cuhk-pedes': CUHKPEDES, 'icfg-pedes': ICFGPEDES,
               'rstpreid': RSTPReid}
@@ -67,7 +67,7 @@ def check_images(samples: List[dict], decode: bool, report: Report) -> None:
     ``samples`` (dicts with ``img_path``, ``source``, maybe ``img_bytes``).
     """
     load = LoadPersonImage()
-    progress = ProgressBar(len(samples))
+    progress = Progress(len(samples), 'checking images')
     for sample in samples:
         try:
             if decode:
@@ -81,7 +81,7 @@ def check_images(samples: List[dict], decode: bool, report: Report) -> None:
                 'undecodable image')
             report.errors[kind].append(str(err))
         progress.update()
-    progress.file.write('\n')
+    progress.close()
 
 
 def check_benchmark(kind: str, data_root: str, ann_file: str,

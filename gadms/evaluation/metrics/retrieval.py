@@ -13,7 +13,9 @@ relevant image in the gallery are left out** of every average (AP and INP
 are undefined for them); the metric logs how many were left out, and raises
 if no query is left.
 """
+import json
 import logging
+import os
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -121,6 +123,28 @@ def compute_retrieval_metrics(similarity: torch.Tensor,
     return _summarise(*stats, topk=topk)
 
 
+def _ranking_lines(results: List[dict], topk: int,
+                   pairs_per_chunk: int) -> Iterator[dict]:
+    """One gallery's rankings, a dict per query (without ``dataset``)."""
+    gallery_feats = torch.stack([r['image_feat'] for r in results]).float()
+    query_feats = torch.cat([r['text_feats'] for r in results]).float()
+    owners = [(r, c) for r in results for c in (r['captions'] or [None] *
+                                                 len(r['text_feats']))]
+    k = min(topk, len(results))
+    for block in _query_blocks(len(owners), len(results), pairs_per_chunk):
+        similarity = query_feats[block] @ gallery_feats.t()
+        scores, order = torch.sort(similarity, dim=1, descending=True,
+                                   stable=True)
+        start = block.start
+        for row, (indices, row_scores) in enumerate(
+                zip(order[:, :k].tolist(), scores[:, :k].tolist())):
+            result, caption = owners[start + row]
+            yield dict(query=start + row, caption=caption, pid=result['pid'],
+                       ranking=[dict(index=g, path=results[g]['img_path'],
+                                     pid=results[g]['pid'], score=score)
+                                for g, score in zip(indices, row_scores)])
+
+
 @METRICS.register_module()
 class TextPersonRetrievalMetric(BaseMetric):
     """Text-to-image person retrieval: R@1/5/10, mAP and mINP (percent).
@@ -147,6 +171,15 @@ class TextPersonRetrievalMetric(BaseMetric):
         collect_device (str): ``'cpu'`` or ``'gpu'``, where results of
             all ranks are gathered.
         prefix (str, optional): Metric name prefix. Defaults to ``'t2i'``.
+        rankings_file (str, optional): Also write every query's first
+            ``rankings_topk`` gallery images here as JSON Lines, one query
+            per line: ``{"dataset": "<benchmark>/<split>", "query": q,
+            "caption": str, "pid": int, "ranking": [{"index": g, "path":
+            str, "pid": int, "score": float}, ...]}``, best first, ties in
+            gallery order as in the metrics; ``query`` and ``index``
+            number the queries and gallery images of that dataset in test
+            order. Written atomically by the main process.
+        rankings_topk (int): Gallery images per query in ``rankings_file``.
 
     Use in configs::
 
@@ -159,8 +192,12 @@ class TextPersonRetrievalMetric(BaseMetric):
                  topk: Sequence[int] = (1, 5, 10),
                  pairs_per_chunk: int = DEFAULT_PAIRS_PER_CHUNK,
                  collect_device: str = 'cpu',
-                 prefix: Optional[str] = None) -> None:
+                 prefix: Optional[str] = None,
+                 rankings_file: Optional[str] = None,
+                 rankings_topk: int = 10) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
+        self.rankings_file = rankings_file
+        self.rankings_topk = rankings_topk
         # names are built in compute_metrics (the dataset goes first), so
         # BaseMetric.evaluate must not prepend the prefix again
         self.name_prefix, self.prefix = self.prefix, None
@@ -177,7 +214,9 @@ class TextPersonRetrievalMetric(BaseMetric):
                     image_feat=sample['image_feat'].cpu(),
                     text_feats=sample['text_feats'].cpu(),
                     pid=int(sample['pid']),
-                    dataset=(sample.get('benchmark'), sample.get('split'))))
+                    dataset=(sample.get('benchmark'), sample.get('split')),
+                    img_path=sample.get('img_path'),
+                    captions=sample.get('captions')))
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         groups: Dict[tuple, List[dict]] = {}
@@ -185,6 +224,8 @@ class TextPersonRetrievalMetric(BaseMetric):
             groups.setdefault(result['dataset'], []).append(result)
         rows = {dataset: self._evaluate_gallery(group)
                 for dataset, group in groups.items()}
+        if self.rankings_file:
+            self._write_rankings(groups)
         names = [dataset[0] for dataset in groups]
         if len(rows) == 1:
             (metrics, _), = rows.values()
@@ -233,6 +274,19 @@ class TextPersonRetrievalMetric(BaseMetric):
                 'in the gallery and were left out',
                 logger='current', level=logging.WARNING)
         return metrics, (len(query_pids), len(gallery_pids), num_skipped)
+
+    def _write_rankings(self, groups: Dict[tuple, List[dict]]) -> None:
+        """Every query's top ``rankings_topk`` (see the class docstring)."""
+        part = self.rankings_file + '.part'
+        with open(part, 'w', encoding='utf-8') as f:
+            for (benchmark, split), results in groups.items():
+                for line in _ranking_lines(results, self.rankings_topk,
+                                           self.pairs_per_chunk):
+                    dataset = f'{benchmark or "-"}/{split or "-"}'
+                    f.write(json.dumps(dict(dataset=dataset, **line)) + '\n')
+        os.replace(part, self.rankings_file)
+        print_log(f'wrote the top-{self.rankings_topk} ranking of every '
+                  f'query to {self.rankings_file}', logger='current')
 
     def _log_table(self, rows: Dict[tuple, tuple],
                    mean: Optional[Dict[str, float]] = None) -> None:

@@ -1,3 +1,4 @@
+from .base import BaseCLIPBackbone
 from .clip_weights import (load_clip_weights, read_clip_state_dict,
                            resize_pos_embed)
 from .dense_text import DenseTextOutput
@@ -5,6 +6,7 @@ from .open_clip_backbone import OpenCLIPBackbone
 from .transformers_clip_backbone import TransformersCLIPBackbone
 
 __all__ = [
-    'OpenCLIPBackbone', 'TransformersCLIPBackbone', 'DenseTextOutput',
-    'load_clip_weights', 'read_clip_state_dict', 'resize_pos_embed'
+    'BaseCLIPBackbone', 'OpenCLIPBackbone', 'TransformersCLIPBackbone',
+    'DenseTextOutput', 'load_clip_weights', 'read_clip_state_dict',
+    'resize_pos_embed'
 ]

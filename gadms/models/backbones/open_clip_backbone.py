@@ -4,11 +4,11 @@ from typing import Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
-from mmengine.model import BaseModule
 from open_clip import get_model_config
 from open_clip.model import CLIP
 
 from gadms.registry import MODELS
+from .base import BaseCLIPBackbone
 from .clip_weights import load_clip_weights
 from .dense_text import DenseTextOutput, dense_attention_block
 
@@ -46,7 +46,7 @@ def _dense_block(block: torch.nn.Module, x: torch.Tensor,
 
 
 @MODELS.register_module()
-class OpenCLIPBackbone(BaseModule):
+class OpenCLIPBackbone(BaseCLIPBackbone):
     """CLIP image and text towers from open_clip, returning all tokens.
 
     Args:
@@ -165,30 +165,13 @@ class OpenCLIPBackbone(BaseModule):
         """
         clip = self.clip
         blocks = clip.transformer.resblocks
-        if not 1 <= num_layers <= len(blocks):
-            raise ValueError(f'num_layers must be in [1, {len(blocks)}], got '
-                             f'{num_layers}')
-        if clip.transformer.width % heads:
-            raise ValueError(f'heads={heads} does not divide the text width '
-                             f'{clip.transformer.width}')
+        self.check_dense_args(num_layers, len(blocks), clip.transformer.width,
+                              heads)
         with torch.no_grad():
             x = clip.token_embedding(text_ids) + clip.positional_embedding
             for block in blocks[:len(blocks) - num_layers]:
                 x = block(x, attn_mask=clip.attn_mask)
-        if torch.is_grad_enabled():
-            x.requires_grad_(True)
-        layers = []
-        for block in blocks[len(blocks) - num_layers:]:
-            x, internals = _dense_block(block, x, clip.attn_mask, heads)
-            layers.append(internals)
-        tokens = clip.ln_final(x) @ clip.text_projection
-        queries, keys, values, attn, attn_outputs = map(list, zip(*layers))
-        return DenseTextOutput(tokens, queries, keys, values, attn,
-                               attn_outputs)
-
-    @staticmethod
-    def pool_text(text_tokens: torch.Tensor,
-                  text_ids: torch.Tensor) -> torch.Tensor:
-        """Pick each caption's EOT row: ``[T, L, D], [T, L] -> [T, D]``."""
-        rows = torch.arange(text_ids.shape[0], device=text_ids.device)
-        return text_tokens[rows, text_ids.argmax(dim=-1)]
+        return self._dense_tail(
+            x, blocks[len(blocks) - num_layers:],
+            lambda block, h: _dense_block(block, h, clip.attn_mask, heads),
+            lambda h: clip.ln_final(h) @ clip.text_projection)

@@ -3,14 +3,13 @@ from typing import Optional, Tuple, Union
 
 import torch
 from mmengine.logging import print_log
-from mmengine.model import BaseModule
 from torch import nn
 from transformers import CLIPConfig, CLIPModel
 
 from gadms.registry import MODELS
+from .base import BaseCLIPBackbone
 from .clip_weights import resize_pos_embed
 from .dense_text import DenseTextOutput, dense_attention_block
-from .open_clip_backbone import OpenCLIPBackbone
 
 
 def _clip_config(arch: Union[str, dict]) -> CLIPConfig:
@@ -23,9 +22,10 @@ def _clip_config(arch: Union[str, dict]) -> CLIPConfig:
 
 
 @MODELS.register_module()
-class TransformersCLIPBackbone(BaseModule):
-    """CLIP towers from ``transformers``, with :class:`OpenCLIPBackbone`'s
-    output contract, so a config can swap one for the other.
+class TransformersCLIPBackbone(BaseCLIPBackbone):
+    """CLIP towers from ``transformers``, with the output contract of
+    :class:`BaseCLIPBackbone` (as :class:`OpenCLIPBackbone`), so a config
+    can swap one for the other.
 
     ``encode_image`` returns every projected image token (token 0 global),
     ``encode_text`` every projected text position (EOT = the sentence),
@@ -132,13 +132,8 @@ class TransformersCLIPBackbone(BaseModule):
         """As :meth:`OpenCLIPBackbone.encode_text_dense`."""
         text = self.clip.text_model
         layers = text.encoder.layers
-        width = self.clip.config.text_config.hidden_size
-        if not 1 <= num_layers <= len(layers):
-            raise ValueError(f'num_layers must be in [1, {len(layers)}], '
-                             f'got {num_layers}')
-        if width % heads:
-            raise ValueError(f'heads={heads} does not divide the text width '
-                             f'{width}')
+        self.check_dense_args(num_layers, len(layers),
+                              self.clip.config.text_config.hidden_size, heads)
         length = text_ids.shape[1]
         causal = torch.full((length, length), float('-inf'),
                             device=text_ids.device).triu(1)
@@ -147,15 +142,10 @@ class TransformersCLIPBackbone(BaseModule):
             x = text.embeddings(input_ids=text_ids)
             for layer in layers[:len(layers) - num_layers]:
                 x, _ = self._block(layer, x, causal, model_heads)
-        if torch.is_grad_enabled():
-            x.requires_grad_(True)
-        internals = []
-        for layer in layers[len(layers) - num_layers:]:
-            x, exposed = self._block(layer, x, causal, heads)
-            internals.append(exposed)
-        tokens = self.clip.text_projection(text.final_layer_norm(x))
-        queries, keys, values, attn, outputs = map(list, zip(*internals))
-        return DenseTextOutput(tokens, queries, keys, values, attn, outputs)
+        return self._dense_tail(
+            x, layers[len(layers) - num_layers:],
+            lambda layer, h: self._block(layer, h, causal, heads),
+            lambda h: self.clip.text_projection(text.final_layer_norm(h)))
 
     @staticmethod
     def _block(layer: nn.Module, x: torch.Tensor, mask: torch.Tensor,
@@ -166,5 +156,3 @@ class TransformersCLIPBackbone(BaseModule):
             lambda h: (attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)),
             attn.out_proj, lambda h: layer.mlp(layer.layer_norm2(h)), mask,
             heads)
-
-    pool_text = staticmethod(OpenCLIPBackbone.pool_text)

@@ -136,6 +136,9 @@ class DualMaskNeck(nn.Module):
         if self.policy == 'off':
             return MaskedViews(text_ids, untouched, None, None)
         uniform = self._uniform_source(text_ids, sample_keys, step)
+        # each view draws three uniforms (selection, replacement kind,
+        # random id): purposes 0-2 for the noise view, 3-5 for the MTP view,
+        # so the two views' masks are independent draws
         if self.policy == 'random':
             probs = torch.full(text_ids.shape, self.random_ratio,
                                device=text_ids.device)

@@ -87,15 +87,25 @@ class CLIPSDM(BaseModel):
                    if p.requires_grad)
         return zero, log_vars
 
+    def extract_image_feat(self, images: torch.Tensor) -> torch.Tensor:
+        """Global image features (not normalised): ``[B, 3, H, W]``
+        normalised images -> ``[B, D]``. What ``predict`` ranks with, and
+        the inferencer's gallery features."""
+        return self.backbone.pool_image(self.backbone.encode_image(images))
+
+    def extract_text_feat(self, text_ids: torch.Tensor) -> torch.Tensor:
+        """Sentence features (not normalised): ``[T, L]`` ids ->
+        ``[T, D]``. What ``predict`` ranks with, and the inferencer's query
+        features."""
+        return self.backbone.pool_text(self.backbone.encode_text(text_ids),
+                                       text_ids)
+
     def extract_feat(self, inputs: Dict[str, torch.Tensor]
                      ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Global features: ``images [B, 3, H, W], text_ids [T, L]`` ->
         ``image_feats [B, D], text_feats [T, D]`` (not normalised)."""
-        image_feats = self.backbone.encode_image(inputs['images'])[:, 0]
-        text_ids = inputs['text_ids']
-        text_feats = self.backbone.pool_text(
-            self.backbone.encode_text(text_ids), text_ids)
-        return image_feats, text_feats
+        return (self.extract_image_feat(inputs['images']),
+                self.extract_text_feat(inputs['text_ids']))
 
     def forward(self,
                 inputs: Dict[str, torch.Tensor],

@@ -112,7 +112,7 @@ class GADMS(CLIPSDM):
         pids = self._pids(data_samples, images.device)
 
         image_tokens = self.backbone.encode_image(images)
-        image_feats = image_tokens[:, 0]
+        image_feats = self.backbone.pool_image(image_tokens)
         # masks keyed by (step, sample): the same on any number of ranks
         views = self.neck(
             text_ids,

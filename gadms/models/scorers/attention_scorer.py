@@ -1,9 +1,9 @@
 from typing import Optional
 
 import torch
-from torch import nn
 
 from gadms.registry import MODELS
+from ..backbones import BaseCLIPBackbone
 from .base import BaseTokenScorer
 from .utils import content_mask, eot_positions
 
@@ -35,7 +35,7 @@ class AttentionScorer(BaseTokenScorer):
         self.heads = heads
 
     @torch.no_grad()
-    def forward(self, backbone: nn.Module, text_ids: torch.Tensor,
+    def forward(self, backbone: BaseCLIPBackbone, text_ids: torch.Tensor,
                 image_tokens: torch.Tensor) -> torch.Tensor:
         dense = backbone.encode_text_dense(text_ids, self.num_layers,
                                            self.heads)

@@ -4,6 +4,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..backbones import BaseCLIPBackbone
 from ..utils import check_norm_scope
 from .utils import NORM_SCOPES, content_mask, normalise_scores, rank_scores
 
@@ -68,7 +69,7 @@ class BaseTokenScorer(nn.Module, metaclass=ABCMeta):
         return scores * content
 
     @abstractmethod
-    def forward(self, backbone: nn.Module, text_ids: torch.Tensor,
+    def forward(self, backbone: BaseCLIPBackbone, text_ids: torch.Tensor,
                 image_tokens: torch.Tensor) -> torch.Tensor:
         """``[B, N]`` ids and ``[B, 1 + HW, D]`` image tokens -> ``[B, N]``
         scores in [0, 1]."""

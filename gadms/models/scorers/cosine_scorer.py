@@ -2,9 +2,9 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from gadms.registry import MODELS
+from ..backbones import BaseCLIPBackbone
 from .base import BaseTokenScorer
 from .utils import content_mask
 
@@ -33,7 +33,7 @@ class CosineScorer(BaseTokenScorer):
         super().__init__(norm_scope, group_size, norm, power)
 
     @torch.no_grad()
-    def forward(self, backbone: nn.Module, text_ids: torch.Tensor,
+    def forward(self, backbone: BaseCLIPBackbone, text_ids: torch.Tensor,
                 image_tokens: torch.Tensor) -> torch.Tensor:
         text_tokens = F.normalize(
             backbone.encode_text(text_ids).float(), dim=-1)

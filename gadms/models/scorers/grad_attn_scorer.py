@@ -2,9 +2,9 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from gadms.registry import MODELS
+from ..backbones import BaseCLIPBackbone
 from .base import BaseTokenScorer
 from .utils import content_mask, eot_positions, multi_scale_pool
 
@@ -64,16 +64,37 @@ class GradAttnScorer(BaseTokenScorer):
         self.attn_norm = attn_norm
         self.relu = relu
 
-    def forward(self, backbone: nn.Module, text_ids: torch.Tensor,
+    def forward(self, backbone: BaseCLIPBackbone, text_ids: torch.Tensor,
                 image_tokens: torch.Tensor) -> torch.Tensor:
         device_type = text_ids.device.type
+        image_feats = backbone.pool_image(image_tokens).detach().float()
         with torch.enable_grad(), torch.autocast(device_type, enabled=False):
-            raw = self._raw_scores(backbone, text_ids,
-                                   image_tokens[:, 0].detach().float())
+            raw = self._raw_scores(backbone, text_ids, image_feats)
         return self.normalise(raw, text_ids).detach()
 
-    def _raw_scores(self, backbone: nn.Module, text_ids: torch.Tensor,
+    def _raw_scores(self, backbone: BaseCLIPBackbone, text_ids: torch.Tensor,
                     image_feats: torch.Tensor) -> torch.Tensor:
+        """GASS before its normalisation: ``[B, N]``, 0 off content tokens.
+
+        The steps of method.md section 3.2, in order:
+
+        1. hybrid text forward: the last ``num_layers`` layers re-run by
+           hand exposing Q, K, V, the EOT attention row and the attention
+           output O (``encode_text_dense``);
+        2. the matched similarity ``sum_b <u_b, t_b>`` of normalised
+           features (each caption gets the gradient of its own pair);
+        3. ``g = d sim / d O`` at the EOT row, per layer;
+        4. multi-scale pooling of Q and K over ``scales``;
+        5. the query-key weight: cosine of the pooled EOT query with every
+           pooled key, min-max over the 77 positions;
+        6. ``R = w * sum_d g_d V_jd`` (gradient x value x weight);
+        7. the attention term: the paper's renormalised attention
+           (``attn_norm='paper'``) or the released code's division by
+           ``sum_j R`` (``'code'``), content tokens only;
+        8. the sum over layers, with the ReLU (``relu=True``).
+
+        Step 9 (normalisation) is :meth:`normalise`.
+        """
         dense = backbone.encode_text_dense(text_ids, self.num_layers,
                                            self.heads)
         eot = eot_positions(text_ids)

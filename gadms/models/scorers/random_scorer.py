@@ -1,9 +1,9 @@
 from typing import Optional
 
 import torch
-from torch import nn
 
 from gadms.registry import MODELS
+from ..backbones import BaseCLIPBackbone
 from .base import BaseTokenScorer
 from .utils import content_mask
 
@@ -25,7 +25,7 @@ class RandomScorer(BaseTokenScorer):
         self.value = value
 
     @torch.no_grad()
-    def forward(self, backbone: nn.Module, text_ids: torch.Tensor,
+    def forward(self, backbone: BaseCLIPBackbone, text_ids: torch.Tensor,
                 image_tokens: torch.Tensor) -> torch.Tensor:
         mask = content_mask(text_ids).float()
         if self.value is not None:

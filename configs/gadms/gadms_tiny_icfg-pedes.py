@@ -1,0 +1,8 @@
+# Tiny GA-DMS (CPU) on a folder in the icfg-pedes layout; point it at your
+# data with --data-root PATH (tools/train.py and tools/test.py).
+_base_ = [
+    '../_base_/models/gadms_tiny.py',
+    '../_base_/datasets/icfg_pedes_tiny.py',
+    '../_base_/schedules/adam_tiny.py',
+    '../_base_/default_runtime.py',
+]
