@@ -31,4 +31,5 @@ model = dict(
     loss=dict(loss_weight=1 / released_gpus),
     scorer=dict(norm_scope='group', group_size=released_gpu_batch),
     neck=dict(force_one_noise=True),
-    mtp_head=dict(norm_scope='group', group_size=released_gpu_batch))
+    mtp_head=dict(loss=dict(norm_scope='group',
+                            group_size=released_gpu_batch)))

@@ -8,6 +8,7 @@ _base_ = ['./vitb16_webperson.py']
 released_gpu_batch = 128
 model = dict(
     scorer=dict(attn_norm='code', group_size=released_gpu_batch),
-    mtp_head=dict(loss_weight=0.3, group_size=released_gpu_batch))
+    mtp_head=dict(loss=dict(loss_weight=0.3,
+                            group_size=released_gpu_batch)))
 train_dataloader = dict(batch_size=released_gpu_batch)
 optim_wrapper = dict(optimizer=dict(lr=1e-5))

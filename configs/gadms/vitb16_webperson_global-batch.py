@@ -10,4 +10,4 @@ model = dict(
     loss=dict(loss_weight=1.0),
     scorer=dict(norm_scope='batch', group_size=None),
     neck=dict(force_one_noise=False),
-    mtp_head=dict(norm_scope='batch', group_size=None))
+    mtp_head=dict(loss=dict(norm_scope='batch', group_size=None)))

@@ -53,7 +53,7 @@ def _recipe_model(recipe_changes: dict) -> dict:
     group = dict(norm_scope=recipe.scorer.norm_scope)
     if group['norm_scope'] == 'group':
         group['group_size'] = LOCAL
-    mtp_group = dict(norm_scope=recipe.mtp_head.norm_scope)
+    mtp_group = dict(norm_scope=recipe.mtp_head.loss.norm_scope)
     if mtp_group['norm_scope'] == 'group':
         mtp_group['group_size'] = LOCAL
     cfg = dict(
@@ -64,10 +64,14 @@ def _recipe_model(recipe_changes: dict) -> dict:
         scorer=dict(type='GradAttnScorer', num_layers=2, **group),
         neck=dict(type='DualMaskNeck', seed=MASK_SEED,
                   force_one_noise=recipe.neck.force_one_noise),
-        mtp_head=dict(type='MTPHead', depth=1, heads=2, loss_weight=0.4,
-                      **mtp_group))
+        mtp_head=dict(type='MTPHead', depth=1, heads=2,
+                      loss=dict(type='MaskedTokenLoss', loss_weight=0.4,
+                                **mtp_group)))
     for part, changes in recipe_changes.items():
-        cfg[part] = dict(cfg[part], **changes)
+        cfg[part] = dict(cfg[part])
+        for key, value in changes.items():  # one level deep (a head's loss)
+            cfg[part][key] = dict(cfg[part][key], **value) if isinstance(
+                value, dict) else value
     return cfg
 
 
@@ -214,7 +218,7 @@ def _released_step(model, data: dict, step: int, bank: dict) -> None:
     for key, row in zip(keys.tolist(), new_scores.detach()):
         bank[key] = row.half().float()
     model.zero_grad()
-    (sdm + head.loss_weight * mtp).backward()
+    (sdm + head.loss_module.loss_weight * mtp).backward()
     with torch.no_grad():
         for param in model.parameters():
             if param.grad is None:  # not in the loss (e.g. logit_scale)
@@ -269,7 +273,8 @@ DEFAULTS = {
     'sdm_weight_1': dict(loss=dict(loss_weight=1.0)),
     'scores_over_global_batch': dict(scorer=dict(norm_scope='batch')),
     'no_forced_noise_mask': dict(neck=dict(force_one_noise=False)),
-    'mtp_mean_over_global_batch': dict(mtp_head=dict(norm_scope='batch')),
+    'mtp_mean_over_global_batch': dict(mtp_head=dict(
+        loss=dict(norm_scope='batch'))),
 }
 
 

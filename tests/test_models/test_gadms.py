@@ -33,7 +33,8 @@ def _model(**kwargs):
         type='GADMS',
         backbone=tiny_backbone_cfg(),
         scorer=dict(type='GradAttnScorer', num_layers=2),
-        mtp_head=dict(type='MTPHead', depth=1, heads=2, loss_weight=0.4))
+        mtp_head=dict(type='MTPHead', depth=1, heads=2,
+                      loss=dict(type='MaskedTokenLoss', loss_weight=0.4)))
     cfg.update(kwargs)
     return MODELS.build(cfg)
 
@@ -102,7 +103,8 @@ def test_predict_matches_baseline_features():
 def test_mtp_head_loss_only_on_labelled_positions():
     torch.manual_seed(0)
     head = MODELS.build(dict(type='MTPHead', embed_dim=32, depth=1, heads=2,
-                             loss_weight=0.5))
+                             loss=dict(type='MaskedTokenLoss',
+                                       loss_weight=0.5)))
     text, image = torch.randn(2, 77, 32), torch.randn(2, 9, 32)
     labels = torch.zeros(2, 77, dtype=torch.long)
     labels[0, 3], labels[1, 5] = 42, 7
@@ -115,8 +117,9 @@ def test_mtp_head_loss_only_on_labelled_positions():
     assert empty.item() == 0.0 and empty.requires_grad
     # per group of 1 caption: the mean of the two rows' means
     group = MODELS.build(dict(type='MTPHead', embed_dim=32, depth=1, heads=2,
-                              loss_weight=0.5, norm_scope='group',
-                              group_size=1))
+                              loss=dict(type='MaskedTokenLoss',
+                                        loss_weight=0.5, norm_scope='group',
+                                        group_size=1)))
     group.load_state_dict(head.state_dict())
     labels[1, 9] = 11
     logits_1 = logits[1, [5, 9]]

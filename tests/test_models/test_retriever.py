@@ -94,3 +94,20 @@ def test_predict_attaches_normalised_features_per_image():
                                F.normalize(image_feats[1], dim=-1))
     with pytest.raises(RuntimeError, match='Invalid mode'):
         model(**data, mode='nope')
+
+
+def test_id_head_takes_a_loss_config():
+    """The head's loss is a registered config: mmpretrain's cross-entropy
+    by default (the mean of the image and the text CE), scaled by its
+    loss_weight."""
+    torch.manual_seed(0)
+    head = MODELS.build(dict(
+        type='IdentityHead', num_classes=3, in_channels=4,
+        loss=dict(type='mmpretrain.CrossEntropyLoss', loss_weight=0.5)))
+    image, text = torch.randn(2, 4), torch.randn(2, 4)
+    pids = torch.tensor([2, 0])
+    logits_image, logits_text = head.classifier(image), head.classifier(text)
+    expected = 0.5 * (F.cross_entropy(logits_image, pids) +
+                      F.cross_entropy(logits_text, pids)) / 2
+    torch.testing.assert_close(head.loss(image, text, pids)['loss_id'],
+                               expected)

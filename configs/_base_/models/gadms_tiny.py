@@ -7,6 +7,7 @@ model = dict(
     type='GADMS',
     scorer=dict(type='GradAttnScorer', num_layers=2),
     neck=dict(type='DualMaskNeck'),
-    mtp_head=dict(type='MTPHead', depth=2, heads=4, loss_weight=0.4),
+    mtp_head=dict(type='MTPHead', depth=2, heads=4,
+                  loss=dict(type='MaskedTokenLoss', loss_weight=0.4)),
 )
 custom_hooks = [dict(type='ScoreBankHook', context_length=77)]

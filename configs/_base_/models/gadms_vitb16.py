@@ -11,7 +11,8 @@ model = dict(
         type='DualMaskNeck', policy='score', noise_alpha=0.2, info_alpha=0.3,
         lam=20.0, noise_gamma=0.9, info_gamma=0.1, noise_replace='bert',
         force_one_noise=False, force_one_mtp=True),
-    mtp_head=dict(type='MTPHead', depth=4, heads=8, loss_weight=0.4),
+    mtp_head=dict(type='MTPHead', depth=4, heads=8,
+                  loss=dict(type='MaskedTokenLoss', loss_weight=0.4)),
     score_init=0.85,
 )
 custom_hooks = [dict(type='ScoreBankHook', context_length=77)]

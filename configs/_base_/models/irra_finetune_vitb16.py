@@ -14,8 +14,10 @@ model = dict(
     scorer=None,
     neck=dict(_delete_=True, type='DualMaskNeck', policy='random',
               random_ratio=0.15),
-    mtp_head=dict(loss_weight=1.0),
-    id_head=dict(type='IdentityHead', num_classes=11003, loss_weight=1.0),
+    mtp_head=dict(loss=dict(loss_weight=1.0)),
+    id_head=dict(type='IdentityHead', num_classes=11003,
+                 loss=dict(type='mmpretrain.CrossEntropyLoss',
+                           loss_weight=1.0)),
 )
 custom_hooks = []
 # the ID head is new (a pretraining checkpoint has no id_head.* keys); every

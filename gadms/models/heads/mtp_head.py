@@ -1,16 +1,12 @@
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
-import torch.nn.functional as F
-from mmengine.dist import get_world_size
 from mmengine.model import BaseModule
 from open_clip.transformer import LayerNorm, QuickGELU, Transformer
 from torch import nn
 
 from gadms.datasets.transforms.tokenizer import VOCAB_SIZE
 from gadms.registry import MODELS
-from ..utils import (check_norm_scope, gather_constant, group_reduce,
-                     row_groups)
 
 
 @MODELS.register_module()
@@ -20,24 +16,19 @@ class MTPHead(BaseModule):
     Text tokens (queries, ``[B, N, D]``) cross-attend to all image tokens
     (``[B, M, D]``, after ``ln_pre_t`` / ``ln_pre_i``), go through a
     ``depth``-layer bidirectional transformer and ``ln_post``, and an MLP
-    (Linear, QuickGELU, LayerNorm, Linear) predicts the vocabulary. The loss
-    is cross-entropy over the labelled positions (label != 0) only, and
-    only those positions go through the vocabulary layer.
+    (Linear, QuickGELU, LayerNorm, Linear) predicts the vocabulary at the
+    labelled positions (label != 0) only, and ``loss`` (a
+    :class:`~gadms.models.losses.MaskedTokenLoss` by default) scores them.
 
     Args:
         embed_dim (int): Width ``D`` (512 for ViT-B/16).
         depth (int): Transformer layers (4).
         heads (int): Attention heads (8).
         vocab_size (int): Output classes (49,408).
-        loss_weight (float): ``beta`` of GA-DMS (paper 0.4, code 0.3).
-        norm_scope (str): What the cross-entropy is averaged over:
-            ``'batch'``, the masked tokens of the global batch; ``'group'``,
-            the masked tokens of each group of ``group_size`` consecutive
-            captions of the global batch, then the mean over groups. With
-            ``group_size`` = the released per-GPU batch, ``'group'`` is the
-            released code's per-GPU mean averaged by DDP, on any number of
-            processes.
-        group_size (int, optional): Captions per group of ``'group'``.
+        loss (dict): Config of the loss of the predictions; its
+            ``loss_weight`` is GA-DMS's ``beta`` (paper 0.4, code 0.3), its
+            ``norm_scope`` / ``group_size`` what the cross-entropy is
+            averaged over (see :class:`MaskedTokenLoss`).
     """
 
     def __init__(self,
@@ -45,15 +36,10 @@ class MTPHead(BaseModule):
                  depth: int = 4,
                  heads: int = 8,
                  vocab_size: int = VOCAB_SIZE,
-                 loss_weight: float = 1.0,
-                 norm_scope: str = 'batch',
-                 group_size: Optional[int] = None,
+                 loss: dict = dict(type='MaskedTokenLoss'),
                  init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
-        check_norm_scope(norm_scope, ('batch', 'group'), group_size)
-        self.loss_weight = loss_weight
-        self.norm_scope = norm_scope
-        self.group_size = group_size
+        self.loss_module = MODELS.build(loss)
         self.ln_pre_t = LayerNorm(embed_dim)
         self.ln_pre_i = LayerNorm(embed_dim)
         self.cross_attn = nn.MultiheadAttention(
@@ -93,31 +79,13 @@ class MTPHead(BaseModule):
 
     def loss(self, text_tokens: torch.Tensor, image_tokens: torch.Tensor,
              labels: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Cross-entropy at the positions where ``labels [B, N]`` != 0.
-
-        The loss is ``1/G sum_g (sum of CE in group g) / (masked tokens in
-        group g)`` over the ``G`` groups of the global batch (one group for
-        ``'batch'``). Each rank returns its rows' share times the world size,
-        which DDP's gradient average divides out, so the loss does not
-        depend on how masked tokens fall across processes.
-        """
+        """``{'loss_mtp': scalar}``: the predictions at the positions where
+        ``labels [B, N]`` != 0, scored by the loss module (every rank calls
+        it, even without masked tokens: it gathers the masked counts)."""
         hidden = self(text_tokens, image_tokens)
         selected = labels != 0
-        rows = labels.shape[0]
-        group_size = self.group_size if self.norm_scope == 'group' \
-            else rows * get_world_size()
-        groups = row_groups(rows, group_size, labels.device)
-        counts = group_reduce(
-            gather_constant(selected.sum(dim=1)).float(), groups.all,
-            groups.count, 'sum')
+        loss = self.loss_module(self.mlm_head(hidden[selected]), labels)
         if not selected.any():
             # keep every parameter in the graph (DDP) with a zero loss
-            return dict(loss_mtp=hidden.sum() * 0.0)
-        logits = self.mlm_head(hidden[selected])
-        token_losses = F.cross_entropy(
-            logits.float(), labels[selected], reduction='none')
-        # each token divided by its group's masked count
-        token_groups = groups.local[:, None].expand_as(labels)[selected]
-        loss = (token_losses / counts[token_groups]).sum() * (
-            get_world_size() / groups.count)
-        return dict(loss_mtp=self.loss_weight * loss)
+            loss = loss + hidden.sum() * 0.0
+        return dict(loss_mtp=loss)

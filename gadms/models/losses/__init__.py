@@ -1,3 +1,4 @@
+from .masked_token_loss import MaskedTokenLoss
 from .sdm_loss import SDMLoss
 
-__all__ = ['SDMLoss']
+__all__ = ['SDMLoss', 'MaskedTokenLoss']

@@ -37,9 +37,9 @@ class GADMS(CLIPSDM):
         scorer (dict, optional): Token scorer (``GradAttnScorer``); None
             skips scoring.
         neck (dict): ``DualMaskNeck`` config.
-        mtp_head (dict, optional): ``MTPHead`` config (``loss_weight`` is
-            beta; ``embed_dim`` defaults to the backbone's); None disables
-            MTP.
+        mtp_head (dict, optional): ``MTPHead`` config (its loss's
+            ``loss_weight`` is beta; ``embed_dim`` defaults to the
+            backbone's); None disables MTP.
         id_head (dict, optional): ``IdentityHead`` config.
         score_init (float): Token score before a caption is first scored.
         nonfinite_loss (str): ``'raise'`` or ``'skip'``, see
@@ -59,7 +59,8 @@ class GADMS(CLIPSDM):
                  scorer: Optional[dict] = dict(type='GradAttnScorer'),
                  neck: dict = dict(type='DualMaskNeck'),
                  mtp_head: Optional[dict] = dict(
-                     type='MTPHead', loss_weight=0.4),
+                     type='MTPHead', loss=dict(type='MaskedTokenLoss',
+                                           loss_weight=0.4)),
                  id_head: Optional[dict] = None,
                  score_init: float = 0.85,
                  nonfinite_loss: str = 'raise',
