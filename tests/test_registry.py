@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+from common import REPO_ROOT
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
@@ -11,7 +12,6 @@ from gadms import registry
 from gadms.datasets import export_synth_person
 from gadms.registry import DATASETS, HOOKS, METRICS, MODELS
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(
     p for p in glob.glob(osp.join(REPO_ROOT, 'configs', '**', '*.py'),
                          recursive=True) if '_base_' not in p)

@@ -10,3 +10,15 @@ def tiny_backbone_cfg(image_size=(32, 16), **kwargs) -> dict:
     """Config of an ``OpenCLIPBackbone`` small enough for unit tests."""
     return dict(type='OpenCLIPBackbone', arch=TINY_ARCH,
                 image_size=image_size, **kwargs)
+
+# --cfg-options that shrink the configs' tiny CLIP (width 128, 3 + 3
+# layers) to width 32 and 2 + 2 layers, for tests that run the tools
+SHRINK_OPTIONS = [
+    'model.backbone.arch.embed_dim=32',
+    'model.backbone.arch.vision_cfg.width=32',
+    'model.backbone.arch.vision_cfg.layers=2',
+    'model.backbone.arch.vision_cfg.head_width=16',
+    'model.backbone.arch.text_cfg.width=32',
+    'model.backbone.arch.text_cfg.heads=2',
+    'model.backbone.arch.text_cfg.layers=2',
+]

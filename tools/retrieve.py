@@ -15,18 +15,15 @@ borders: green for the query's person, red for another.
 the query.
 """
 import argparse
-import os.path as osp
-import sys
 
 import cv2
 from terminaltables import AsciiTable
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from gadms.apis import TextPersonInferencer  # noqa: E402
-from gadms.registry import DATASETS  # noqa: E402
-from gadms.utils import (add_cfg_options_arg, add_checkpoint_args,  # noqa
+from gadms.apis import TextPersonInferencer
+from gadms.registry import DATASETS
+from gadms.utils import (add_cfg_options_arg, add_checkpoint_args,
                          apply_checkpoint_args, read_config)
-from gadms.visualization import draw_retrieval  # noqa: E402
+from gadms.visualization import draw_retrieval
 
 
 def parse_args() -> argparse.Namespace:

@@ -1,12 +1,9 @@
 """Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT``."""
 import argparse
-import os.path as osp
-import sys
 
 from mmengine.fileio import dump
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from gadms.utils import add_common_args, build_runner, load_config  # noqa
+from gadms.utils import add_common_args, build_runner, load_config
 
 
 def parse_args() -> argparse.Namespace:

@@ -1,13 +1,10 @@
 """Train a gadms model: ``python tools/train.py CONFIG [options]``."""
 import argparse
-import os.path as osp
-import sys
 
 import torch
 from mmengine.config import Config
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from gadms.utils import add_common_args, build_runner, load_config  # noqa
+from gadms.utils import add_common_args, build_runner, load_config
 
 
 def parse_args() -> argparse.Namespace:

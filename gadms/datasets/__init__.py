@@ -5,7 +5,8 @@ from .synth_export import LAYOUT_SPLITS, export_synth_person
 from .synth_person import SynthPerson
 from .transforms import *  # noqa: F401,F403
 from .transforms import LoadPersonImage
-from .webperson import WebPerson, parquet_shards
+from .webperson import WebPerson
+from .webperson_parquet import parquet_shards
 
 __all__ = [
     'TextPersonDataset', 'RecordListDataset', 'CUHKPEDES', 'ICFGPEDES',

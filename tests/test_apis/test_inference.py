@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from common import REPO_ROOT
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 
@@ -14,7 +15,6 @@ from gadms.apis import TextPersonInferencer
 from gadms.datasets import SynthPerson, export_synth_person
 from gadms.registry import DATASETS, MODELS
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO_ROOT, 'configs/baselines/clip-sdm_tiny_synthperson.py')
 SYNTH = dict(num_identities=dict(train=4, val=2, test=6),
              images_per_identity=3)
@@ -203,3 +203,17 @@ def test_inferencer_features_equal_predicts_on_benchmark_data(tmp_path):
     torch.testing.assert_close(inferencer.encode_texts(captions),
                                torch.cat([s.text_feats for s in samples]),
                                atol=1e-6, rtol=0)
+
+
+def test_retrieve_cli_takes_cfg_options(checkpoint):
+    # the config's test split cut to 2 identities x 3 images
+    result = subprocess.run(
+        [sys.executable, 'tools/retrieve.py', CONFIG, checkpoint,
+         '--gallery', 'test', '--query-caption', '0', '--topk', '100',
+         '--cfg-options', 'test_dataloader.dataset.num_identities.test=2',
+         'test_dataloader.dataset.images_per_identity=3'], cwd=REPO_ROOT,
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ranks = [line for line in result.stdout.splitlines()
+             if line.startswith('| ') and line[2].isdigit()]
+    assert len(ranks) == 6

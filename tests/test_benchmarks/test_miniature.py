@@ -10,8 +10,8 @@ from collections import Counter
 
 import numpy as np
 import torch
+from common import REPO_ROOT
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO_ROOT)
 
 from benchmarks.miniature.corpus import (  # noqa: E402

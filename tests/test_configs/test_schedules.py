@@ -3,11 +3,10 @@ import os.path as osp
 
 import pytest
 import torch
+from common import REPO_ROOT
 from mmengine.config import Config
 
 from gadms.registry import PARAM_SCHEDULERS
-
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def epoch_factors(config: str) -> dict:

@@ -6,14 +6,16 @@ import subprocess
 import sys
 
 import pytest
+from common import REPO_ROOT
 from mmengine.config import Config
+from tiny_models import SHRINK_OPTIONS
 
 from gadms.utils import set_data_root
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SIZES = ['--train-ids', '6', '--val-ids', '2', '--test-ids', '3',
          '--images-per-identity', '2']
-SHORT = ['train_cfg.max_epochs=2', 'train_cfg.val_interval=2'] + [
+SHORT = ['train_cfg.max_epochs=2', 'train_cfg.val_interval=2',
+         *SHRINK_OPTIONS] + [
     f'{loader}.{key}' for loader in ('train_dataloader', 'val_dataloader',
                                      'test_dataloader')
     for key in ('batch_size=8', 'num_workers=0', 'persistent_workers=False')

@@ -16,13 +16,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import cv2
 import numpy as np
 import pytest
+from common import REPO_ROOT
 
 from gadms.corpus import (OpenAIChatCaptioner, PrecomputedDetector,
                           read_manifest, run_caption_stage, run_export_stage,
                           run_filter_stage)
 from gadms.datasets import LoadPersonImage, SynthPerson, WebPerson
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 NUM_SCENES = 10
 GOOD_BOX = [50, 50, 170, 350]  # 120 x 300: aspect 2.5
 TEMPLATES = ['A [person] in a [colour] [upper] and [colour] [lower].',

@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from common import REPO_ROOT
 from mmengine.config import Config
 
 from gadms.corpus import (TransformersCaptioner, UltralyticsDetector,
@@ -13,8 +14,6 @@ from gadms.corpus import (TransformersCaptioner, UltralyticsDetector,
                           load_template_bank, make_template)
 from gadms.corpus.templates import select_diverse
 from gadms.registry import MODELS
-
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def test_attribute_words_become_placeholders():

@@ -5,10 +5,10 @@ import subprocess
 import sys
 
 import pytest
+from common import REPO_ROOT
 
 from gadms.datasets import CUHKPEDES, RSTPReid, WebPerson
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SIZES = ['--train-ids', '4', '--val-ids', '2', '--test-ids', '2',
          '--images-per-identity', '2']
 

@@ -6,6 +6,7 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
+from common import REPO_ROOT
 from mmengine.config import Config
 from PIL import Image
 from torchvision import transforms as T
@@ -14,7 +15,6 @@ from gadms.datasets.transforms import CLIP_MEAN, CLIP_STD
 from gadms.models.data_preprocessors import TextPersonDataPreprocessor
 from gadms.registry import TRANSFORMS
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = 'configs/_base_/datasets/cuhk_pedes.py'
 NORMALISED_MEAN = [m / 255 for m in CLIP_MEAN]
 NORMALISED_STD = [s / 255 for s in CLIP_STD]

@@ -2,7 +2,7 @@
 import os.path as osp
 import re
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from common import REPO_ROOT
 
 
 def test_extension_examples_run(monkeypatch):

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from common import REPO_ROOT
 from mmengine.config import Config
 from mmengine.logging import MessageHub
 
@@ -19,7 +20,6 @@ from gadms.engine.runner import latest_resumable_checkpoint
 from gadms.registry import MODELS
 from gadms.utils import build_runner
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO_ROOT, 'configs/baselines/clip-sdm_tiny_synthperson.py')
 SMALL = dict(
     train_cfg=dict(max_epochs=2, val_interval=100),

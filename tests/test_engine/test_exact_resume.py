@@ -8,9 +8,10 @@ import subprocess
 import sys
 import time
 
+from common import REPO_ROOT
+
 from gadms.engine.checkpoint_loading import is_readable_checkpoint
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = 'configs/gadms/gadms_tiny_synthperson-noise40.py'
 # 16 identities x 4 photos x 2 captions / batch 16 = 8 iterations an epoch;
 # 2 epochs; a checkpoint every 3 iterations (mid-epoch); no validation;

@@ -5,7 +5,8 @@ import socket
 import subprocess
 import sys
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from common import REPO_ROOT
+
 CONFIG = 'configs/baselines/clip-sdm_tiny_synthperson.py'
 OPTIONS = [
     'train_cfg.max_epochs=2', 'train_cfg.val_interval=100',

@@ -4,6 +4,7 @@ import os.path as osp
 
 import pytest
 import torch
+from common import REPO_ROOT
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.optim import OptimWrapper
@@ -11,7 +12,6 @@ from mmengine.optim import OptimWrapper
 from gadms.datasets import SynthPerson
 from gadms.registry import MODELS, OPTIM_WRAPPERS
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO_ROOT, 'configs/baselines/clip-sdm_tiny_synthperson.py')
 PIPELINE = [
     dict(type='Resize', scale=(32, 96), keep_ratio=False),

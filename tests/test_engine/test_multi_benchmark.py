@@ -5,12 +5,12 @@ import subprocess
 import sys
 
 import torch
+from common import REPO_ROOT
 from mmengine.config import Config
 
 from gadms.datasets import export_synth_person
 from gadms.registry import MODELS
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BASE_CONFIG = osp.join(REPO_ROOT,
                        'configs/baselines/clip-sdm_tiny_synthperson.py')
 # the SynthPerson test split of the base config, made small

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from common import REPO_ROOT
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.logging import MessageHub
@@ -17,7 +18,6 @@ from gadms.models.utils import TokenScoreBank
 from gadms.registry import MODELS
 from gadms.utils import register_all_modules
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = {
     'clip-sdm': 'configs/baselines/clip-sdm_tiny_synthperson.py',
     'gadms': 'configs/gadms/gadms_tiny_synthperson.py',

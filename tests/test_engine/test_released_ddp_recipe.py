@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from common import EOT, REPO_ROOT, SOT
 from mmengine.config import Config
 from mmengine.logging import MessageHub
 from mmengine.model import MMDistributedDataParallel
@@ -37,11 +38,9 @@ from gadms.registry import MODELS
 from gadms.structures import TextPersonDataSample
 from gadms.utils import register_all_modules
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 RECIPE = 'configs/gadms/vitb16_webperson.py'
 WORLD, LOCAL = 8, 4
 GLOBAL = WORLD * LOCAL
-SOT, EOT = 49406, 49407
 MASK_SEED = 1234
 LR = 0.5
 

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from common import REPO_ROOT
 from mmengine.config import Config
 
 from gadms.apis import GalleryIndex, TextPersonInferencer
@@ -14,7 +15,6 @@ from gadms.engine import CheckpointError, load_model_weights
 from gadms.registry import MODELS
 from gadms.utils import build_runner
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO_ROOT, 'configs/baselines/clip-sdm_tiny_synthperson.py')
 GADMS_CONFIG = osp.join(REPO_ROOT, 'configs/gadms/gadms_tiny_synthperson.py')
 SMALL = dict(train_dataloader=dict(

@@ -8,8 +8,9 @@ import sys
 import zipfile
 
 import torch
+from common import REPO_ROOT
+from tiny_models import SHRINK_OPTIONS
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = 'configs/baselines/clip-sdm_tiny_synthperson.py'
 SMALL_DATA = [
     f'{loader}.{key}' for loader in ('train_dataloader', 'val_dataloader',
@@ -18,7 +19,7 @@ SMALL_DATA = [
                 'dataset.num_identities.val=4',
                 'dataset.num_identities.test=4', 'batch_size=16',
                 'num_workers=0', 'persistent_workers=False')
-]
+] + SHRINK_OPTIONS  # a smaller model: these tests check the tools, not it
 
 
 def _run(*args: str) -> str:

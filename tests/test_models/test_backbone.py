@@ -1,5 +1,6 @@
 import pytest
 import torch
+from common import EOT, SOT
 from tiny_models import tiny_backbone_cfg
 
 from gadms.models.backbones import read_clip_state_dict, resize_pos_embed
@@ -10,11 +11,11 @@ def _inputs(image_size=(32, 16), batch=2, seed=0):
     generator = torch.Generator().manual_seed(seed)
     images = torch.randn(batch, 3, *image_size, generator=generator)
     text_ids = torch.zeros(batch, 77, dtype=torch.long)
-    text_ids[:, 0] = 49406
+    text_ids[:, 0] = SOT
     text_ids[0, 1:4] = torch.tensor([320, 2308, 530])
-    text_ids[0, 4] = 49407
+    text_ids[0, 4] = EOT
     text_ids[1, 1:7] = torch.tensor([320, 736, 6164, 267, 9920, 256])
-    text_ids[1, 7] = 49407
+    text_ids[1, 7] = EOT
     return images, text_ids
 
 

@@ -1,6 +1,7 @@
 import random
 
 import torch
+from common import EOT, SOT
 
 from gadms.models.necks import DualMaskNeck
 from gadms.models.utils import keyed_uniform
@@ -46,7 +47,7 @@ def test_uniforms_are_uniform_and_keyed():
 def test_keyed_masks_do_not_depend_on_the_batch_split():
     neck = DualMaskNeck(policy='score', seed=5)
     text_ids = torch.randint(1, 49000, (6, 20))
-    text_ids[:, 0], text_ids[:, 19] = 49406, 49407
+    text_ids[:, 0], text_ids[:, 19] = SOT, EOT
     scores = torch.rand(6, 20)
     keys = torch.tensor([11, 3, 8, 42, 7, 0])
     whole = neck(text_ids, scores, sample_keys=keys, step=9)

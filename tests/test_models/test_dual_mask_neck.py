@@ -2,10 +2,10 @@ import math
 
 import pytest
 import torch
+from common import EOT, MASK, SOT
 
 from gadms.registry import MODELS
 
-MASK, SOT, EOT = 49405, 49406, 49407
 SCORE_VALUES = (0.0, 0.05, 0.1, 0.15, 0.3, 0.85, 1.0)
 
 

@@ -1,13 +1,12 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from common import EOT, MASK, SOT
 from tiny_models import tiny_backbone_cfg
 
 from gadms.models.utils import TokenScoreBank
 from gadms.registry import MODELS
 from gadms.structures import TextPersonDataSample
-
-MASK, SOT, EOT = 49405, 49406, 49407
 
 
 def _batch(num=4, seed=0):

@@ -1,6 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from common import EOT, SOT
 from tiny_models import tiny_backbone_cfg
 
 from gadms.models.data_preprocessors import CLIP_MEAN, CLIP_STD
@@ -16,9 +17,9 @@ def _batch(num_images=4, captions=(1, 1, 1, 1), seed=0):
             torch.randint(0, 256, (3, 32, 16), dtype=torch.uint8,
                           generator=generator))
         ids = torch.zeros(captions[i], 77, dtype=torch.long)
-        ids[:, 0] = 49406
+        ids[:, 0] = SOT
         ids[:, 1] = 320 + i
-        ids[:, 2] = 49407
+        ids[:, 2] = EOT
         samples.append(TextPersonDataSample().set_pid(i // 2).set_text_ids(
             ids))
     return dict(inputs=inputs, data_samples=samples)

@@ -3,12 +3,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from common import EOT, MASK, SOT
 from tiny_models import tiny_backbone_cfg
 
 from gadms.models.scorers import multi_scale_pool, normalise_scores
 from gadms.registry import MODELS
-
-SOT, EOT = 49406, 49407
 
 
 def _backbone():
@@ -25,7 +24,7 @@ def _captions():
     generator = torch.Generator().manual_seed(1)
     for row, length in enumerate(lengths):
         ids[row, 0] = SOT
-        ids[row, 1:length + 1] = torch.randint(1, 49405, (length, ),
+        ids[row, 1:length + 1] = torch.randint(1, MASK, (length, ),
                                                generator=generator)
         ids[row, length + 1] = EOT
     return ids
@@ -187,7 +186,7 @@ def test_group_scope_hand_example():
 
 def test_rank_normalisation_hand_example():
     # SOT, 4 content tokens (one tie), EOT, padding
-    ids = torch.tensor([[49406, 5, 6, 7, 8, 49407, 0]])
+    ids = torch.tensor([[SOT, 5, 6, 7, 8, EOT, 0]])
     raw = torch.tensor([[0.0, 0.30, 0.02, 0.30, 0.01, 0.0, 0.0]])
     # ranks among the content tokens: 2.5, 1, 2.5, 0 out of 3
     expected = torch.tensor([[0.0, 2.5 / 3, 1 / 3, 2.5 / 3, 0.0, 0.0, 0.0]])

@@ -1,6 +1,7 @@
 """The transformers CLIP backbone gives open_clip's outputs for the same
 weights (converted here into the Hugging Face layout)."""
 import torch
+from common import EOT, SOT
 from tiny_models import TINY_ARCH
 from transformers import CLIPConfig, CLIPModel
 
@@ -99,8 +100,8 @@ def test_same_tokens_and_dense_pass_as_open_clip(tmp_path):
     torch.manual_seed(1)
     images = torch.randn(2, 3, *SIZE)
     text_ids = torch.zeros(2, 77, dtype=torch.long)
-    text_ids[:, 0], text_ids[0, 1:4], text_ids[0, 4] = 49406, 320, 49407
-    text_ids[1, 1:9], text_ids[1, 9] = 1000, 49407
+    text_ids[:, 0], text_ids[0, 1:4], text_ids[0, 4] = SOT, 320, EOT
+    text_ids[1, 1:9], text_ids[1, 9] = 1000, EOT
     assert target.embed_dim == source.embed_dim
     assert target.context_length == source.context_length
     with torch.no_grad():
@@ -127,7 +128,7 @@ def test_a_config_swaps_the_backbone_for_gadms(tmp_path):
                       image_size=(32, 16)),
         scorer=dict(type='GradAttnScorer', num_layers=2)))
     text_ids = torch.zeros(4, 77, dtype=torch.long)
-    text_ids[:, 0], text_ids[:, 1:5], text_ids[:, 5] = 49406, 320, 49407
+    text_ids[:, 0], text_ids[:, 1:5], text_ids[:, 5] = SOT, 320, EOT
     scores = model.scorer(model.backbone, text_ids,
                           model.backbone.encode_image(
                               torch.randn(4, 3, 32, 16)))

@@ -3,11 +3,11 @@ import subprocess
 import sys
 
 import pytest
+from common import REPO_ROOT
 from mmengine.config import Config
 
 from gadms.registry import MODELS
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(REPO_ROOT, 'tools', 'analysis_tools'))
 from get_flops import measure  # noqa: E402  isort:skip
 
@@ -42,3 +42,21 @@ def test_cli_prints_the_table():
          'configs/baselines/clip-sdm_tiny_synthperson.py'], cwd=REPO_ROOT,
         capture_output=True, text=True, check=True).stdout
     assert '| image encoder ' in out and 'Retrieval cost per image' in out
+
+
+def _image_gflops(*options: str) -> float:
+    out = subprocess.run(
+        [sys.executable, 'tools/analysis_tools/get_flops.py',
+         'configs/baselines/clip-sdm_tiny_synthperson.py', *options],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    row = next(line for line in out.splitlines()
+               if line.startswith('| image encoder '))
+    return float(row.split('|')[2])
+
+
+def test_cli_takes_cfg_options():
+    # one image layer instead of 3: about a third of the layer cost
+    full = _image_gflops()
+    one_layer = _image_gflops('--cfg-options',
+                              'model.backbone.arch.vision_cfg.layers=1')
+    assert 0.25 * full < one_layer < 0.5 * full

@@ -1,18 +1,17 @@
 """Converters: OpenAI CLIP files and official IRRA / GA-DMS checkpoints."""
 import json
-import os.path as osp
 import subprocess
 import sys
 
 import pytest
 import torch
+from common import EOT, REPO_ROOT, SOT
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 from tiny_models import TINY_ARCH
 
 from gadms.registry import MODELS
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 IMAGE_SIZE = (32, 16)
 
 
@@ -36,7 +35,7 @@ def _features(model) -> tuple:
     torch.manual_seed(5)
     images = torch.randn(2, 3, *IMAGE_SIZE)
     text_ids = torch.zeros(2, 77, dtype=torch.long)
-    text_ids[:, 0], text_ids[:, 1:6], text_ids[:, 6] = 49406, 320, 49407
+    text_ids[:, 0], text_ids[:, 1:6], text_ids[:, 6] = SOT, 320, EOT
     with torch.no_grad():
         return model.extract_feat(dict(images=images, text_ids=text_ids))
 

@@ -7,20 +7,19 @@ import sys
 import cv2
 import numpy as np
 import torch
+from common import EOT, REPO_ROOT, SOT
 from mmengine.config import Config
 
 from gadms.datasets.transforms import get_tokenizer
 from gadms.registry import MODELS
 from gadms.visualization.token_scores import draw_token_scores, word_rows
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
 
 def test_pieces_merge_into_words_with_their_scores():
     tokenizer = get_tokenizer()
     ids = tokenizer(['jekyll wears red'])[0]
     # SOT, jek, yll, wears, red, EOT
-    assert ids[:6].tolist()[0] == 49406 and ids[5] == 49407
+    assert ids[:6].tolist()[0] == SOT and ids[5] == EOT
     scores = np.array([0.0, 0.2, 0.7, 0.05, 0.9, 0.0] + [0.0] * 71)
     noise = (1 - scores) > 0.9
     informative = scores > 0.1

@@ -1,12 +1,11 @@
 """Progress output stays bounded when it does not go to a terminal."""
 import io
-import os.path as osp
 import subprocess
 import sys
 
-from gadms.utils.progress import Progress
+from common import REPO_ROOT
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from gadms.utils.progress import Progress
 
 
 class _Terminal(io.StringIO):

@@ -12,7 +12,6 @@ about one partial text forward plus backward and is left out.
 """
 import argparse
 import os.path as osp
-import sys
 from typing import Callable, List, Tuple
 
 import numpy as np
@@ -23,10 +22,8 @@ from mmengine.registry import init_default_scope
 from terminaltables import AsciiTable
 from torch import nn
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
-from gadms.registry import MODELS  # noqa: E402
-from gadms.utils import add_cfg_options_arg, read_config  # noqa: E402
+from gadms.registry import MODELS
+from gadms.utils import add_cfg_options_arg, read_config
 
 
 class _Call(nn.Module):

@@ -17,20 +17,17 @@ and an ``index.html``.
 import argparse
 import os
 import os.path as osp
-import sys
 
 import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
-from gadms.apis import TextPersonInferencer  # noqa: E402
-from gadms.registry import DATASETS, MODELS  # noqa: E402
-from gadms.utils import (add_cfg_options_arg, add_checkpoint_args,  # noqa
+from gadms.apis import TextPersonInferencer
+from gadms.registry import DATASETS, MODELS
+from gadms.utils import (add_cfg_options_arg, add_checkpoint_args,
                          apply_checkpoint_args, read_config)
-from gadms.visualization import draw_token_scores  # noqa: E402
-from gadms.visualization import token_scores_html, word_rows  # noqa: E402
+from gadms.visualization import draw_token_scores
+from gadms.visualization import token_scores_html, word_rows
 
 
 def parse_args() -> argparse.Namespace:

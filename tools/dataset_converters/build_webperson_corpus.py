@@ -18,19 +18,15 @@ output. See docs/webperson_pipeline.md.
 """
 import argparse
 import json
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
-from gadms.apis import TextPersonInferencer  # noqa: E402
-from gadms.corpus import (OpenAIChatCaptioner, PersonFilterRules,  # noqa
+from gadms.apis import TextPersonInferencer
+from gadms.corpus import (OpenAIChatCaptioner, PersonFilterRules,
                           PrecomputedDetector, TransformersCaptioner,
                           UltralyticsDetector, build_template_bank,
                           load_template_bank, run_caption_stage,
                           run_export_stage, run_filter_stage)
-from gadms.corpus.templates import embed  # noqa: E402
-from gadms.datasets.transforms import DEFAULT_MAX_PIXELS  # noqa: E402
+from gadms.corpus.templates import embed
+from gadms.datasets.transforms import DEFAULT_MAX_PIXELS
 
 
 def parse_args() -> argparse.Namespace:

@@ -13,16 +13,13 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 
 import numpy as np
 import pyarrow.parquet as pq
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
-from gadms.datasets import WebPerson  # noqa: E402
-from gadms.datasets.webperson import CAPTION_FIELDS  # noqa: E402
-from gadms.utils.progress import Progress  # noqa: E402
+from gadms.datasets import WebPerson
+from gadms.datasets.webperson_json import CAPTION_FIELDS
+from gadms.utils.progress import Progress
 
 
 def parse_args() -> argparse.Namespace:

@@ -10,12 +10,8 @@ folder then loads with the matching dataset, e.g.
 ``dict(type='CUHKPEDES', data_root='data/synth-cuhk-pedes', ...)``.
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
-from gadms.datasets import LAYOUT_SPLITS, export_synth_person  # noqa: E402
+from gadms.datasets import LAYOUT_SPLITS, export_synth_person
 
 
 def parse_args() -> argparse.Namespace:

@@ -24,12 +24,10 @@ from typing import Dict, List
 import numpy as np
 from terminaltables import AsciiTable
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
-from gadms.datasets import (CUHKPEDES, ICFGPEDES, LoadPersonImage,  # noqa
+from gadms.datasets import (CUHKPEDES, ICFGPEDES, LoadPersonImage,
                             RSTPReid, WebPerson)
-from gadms.datasets.transforms import ImageLoadError  # noqa: E402
-from gadms.utils.progress import Progress  # noqa: E402
+from gadms.datasets.transforms import ImageLoadError
+from gadms.utils.progress import Progress
 
 BENCHMARKS = {'cuhk-pedes': CUHKPEDES, 'icfg-pedes': ICFGPEDES,
               'rstpreid': RSTPReid}

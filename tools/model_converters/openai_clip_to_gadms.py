@@ -14,15 +14,11 @@ model keys the file did not provide.
 """
 import argparse
 import json
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
-from gadms.models.backbones import OpenCLIPBackbone  # noqa: E402
+from gadms.models.backbones import OpenCLIPBackbone
 from gadms.models.backbones.clip_weights import \
-    read_clip_state_dict  # noqa: E402
-from gadms.utils import atomic_torch_save  # noqa: E402
+    read_clip_state_dict
+from gadms.utils import atomic_torch_save
 
 
 def parse_args() -> argparse.Namespace:
