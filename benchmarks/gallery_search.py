@@ -9,14 +9,24 @@ size before searching), and queries per second:
 
 Backends: gadms' ``chunked_topk`` (fp16 or fp32 storage) and, when
 installed, faiss' exact ``IndexFlatIP`` (fp32 only).
+
+``--side-by-side`` instead times the three on one gallery in one process,
+round-robin (faiss, gadms fp32, gadms fp16, then again), and reports the
+median of the rounds and gadms / faiss, so machine load affects all alike:
+
+    .venv/bin/python benchmarks/gallery_search.py --side-by-side \
+        --sizes 1000000
 """
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
 
 import torch
+
+from gadms.apis.search import DEFAULT_CHUNK
 
 DIM = 512
 
@@ -29,13 +39,8 @@ def _status(field: str) -> float:
 
 def measure(size: int, backend: str, queries: int, topk: int,
             chunk: int) -> dict:
-    torch.manual_seed(0)
     dtype = torch.float16 if backend == 'gadms-fp16' else torch.float32
-    gallery = torch.empty(size, DIM, dtype=dtype)
-    for start in range(0, size, 100_000):  # no fp32 copy of a fp16 gallery
-        block = torch.randn(min(100_000, size - start), DIM)
-        gallery[start:start + len(block)] = torch.nn.functional.normalize(
-            block, dim=1)
+    gallery = _gallery(size, dtype)
     query = torch.nn.functional.normalize(torch.randn(queries, DIM), dim=1)
     if backend == 'faiss':
         import faiss
@@ -59,6 +64,46 @@ def measure(size: int, backend: str, queries: int, topk: int,
         queries_per_s=round(queries / seconds))
 
 
+def _gallery(size: int, dtype: torch.dtype) -> torch.Tensor:
+    torch.manual_seed(0)
+    gallery = torch.empty(size, DIM, dtype=dtype)
+    for start in range(0, size, 100_000):  # no fp32 copy of a fp16 gallery
+        block = torch.randn(min(100_000, size - start), DIM)
+        gallery[start:start + len(block)] = torch.nn.functional.normalize(
+            block, dim=1)
+    return gallery
+
+
+def side_by_side(size: int, queries: int, topk: int, chunk: int,
+                 rounds: int = 5) -> dict:
+    """Queries/s of faiss and gadms (fp32, fp16) on the same gallery,
+    timed round-robin; the median of ``rounds``."""
+    import faiss
+
+    from gadms.apis import chunked_topk
+    fp32 = _gallery(size, torch.float32)
+    fp16 = fp32.half()
+    query = torch.nn.functional.normalize(torch.randn(queries, DIM), dim=1)
+    index = faiss.IndexFlatIP(DIM)
+    index.add(fp32.numpy())
+    searches = {
+        'faiss': lambda: index.search(query.numpy(), topk),
+        'gadms fp32': lambda: chunked_topk(query, fp32, topk, chunk),
+        'gadms fp16': lambda: chunked_topk(query, fp16, topk, chunk),
+    }
+    times = {name: [] for name in searches}
+    for name, search in searches.items():  # warm-up
+        search()
+    for _ in range(rounds):
+        for name, search in searches.items():
+            start = time.perf_counter()
+            search()
+            times[name].append(time.perf_counter() - start)
+    speed = {name: queries / statistics.median(t)
+             for name, t in times.items()}
+    return dict(size=size, threads=torch.get_num_threads(), **speed)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--sizes', type=int, nargs='+',
@@ -67,9 +112,21 @@ def main() -> None:
                         default=['gadms-fp16', 'gadms-fp32', 'faiss'])
     parser.add_argument('--queries', type=int, default=256)
     parser.add_argument('--topk', type=int, default=10)
-    parser.add_argument('--chunk', type=int, default=1 << 16)
+    parser.add_argument('--chunk', type=int, default=DEFAULT_CHUNK)
+    parser.add_argument('--side-by-side', action='store_true')
     parser.add_argument('--child', nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.side_by_side:
+        print('| gallery | faiss q/s | gadms fp32 q/s | gadms fp16 q/s | '
+              'fp32 / faiss | fp16 / faiss |')
+        print('| --- | --- | --- | --- | --- | --- |')
+        for size in args.sizes:
+            r = side_by_side(size, args.queries, args.topk, args.chunk)
+            print(f'| {size:,} | {r["faiss"]:.0f} | {r["gadms fp32"]:.0f} | '
+                  f'{r["gadms fp16"]:.0f} | '
+                  f'{r["gadms fp32"] / r["faiss"]:.2f} | '
+                  f'{r["gadms fp16"] / r["faiss"]:.2f} |')
+        return
     if args.child:
         print(json.dumps(measure(int(args.child[0]), args.child[1],
                                  args.queries, args.topk, args.chunk)))

@@ -1,4 +1,4 @@
-from .checkpoint_compat import allow_mmengine_checkpoint_globals
+from ..checkpoint_compat import allow_mmengine_checkpoint_globals
 from .hooks import *  # noqa: F401,F403
 from .loops import ResumableEpochBasedTrainLoop
 from .optim_wrappers import *  # noqa: F401,F403

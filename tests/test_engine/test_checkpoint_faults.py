@@ -221,3 +221,18 @@ def test_every_rank_resumes_from_rank_zeros_choice(tmp_path):
              args=(str(tmp_path / 'work'), str(tmp_path)))
     assert [(tmp_path / f'rank{r}').read_text() for r in (0, 1)] == \
         [good, good]
+
+
+def test_evaluation_leaves_a_running_trainings_part_file(tmp_path):
+    """Only a training cleans ``.part`` files: a test run sharing the work
+    dir (the default for the same config) must not delete the checkpoint
+    a running training is writing."""
+    work_dir = tmp_path / 'work'
+    work_dir.mkdir()
+    part = work_dir / 'iter_5.pth.part'
+    part.write_bytes(b'being written by a training')
+    runner = _runner(str(work_dir), test_dataloader=dict(
+        num_workers=0, persistent_workers=False,
+        dataset=dict(num_identities=dict(train=2, val=2, test=2))))
+    runner.test()
+    assert part.read_bytes() == b'being written by a training'

@@ -199,3 +199,46 @@ def test_rankings_file_matches_the_metrics(pairs_per_chunk, tmp_path):
         assert 100 * hit_rate == pytest.approx(
             metrics[f't2i/R{k}'], abs=1e-9)
     assert not os.path.exists(path + '.part')
+
+
+def full_sort_statistics(similarity, query_pids, gallery_pids, topk):
+    """The protocol by a stable descending sort of every row (what gadms
+    computed before it counted the ranks of the relevant images only)."""
+    order = torch.sort(similarity, dim=1, descending=True, stable=True)[1]
+    matches = gallery_pids[order] == query_pids[:, None]
+    num_relevant = matches.sum(dim=1)
+    valid = num_relevant > 0
+    ranks = torch.arange(1, matches.shape[1] + 1, dtype=torch.float64)
+    first = torch.where(valid, matches.int().argmax(dim=1) + 1,
+                        matches.shape[1] + 1)
+    hits = first[:, None] <= torch.as_tensor(topk)
+    ap = (matches.cumsum(dim=1) / ranks * matches).sum(dim=1) / \
+        num_relevant.clamp(min=1)
+    last = matches.shape[1] - matches.flip(dims=[1]).int().argmax(dim=1)
+    inp = torch.where(valid, num_relevant.double() / last,
+                      torch.zeros_like(ap))
+    return hits, ap, inp, valid
+
+
+@pytest.mark.parametrize('levels', [None, 3, 2])
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_rank_counting_equals_the_full_sort(levels, seed):
+    """Identical per-query statistics, ties included: ``levels`` quantises
+    the similarities so most of a row is tied (2: only two values)."""
+    from gadms.evaluation.metrics.retrieval import _rank_statistics
+    generator = torch.Generator().manual_seed(seed)
+    similarity = torch.rand(60, 45, generator=generator)
+    if levels is not None:
+        similarity = (similarity * levels).floor() / levels
+    gallery_pids = torch.randint(0, 12, (45, ), generator=generator)
+    # some query identities are absent from the gallery
+    query_pids = torch.randint(0, 15, (60, ), generator=generator)
+    topk = (1, 5, 10, 50)
+    ours = _rank_statistics(similarity, query_pids, gallery_pids, topk)
+    reference = full_sort_statistics(similarity, query_pids, gallery_pids,
+                                     topk)
+    valid = reference[3]
+    assert torch.equal(ours[3], valid) and valid.any() and not valid.all()
+    assert torch.equal(ours[0][valid], reference[0][valid])
+    torch.testing.assert_close(ours[1], reference[1], rtol=0, atol=1e-12)
+    torch.testing.assert_close(ours[2], reference[2], rtol=0, atol=1e-12)

@@ -1,8 +1,11 @@
 """Text-to-image person retrieval metrics: R@K (CMC), mAP and mINP.
 
-For a query caption the whole gallery is sorted by descending similarity;
+For a query caption the whole gallery is ranked by descending similarity;
 an image is relevant iff its pid equals the query's pid. Ties keep gallery
-order (stable sort), so results do not depend on the sorting backend.
+order (a stable sort), so results do not depend on the sorting backend.
+Only the ranks of each query's relevant images are needed, and they are
+counted by comparison instead of sorting every row (see
+:func:`_rank_statistics`).
 
 - ``R@K``: share of queries with a relevant image among the first K.
 - ``AP``: mean of precision@k over the ranks k of the relevant images.
@@ -25,16 +28,77 @@ from terminaltables import AsciiTable
 
 from gadms.registry import METRICS
 
-# Rank matrices are built for at most this many (query, gallery) pairs at a
-# time (int64 indices: 128 MiB), which bounds memory for any gallery size.
+# Comparisons of relevant images against a gallery row are made for at most
+# this many (relevant image, gallery image) pairs at a time, which bounds
+# memory for any gallery size.
 DEFAULT_PAIRS_PER_CHUNK = 1 << 24
+
+
+def _relevant_table(gallery_pids: torch.Tensor
+                    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Gallery indices of each identity: ``pids [P]`` (sorted unique) and
+    ``table [P, R]`` (ascending indices, padded with -1 to the largest
+    identity's image count ``R``)."""
+    pids, inverse, counts = gallery_pids.unique(return_inverse=True,
+                                                return_counts=True)
+    order = torch.sort(inverse, stable=True)[1]  # by pid, then index
+    starts = counts.cumsum(0) - counts
+    slot = torch.arange(len(order), device=order.device) - \
+        starts[inverse[order]]
+    table = torch.full((len(pids), int(counts.max())), -1,
+                       dtype=torch.long, device=gallery_pids.device)
+    table[inverse[order], slot] = order
+    return pids, table
+
+
+def _stable_ranks(similarity: torch.Tensor,
+                  relevant: torch.Tensor) -> torch.Tensor:
+    """1-based ranks of the ``relevant [Q, R]`` gallery columns (-1: none)
+    of each row of ``similarity [Q, G]`` under a stable descending sort:
+    ``1 + #{greater} + #{equal, earlier}``; ``G + 1`` where there is none.
+
+    Rows are ordered by their number of relevant columns, so slot ``r``
+    concerns a prefix of them (a view, no copy). Two passes per slot
+    (``>`` and ``>=``) give the greater and the equal counts; only columns
+    with another equal value in their row (rare for real features) need
+    the position-wise count of earlier ties.
+    """
+    num_gallery = similarity.shape[1]
+    counts = (relevant >= 0).sum(dim=1)
+    order = counts.argsort(descending=True, stable=True)
+    rows = similarity[order]
+    columns = relevant[order]
+    values = rows.gather(1, columns.clamp(min=0))
+    ranks = torch.full(relevant.shape, num_gallery + 1, dtype=torch.long,
+                       device=similarity.device)
+    sorted_counts = counts[order]
+    for slot in range(relevant.shape[1]):
+        size = int((sorted_counts > slot).sum())
+        lines, value = rows[:size], values[:size, slot:slot + 1]
+        greater = (lines > value).sum(dim=1)
+        tied = (lines >= value).sum(dim=1) - greater - 1
+        slot_ranks = 1 + greater
+        shared = (tied > 0).nonzero()[:, 0]
+        if len(shared):
+            earlier = torch.arange(num_gallery, device=similarity.device) \
+                < columns[shared, slot:slot + 1]
+            slot_ranks[shared] += ((lines[shared] == value[shared]) &
+                                   earlier).sum(dim=1)
+        ranks[order[:size], slot] = slot_ranks
+    return ranks
 
 
 def _rank_statistics(similarity: torch.Tensor, query_pids: torch.Tensor,
                      gallery_pids: torch.Tensor, topk: Sequence[int]
                      ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                 torch.Tensor]:
-    """Per-query hits@K, AP and INP for one block of queries.
+    """Per-query hits@K, AP and INP for one block of queries, from the
+    ranks of the relevant images only (no sort of the gallery).
+
+    Under a stable descending sort, gallery image ``g`` lands at rank
+    ``1 + #{j: s_j > s_g} + #{j < g: s_j = s_g}``; those counts give the
+    exact ranks of each query's few relevant images, from which R@K, AP and
+    INP follow as in the full-sort protocol, ties included.
 
     Args:
         similarity (Tensor): ``[Q, G]``.
@@ -47,19 +111,25 @@ def _rank_statistics(similarity: torch.Tensor, query_pids: torch.Tensor,
         ``valid [Q]`` (bool, query has a relevant image). ``ap`` and ``inp``
         are 0 where ``valid`` is False.
     """
-    order = torch.sort(similarity, dim=1, descending=True, stable=True)[1]
-    matches = gallery_pids[order] == query_pids[:, None]
-    num_relevant = matches.sum(dim=1)
+    pids, table = _relevant_table(gallery_pids)
+    position = torch.searchsorted(pids, query_pids).clamp(max=len(pids) - 1)
+    known = pids[position] == query_pids
+    relevant = table[position]  # [Q, R] gallery indices, -1 = none
+    relevant[~known] = -1
+    present = relevant >= 0
+    ranks = _stable_ranks(similarity, relevant)
+    ranks = torch.sort(ranks, dim=1)[0]  # ascending, absent ones last
+    num_relevant = present.sum(dim=1)
     valid = num_relevant > 0
-    ranks = torch.arange(
-        1, matches.shape[1] + 1, device=matches.device, dtype=torch.float64)
-    first_hit = torch.where(valid, matches.int().argmax(dim=1) + 1,
-                            matches.shape[1] + 1)
-    hits = first_hit[:, None] <= torch.as_tensor(topk, device=ranks.device)
-    precision = matches.cumsum(dim=1) / ranks
-    denominator = num_relevant.clamp(min=1)
-    ap = (precision * matches).sum(dim=1) / denominator
-    last_hit = matches.shape[1] - matches.flip(dims=[1]).int().argmax(dim=1)
+    first_hit = ranks[:, 0]
+    hits = first_hit[:, None] <= torch.as_tensor(topk,
+                                                 device=ranks.device)
+    order = torch.arange(1, ranks.shape[1] + 1, device=ranks.device,
+                         dtype=torch.float64)
+    precision = torch.where(present.sort(dim=1, descending=True)[0],
+                            order / ranks.double(), 0.0)
+    ap = precision.sum(dim=1) / num_relevant.clamp(min=1)
+    last_hit = ranks.gather(1, (num_relevant - 1).clamp(min=0)[:, None])[:, 0]
     inp = torch.where(valid, num_relevant.double() / last_hit,
                       torch.zeros_like(ap))
     return hits, ap, inp, valid
@@ -79,10 +149,17 @@ def _summarise(hits: torch.Tensor, ap: torch.Tensor, inp: torch.Tensor,
     return metrics
 
 
-def _query_blocks(num_queries: int, num_gallery: int,
+def _pairs_per_query(gallery_pids: torch.Tensor) -> int:
+    """Comparisons per query: every gallery image against each of the
+    query's relevant images (at most the largest identity's count)."""
+    return len(gallery_pids) * int(gallery_pids.unique(
+        return_counts=True)[1].max())
+
+
+def _query_blocks(num_queries: int, pairs_per_query: int,
                   pairs_per_chunk: int) -> Iterator[slice]:
     """Slices of queries holding at most ``pairs_per_chunk`` pairs each."""
-    step = max(1, pairs_per_chunk // max(1, num_gallery))
+    step = max(1, pairs_per_chunk // max(1, pairs_per_query))
     for start in range(0, num_queries, step):
         yield slice(start, start + step)
 
@@ -118,7 +195,8 @@ def compute_retrieval_metrics(similarity: torch.Tensor,
     stats = _concat_blocks(
         _rank_statistics(similarity[block], query_pids[block], gallery_pids,
                          topk)
-        for block in _query_blocks(*similarity.shape,
+        for block in _query_blocks(len(query_pids),
+                                   _pairs_per_query(gallery_pids),
                                    DEFAULT_PAIRS_PER_CHUNK))
     return _summarise(*stats, topk=topk)
 
@@ -263,7 +341,8 @@ class TextPersonRetrievalMetric(BaseMetric):
         hits, ap, inp, valid = _concat_blocks(
             _rank_statistics(query_feats[block] @ gallery_feats.t(),
                              query_pids[block], gallery_pids, self.topk)
-            for block in _query_blocks(len(query_pids), len(gallery_pids),
+            for block in _query_blocks(len(query_pids),
+                                       _pairs_per_query(gallery_pids),
                                        self.pairs_per_chunk))
         metrics = _summarise(hits, ap, inp, valid, self.topk)
         num_skipped = int((~valid).sum())

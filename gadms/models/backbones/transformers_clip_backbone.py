@@ -4,7 +4,6 @@ from typing import Optional, Tuple, Union
 import torch
 from mmengine.logging import print_log
 from torch import nn
-from transformers import CLIPConfig, CLIPModel
 
 from gadms.registry import MODELS
 from .base import BaseCLIPBackbone
@@ -12,7 +11,10 @@ from .clip_weights import resize_pos_embed
 from .dense_text import DenseTextOutput, dense_attention_block
 
 
-def _clip_config(arch: Union[str, dict]) -> CLIPConfig:
+def _clip_config(arch: Union[str, dict]):
+    """A ``transformers.CLIPConfig`` (transformers is imported here, on
+    first use: it is an optional backend and slow to import)."""
+    from transformers import CLIPConfig
     if isinstance(arch, str):
         if not osp.isfile(osp.join(arch, 'config.json')):
             raise FileNotFoundError(f'{arch} is not a Hugging Face CLIP '
@@ -58,6 +60,7 @@ class TransformersCLIPBackbone(BaseCLIPBackbone):
                  pos_embed_interpolation: str = 'bilinear',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        from transformers import CLIPModel
         self.clip = CLIPModel(_clip_config(arch))
         self.clip.logit_scale.requires_grad_(False)  # unused, as in open_clip
         self.image_size = tuple(image_size)
@@ -93,8 +96,8 @@ class TransformersCLIPBackbone(BaseCLIPBackbone):
         super().init_weights()
         if not self.pretrained:
             return
-        source = CLIPModel.from_pretrained(self.pretrained,
-                                           local_files_only=True)
+        source = type(self.clip).from_pretrained(self.pretrained,
+                                                 local_files_only=True)
         state_dict = source.state_dict()
         pos_key = 'vision_model.embeddings.position_embedding.weight'
         self.image_pos_embed.data.copy_(self._resize(state_dict.pop(pos_key)))

@@ -85,10 +85,11 @@ class TokenScoreBank:
     def close(self) -> None:
         """Remove the backing file (if any, and only in the process that
         created it)."""
-        if self.path is not None and getattr(
+        path = getattr(self, 'path', None)  # unset if __init__ failed
+        if path is not None and getattr(
                 self, '_owner_pid', None) == os.getpid() and \
-                os.path.exists(self.path):
-            os.remove(self.path)
+                os.path.exists(path):
+            os.remove(path)
 
     @staticmethod
     def _copies_per_rank(group_size: Optional[int],
