@@ -1,12 +1,13 @@
 """Exact top-k search over a feature gallery in bounded memory."""
-from typing import Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 
-# gallery rows scanned at a time: the similarity block (rows x queries)
-# stays cache-sized, which makes the top-k pass cheap (measured fastest at
-# 1M x 512 with 256 queries on 2 CPU cores, docs/benchmarks.md)
-DEFAULT_CHUNK = 1 << 13
+# gallery rows scanned at a time: bounds the extra memory. With most
+# chunks leaving most queries' results alone (``_queries_to_update``), the
+# matrix product is the search, and 1,024 to 8,192 rows run it equally fast
+# at 1M x 512 with 256 queries on 2 CPU cores (docs/benchmarks.md)
+DEFAULT_CHUNK = 1 << 11
 
 
 def _order_candidates(scores: torch.Tensor, indices: torch.Tensor
@@ -43,6 +44,69 @@ def _chunk_topk(similarity: torch.Tensor,
     return scores, indices
 
 
+def _chunk_candidates(similarity: torch.Tensor, start: int,
+                      k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A chunk's top ``k`` per query (``[Q, k]``, or fewer on a short
+    chunk), ordered as a stable full sort, with gallery indices offset by
+    the chunk's first row ``start``."""
+    scores, indices = _chunk_topk(similarity, min(k, similarity.shape[0]))
+    return _order_candidates(scores, indices + start)
+
+
+def _similarity_function(queries: torch.Tensor,
+                         rows: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A function from a gallery chunk ``[C, D]`` (``C <= rows``) to its
+    dot products with ``queries`` ``[Q, D]``, gallery-major ``[C, Q]``
+    (the faster matrix-product shape on CPU).
+
+    On CPU with oneDNN enabled (``torch.backends.mkldnn``), the queries are
+    packed once into oneDNN's blocked layout as the weight of a linear
+    layer, the kernels PyTorch's compiler uses for packed linear layers:
+    197 GFLOP/s against ``torch.mm``'s (MKL) 175 on these shapes here,
+    which is what lets exact search keep up with faiss
+    (docs/benchmarks.md).
+    Elsewhere ``torch.mm`` writes into one reused buffer.
+    """
+    if (queries.device.type == 'cpu' and torch.backends.mkldnn.is_available()
+            and torch.backends.mkldnn.enabled):
+        packed = torch.ops.mkldnn._reorder_linear_weight(queries, rows)
+        return lambda chunk: torch.ops.mkldnn._linear_pointwise(
+            chunk, packed, None, 'none', [], '')
+    products = queries.new_empty((rows, queries.shape[0]))
+    return lambda chunk: torch.mm(chunk, queries.t(),
+                                  out=products[:len(chunk)])
+
+
+def _queries_to_update(similarity: torch.Tensor, best_scores: torch.Tensor,
+                       k: int) -> Optional[torch.Tensor]:
+    """The queries (indices into ``Q``) whose kept top-k a chunk's
+    ``[C, Q]`` similarities can change, or ``None`` (all of them) while
+    fewer than ``k`` items are kept.
+
+    A query changes only if some score in the chunk beats its k-th kept
+    score. A score equal to it cannot enter: the chunk's rows have higher
+    gallery indices than every kept item, so on a tie they rank after. On
+    a large gallery most chunks change few queries, and the per-chunk
+    top-k (as costly as a fifth of the matrix product) is skipped for the
+    rest.
+    """
+    if best_scores.shape[1] < k:
+        return None
+    return (similarity.amax(dim=0) > best_scores[:, -1]).nonzero()[:, 0]
+
+
+def _merge(best_scores: torch.Tensor, best_indices: torch.Tensor,
+           scores: torch.Tensor, indices: torch.Tensor,
+           k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The top ``k`` of the kept ``[Q, *]`` candidates and a later chunk's:
+    the kept ones hold lower indices, so a stable sort keeps them first
+    on ties."""
+    merged_scores = torch.cat([best_scores, scores], dim=1)
+    merged_indices = torch.cat([best_indices, indices], dim=1)
+    order = merged_scores.argsort(dim=1, descending=True, stable=True)[:, :k]
+    return merged_scores.gather(1, order), merged_indices.gather(1, order)
+
+
 def chunked_topk(queries: torch.Tensor,
                  gallery: torch.Tensor,
                  k: int,
@@ -52,8 +116,10 @@ def chunked_topk(queries: torch.Tensor,
 
     The gallery is scanned ``chunk_size`` rows at a time (cast to fp32 per
     chunk, so an fp16 gallery stays fp16 in memory); peak extra memory is
-    ``Q x chunk_size`` similarities whatever the gallery size. Equal scores
-    are ordered by gallery index, so results equal a stable full sort.
+    ``Q x chunk_size`` similarities whatever the gallery size. A chunk's
+    top-k is taken only for the queries it can change (those with a score
+    above their current k-th). Equal scores are ordered by gallery index,
+    so results equal a stable full sort.
 
     Args:
         queries (Tensor): ``[Q, D]``.
@@ -72,10 +138,10 @@ def chunked_topk(queries: torch.Tensor,
     best_scores = queries.new_empty((queries.shape[0], 0))
     best_indices = torch.empty((queries.shape[0], 0), dtype=torch.long,
                                device=queries.device)
-    # buffers reused by every chunk: fresh multi-MB tensors per chunk cost
-    # page faults (measured ~9% of the search)
     rows = min(chunk_size, num_gallery)
-    products = queries.new_empty((rows, queries.shape[0]))
+    similarity_to = _similarity_function(queries, rows)
+    # reused by every chunk: a fresh multi-MB tensor per chunk costs page
+    # faults (measured ~9% of the search)
     cast = queries.new_empty((rows, gallery.shape[1])) if (
         gallery.dtype, gallery.device) != (queries.dtype,
                                            queries.device) else None
@@ -83,18 +149,21 @@ def chunked_topk(queries: torch.Tensor,
         chunk = gallery[start:start + chunk_size]
         if cast is not None:
             chunk = cast[:len(chunk)].copy_(chunk)
-        # [C, Q]: gallery-major products are the faster GEMM on CPU
-        similarity = torch.mm(chunk, queries.t(),
-                              out=products[:len(chunk)])
-        scores, indices = _chunk_topk(similarity, min(k, chunk.shape[0]))
-        scores, indices = _order_candidates(scores, indices + start)
-        # earlier chunks hold lower indices: a stable merge keeps them first
-        merged_scores = torch.cat([best_scores, scores], dim=1)
-        merged_indices = torch.cat([best_indices, indices], dim=1)
-        order = merged_scores.argsort(dim=1, descending=True,
-                                      stable=True)[:, :k]
-        best_scores = merged_scores.gather(1, order)
-        best_indices = merged_indices.gather(1, order)
+        similarity = similarity_to(chunk)
+        updated = _queries_to_update(similarity, best_scores, k)
+        if updated is None:
+            best_scores, best_indices = _merge(
+                best_scores, best_indices,
+                *_chunk_candidates(similarity, start, k), k)
+        elif len(updated):
+            # index_select / index_copy_: cheaper per call than indexing
+            scores, indices = _merge(
+                best_scores.index_select(0, updated),
+                best_indices.index_select(0, updated),
+                *_chunk_candidates(similarity.index_select(1, updated),
+                                   start, k), k)
+            best_scores.index_copy_(0, updated, scores)
+            best_indices.index_copy_(0, updated, indices)
     return best_scores, best_indices
 
 

@@ -4,6 +4,13 @@ import torch
 from gadms.apis import chunked_topk, faiss_topk
 
 
+@pytest.fixture(params=['onednn', 'torch.mm'])
+def matrix_product(request, monkeypatch):
+    """Runs a test with each of the CPU matrix-product kernels."""
+    monkeypatch.setattr(torch.backends.mkldnn, 'enabled',
+                        request.param == 'onednn')
+
+
 def _reference(queries, gallery, k):
     similarity = queries.float() @ gallery.float().t()
     order = similarity.argsort(dim=1, descending=True, stable=True)[:, :k]
@@ -12,7 +19,8 @@ def _reference(queries, gallery, k):
 
 @pytest.mark.parametrize('chunk_size', [1, 7, 64, 1000])
 @pytest.mark.parametrize('k', [1, 5, 50])
-def test_chunked_topk_equals_a_stable_full_sort_with_ties(chunk_size, k):
+def test_chunked_topk_equals_a_stable_full_sort_with_ties(chunk_size, k,
+                                                         matrix_product):
     generator = torch.Generator().manual_seed(k + chunk_size)
     # few distinct values: many exact ties, also across chunk borders
     gallery = torch.randint(0, 3, (300, 4), generator=generator).float()
@@ -23,7 +31,7 @@ def test_chunked_topk_equals_a_stable_full_sort_with_ties(chunk_size, k):
     assert torch.equal(scores, expected_scores)
 
 
-def test_fp16_gallery_and_random_features():
+def test_fp16_gallery_and_random_features(matrix_product):
     generator = torch.Generator().manual_seed(0)
     gallery = torch.nn.functional.normalize(
         torch.randn(5000, 64, generator=generator), dim=1).half()
@@ -33,6 +41,42 @@ def test_fp16_gallery_and_random_features():
     assert torch.equal(indices, expected_indices)
     torch.testing.assert_close(scores, expected_scores)
     assert gallery.dtype == torch.float16
+
+
+@pytest.mark.parametrize('order', ['random', 'ascending', 'descending'])
+def test_chunks_that_change_some_queries_or_all_or_none(order,
+                                                       matrix_product):
+    """Later chunks are searched only for the queries whose k-th kept
+    score they beat: in random order a few queries per chunk, in ascending
+    score order all of them, in descending order none."""
+    generator = torch.Generator().manual_seed(2)
+    gallery = torch.nn.functional.normalize(
+        torch.randn(3000, 16, generator=generator), dim=1)
+    queries = torch.nn.functional.normalize(
+        torch.randn(6, 16, generator=generator) * 0.2 + 1, dim=1)
+    if order != 'random':
+        projection = gallery @ queries.mean(dim=0)
+        gallery = gallery[projection.argsort(
+            descending=order == 'descending')]
+    scores, indices = chunked_topk(queries, gallery, 8, chunk_size=100)
+    expected_scores, expected_indices = _reference(queries, gallery, 8)
+    assert torch.equal(indices, expected_indices)
+    torch.testing.assert_close(scores, expected_scores)
+
+
+def test_cpu_search_runs_the_packed_onednn_kernels(monkeypatch):
+    """The packed oneDNN linear kernels are what makes exact search keep
+    up with faiss on CPU (docs/benchmarks.md): on this stack they must be
+    the ones used, and ``torch.mm`` only when oneDNN is switched off."""
+    def refuse(*args, **kwargs):
+        raise AssertionError('torch.mm was used')
+
+    monkeypatch.setattr(torch, 'mm', refuse)
+    queries, gallery = torch.randn(3, 8), torch.randn(50, 8)
+    chunked_topk(queries, gallery, 2, chunk_size=16)
+    monkeypatch.setattr(torch.backends.mkldnn, 'enabled', False)
+    with pytest.raises(AssertionError, match='torch.mm was used'):
+        chunked_topk(queries, gallery, 2, chunk_size=16)
 
 
 def test_bad_k():
