@@ -21,12 +21,18 @@ def _tool(*args: str, expect: int = 0) -> str:
     return result.stdout
 
 
+def _write_benchmark(tmp_path_factory, layout: str) -> str:
+    """A SynthPerson folder in a benchmark's ``layout``, written by the
+    converter tool."""
+    root = str(tmp_path_factory.mktemp('tools') / layout)
+    _tool('tools/dataset_converters/synth_person_to_benchmark.py', root,
+          '--layout', layout, *SIZES)
+    return root
+
+
 @pytest.fixture(scope='module')
 def rstp_root(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp('tools') / 'rstp')
-    _tool('tools/dataset_converters/synth_person_to_benchmark.py', root,
-          '--layout', 'rstpreid', *SIZES)
-    return root
+    return _write_benchmark(tmp_path_factory, 'rstpreid')
 
 
 def test_converter_writes_a_loadable_benchmark(rstp_root):
@@ -101,10 +107,7 @@ def test_subset_tool_writes_the_configured_subset(layout, ann_file,
 
 @pytest.fixture(scope='module')
 def cuhk_root(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp('tools') / 'cuhk')
-    _tool('tools/dataset_converters/synth_person_to_benchmark.py', root,
-          '--layout', 'cuhk-pedes', *SIZES)
-    return root
+    return _write_benchmark(tmp_path_factory, 'cuhk-pedes')
 
 
 def test_check_refuses_what_the_reader_refuses(cuhk_root, tmp_path):
