@@ -213,6 +213,13 @@ def main() -> None:
         figures = run(sizes, work_dir)
     figures['wall_s'] = time.perf_counter() - start
     print(table(figures))
+    if figures['step_ratio'] <= 1:
+        # GA-DMS runs the scorer, a second text view and the MTP head on top
+        # of CLIP-SDM's step: a ratio at or below 1 means the timings were
+        # disturbed (another job on the machine), not a faster GA-DMS
+        print(f'warning: GA-DMS / CLIP-SDM step ratio '
+              f'{figures["step_ratio"]:.2f} <= 1: the machine was busy; '
+              'rerun on a quiet one')
     with open(args.out + '.part', 'w') as f:
         json.dump(figures, f, indent=1)
     os.replace(args.out + '.part', args.out)

@@ -22,3 +22,14 @@ SHRINK_OPTIONS = [
     'model.backbone.arch.text_cfg.heads=2',
     'model.backbone.arch.text_cfg.layers=2',
 ]
+
+# --cfg-options for the SynthPerson tiny configs: a few identities, one
+# process, and the smaller CLIP above
+SMALL_SYNTH_OPTIONS = [
+    f'{loader}.{key}' for loader in ('train_dataloader', 'val_dataloader',
+                                     'test_dataloader')
+    for key in ('dataset.num_identities.train=16',
+                'dataset.num_identities.val=4',
+                'dataset.num_identities.test=4', 'batch_size=16',
+                'num_workers=0', 'persistent_workers=False')
+] + SHRINK_OPTIONS

@@ -13,6 +13,11 @@ was built by another model; it finds its images from any directory, and
 borders: green for the query's person, red for another.
 ``--query-caption N`` takes the split's N-th caption (and its person) as
 the query.
+
+An image folder is walked once (links that loop back, leave the folder or
+repeat a file are skipped, as are files that are not readable images);
+the skipped entries are counted and listed. ``--strict`` refuses a folder
+with any, ``--allow-outside-links`` follows links that leave it.
 """
 import argparse
 
@@ -42,6 +47,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--gallery-root',
                         help="a saved index's image folder, when it has "
                         'moved since the index was built')
+    parser.add_argument('--strict', action='store_true',
+                        help='refuse a gallery folder with entries that '
+                        'cannot be indexed (default: skip and list them)')
+    parser.add_argument('--allow-outside-links', action='store_true',
+                        help='follow links that leave the gallery folder')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--batch-size', type=int, default=64)
     add_checkpoint_args(parser)
@@ -61,25 +71,27 @@ def main() -> None:
     inferencer = TextPersonInferencer(
         read_config(args.config, args.cfg_options), args.checkpoint,
         args.device, args.partial_load)
-    query_pid, dataset = None, None
+    dataset = None
     if args.gallery in ('test', 'val'):
         dataset = split_dataset(inferencer, args.gallery)
+    query, query_pid = args.query, None
+    if args.query_caption is not None:
+        query, query_pid = split_caption(dataset, args)
+    if dataset is not None:
         index = inferencer.build_index(dataset, args.batch_size)
     elif args.gallery.endswith('.pth'):
         index = inferencer.load_index(args.gallery, args.gallery_root)
     else:
-        index = inferencer.build_index(args.gallery, args.batch_size)
+        index = inferencer.build_index(
+            args.gallery, args.batch_size, strict=args.strict,
+            allow_outside_links=args.allow_outside_links)
+        print_skipped(index.skipped)
     if args.save_index:
         index.save(args.save_index)
-    query = args.query
-    if args.query_caption is not None:
-        if dataset is None:
-            raise SystemExit('--query-caption needs --gallery test or val')
-        captions = [(c, dataset.get_data_info(i)['pid'])
-                    for i in range(len(dataset))
-                    for c in dataset.get_data_info(i)['captions']]
-        query, query_pid = captions[args.query_caption]
-    hits = inferencer.search(query, index, args.topk)[0]
+    try:
+        hits = inferencer.search(query, index, args.topk)[0]
+    except ValueError as err:
+        raise SystemExit(f'--query {query!r}: {err}') from err
     print_table(query, hits, query_pid)
     if args.out:
         images = [load_hit(dataset, hit) for hit in hits]
@@ -87,6 +99,29 @@ def main() -> None:
         if not cv2.imwrite(args.out, picture):
             raise SystemExit(f'could not write {args.out}')
         print(f'wrote {args.out}')
+
+
+def split_caption(dataset, args: argparse.Namespace) -> tuple:
+    """The ``--query-caption``-th caption of the split and its pid."""
+    if dataset is None:
+        raise SystemExit('--query-caption needs --gallery test or val')
+    captions = [(c, dataset.get_data_info(i)['pid'])
+                for i in range(len(dataset))
+                for c in dataset.get_data_info(i)['captions']]
+    if not 0 <= args.query_caption < len(captions):
+        raise SystemExit(
+            f'--query-caption {args.query_caption} is out of range: the '
+            f'{args.gallery} split has {len(captions)} captions (0 to '
+            f'{len(captions) - 1})')
+    return captions[args.query_caption]
+
+
+def print_skipped(skipped: list) -> None:
+    """The gallery folder's skipped entries, a line each."""
+    if skipped:
+        print(f'skipped {len(skipped)} entries of the gallery folder:')
+        for path, reason in skipped:
+            print(f'  {path}: {reason}')
 
 
 def load_hit(dataset, hit: dict):

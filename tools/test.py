@@ -3,6 +3,7 @@ import argparse
 
 from mmengine.fileio import dump
 
+from gadms.evaluation import NonFiniteScoresError
 from gadms.utils import add_common_args, build_runner, load_config
 
 
@@ -39,7 +40,11 @@ def main() -> None:
         for evaluator in evaluators:
             evaluator.update(rankings_file=args.out_rankings,
                              rankings_topk=args.rankings_topk)
-    metrics = build_runner(cfg).test()
+    try:
+        metrics = build_runner(cfg).test()
+    except NonFiniteScoresError as err:
+        raise SystemExit(f'checkpoint {args.checkpoint} cannot be scored: '
+                         f'{err}') from err
     if args.out:
         dump(metrics, args.out)
 

@@ -15,8 +15,13 @@ def parse_args() -> argparse.Namespace:
         nargs='?',
         type=str,
         const='auto',
-        help='resume from the given checkpoint, or from the latest '
-        'checkpoint in the work dir if no path is given')
+        help='resume from the given checkpoint (it must hold the optimizer '
+        'state), or from the latest resumable checkpoint in the work dir if '
+        'no path is given')
+    parser.add_argument(
+        '--load-from',
+        help='start a new training from the weights of this checkpoint '
+        '(epoch 1, fresh optimizer and schedule)')
     parser.add_argument(
         '--amp',
         nargs='?',
@@ -40,6 +45,12 @@ def apply_train_args(cfg: Config, args: argparse.Namespace) -> Config:
             dtype = 'float16' if torch.cuda.is_available() else 'bfloat16'
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.dtype = dtype
+    if args.load_from is not None and args.resume is not None:
+        raise SystemExit('--load-from starts a new training and --resume '
+                         'continues one: pass one of them')
+    if args.load_from is not None:
+        cfg.load_from = args.load_from
+        cfg.resume = False
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None

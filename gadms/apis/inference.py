@@ -1,9 +1,11 @@
 """Use a trained retriever: encode, index a gallery, search by text."""
-import glob
 import hashlib
+import logging
+import os
 import os.path as osp
-from dataclasses import dataclass
-from typing import Callable, Iterable, List, Optional, Sequence, Union
+from dataclasses import dataclass, field
+from typing import (Callable, Dict, Iterable, List, Optional, Sequence,
+                    Tuple, Union)
 
 from mmcv.transforms import Compose
 import numpy as np
@@ -11,9 +13,11 @@ import torch
 import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.dataset import BaseDataset
+from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 
-from gadms.datasets.transforms import LoadPersonImage, get_tokenizer
+from gadms.datasets.transforms import (ImageLoadError, LoadPersonImage,
+                                       get_tokenizer, tokenises_to_nothing)
 from gadms.engine.checkpoint_loading import (GALLERY_INDEX_KEYS,
                                              load_model_weights,
                                              read_checkpoint)
@@ -24,17 +28,90 @@ from .search import DEFAULT_CHUNK, chunked_topk, faiss_topk
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 ImageInput = Union[str, np.ndarray]
+# (path, reason) of a gallery entry left out of an index
+Skip = Tuple[str, str]
+# the most skipped entries quoted in a log line or an error
+MAX_QUOTED_SKIPS = 10
 
 
-def list_images(folder: str) -> List[str]:
-    """Image files under ``folder`` (recursive), sorted."""
-    paths = sorted(
-        p for p in glob.glob(osp.join(folder, '**', '*'), recursive=True)
-        if p.lower().endswith(IMAGE_EXTENSIONS))
-    if not paths:
-        raise FileNotFoundError(f'no images ({", ".join(IMAGE_EXTENSIONS)})'
-                                f' under {folder}')
-    return paths
+def _inside(real: str, root: str) -> bool:
+    return real == root or real.startswith(root + os.sep)
+
+
+def _link_problem(path: str, real: str, root: str,
+                  allow_outside_links: bool) -> Optional[str]:
+    """Why a walked entry must be skipped as a link, or None."""
+    if not osp.exists(path):
+        return 'a broken link'
+    if not allow_outside_links and not _inside(real, root):
+        return (f'a link to {real}, outside the gallery folder (allow it '
+                'with allow_outside_links / --allow-outside-links)')
+    return None
+
+
+def list_images(folder: str, allow_outside_links: bool = False
+                ) -> Tuple[List[str], List[Skip]]:
+    """Image files under ``folder`` (recursive, sorted) and the entries
+    left out, with the reason.
+
+    Symbolic links are followed, but a folder is walked once (a link back
+    into a folder already walked, such as ``latest -> .``, is skipped) and a
+    file is listed once (two paths of one file: the second is skipped);
+    links that lead out of ``folder`` are skipped unless
+    ``allow_outside_links``.
+
+    Raises:
+        FileNotFoundError: ``folder`` holds no image.
+    """
+    root = osp.realpath(folder)
+    walked: Dict[str, str] = {root: folder}
+    listed: Dict[str, str] = {}
+    images: List[str] = []
+    skipped: List[Skip] = []
+    for parent, folders, files in os.walk(folder, followlinks=True):
+        kept = []
+        for name in sorted(folders):
+            path = osp.join(parent, name)
+            real = osp.realpath(path)
+            problem = _link_problem(path, real, root, allow_outside_links)
+            if problem is None and real in walked:
+                problem = ('a link to a folder already indexed '
+                           f'({walked[real]})')
+            if problem:
+                skipped.append((path, problem))
+                continue
+            walked[real] = path
+            kept.append(name)
+        folders[:] = kept
+        for name in sorted(files):
+            if not name.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            path = osp.join(parent, name)
+            real = osp.realpath(path)
+            problem = _link_problem(path, real, root, allow_outside_links)
+            if problem is None and real in listed:
+                problem = f'the same file as {listed[real]}'
+            if problem is None and not osp.isfile(real):
+                problem = 'not a regular file'
+            if problem:
+                skipped.append((path, problem))
+                continue
+            listed[real] = path
+            images.append(path)
+    if not images:
+        raise FileNotFoundError(
+            f'no images ({", ".join(IMAGE_EXTENSIONS)}) under {folder}'
+            + (f' ({len(skipped)} entries skipped)' if skipped else ''))
+    return sorted(images), skipped
+
+
+def describe_skips(skipped: List[Skip]) -> str:
+    """``N entries: path (reason); ...`` with the first few quoted."""
+    quoted = '; '.join(f'{path} ({reason})'
+                       for path, reason in skipped[:MAX_QUOTED_SKIPS])
+    more = len(skipped) - MAX_QUOTED_SKIPS
+    return f'{len(skipped)} entries: {quoted}' + (
+        f'; and {more} more' if more > 0 else '')
 
 
 # test-pipeline steps that are not about the image's pixels
@@ -61,10 +138,11 @@ def test_image_transform(cfg: Config,
 
 
 def _batches(items: Sequence, size: int, progress: bool) -> Iterable:
+    """``(start, items[start:start + size])`` pairs."""
     bar = Progress(len(items), 'encoding images') if progress else None
     for start in range(0, len(items), size):
         batch = items[start:start + size]
-        yield batch
+        yield start, batch
         if bar is not None:
             bar.update(len(batch))
     if bar is not None:
@@ -88,6 +166,8 @@ class GalleryIndex:
         pids (Tensor, optional): ``[G]`` identities, when known.
         fingerprint (str): The model that encoded them.
         root (str, optional): The gallery folder the paths are relative to.
+        skipped (list[tuple[str, str]]): Entries of the gallery folder left
+            out when the index was built, with the reason (not saved).
     """
 
     features: torch.Tensor
@@ -95,6 +175,7 @@ class GalleryIndex:
     pids: Optional[torch.Tensor]
     fingerprint: str
     root: Optional[str] = None
+    skipped: List[Skip] = field(default_factory=list)
 
     def image_path(self, row: int) -> str:
         """The file of gallery image ``row``."""
@@ -208,34 +289,75 @@ class TextPersonInferencer:
             return image
         return LoadPersonImage()(dict(img_path=image))['img']
 
+    def _read_batch(self, batch: Sequence[ImageInput], first: int,
+                    unreadable: Optional[List[Tuple[int, str]]]
+                    ) -> List[np.ndarray]:
+        """The batch's images after the test pipeline's image steps; with
+        ``unreadable`` (a list), images that cannot be read are appended
+        to it as ``(position, reason)`` instead of raising."""
+        pixels = []
+        for position, image in enumerate(batch, first):
+            try:
+                array = self.read_image(image)
+            except ImageLoadError as err:
+                if unreadable is None:
+                    raise
+                unreadable.append((position, str(err)))
+                continue
+            pixels.append(np.ascontiguousarray(
+                self.image_transform(dict(img=array))['img']))
+        return pixels
+
     @torch.no_grad()
     def encode_images(self,
                       images: Sequence[ImageInput],
                       batch_size: int = 64,
-                      progress: bool = False) -> torch.Tensor:
+                      progress: bool = False,
+                      unreadable: Optional[List[Tuple[int, str]]] = None
+                      ) -> torch.Tensor:
         """Images (paths or BGR uint8 arrays ``[H, W, 3]``) -> normalised
         global features ``[N, D]`` (fp32, CPU): the image steps of the
         config's test pipeline, the model's data preprocessor and
-        ``extract_image_feat``, as ``tools/test.py`` computes them."""
+        ``extract_image_feat``, as ``tools/test.py`` computes them.
+
+        By default an image that cannot be read raises
+        :class:`ImageLoadError`; with ``unreadable`` (a list) it is
+        appended there as ``(position in images, reason)`` and left out of
+        the features (``[N - len(unreadable), D]``).
+        """
         features = []
-        for batch in _batches(list(images), batch_size, progress):
+        for first, batch in _batches(list(images), batch_size, progress):
+            arrays = self._read_batch(batch, first, unreadable)
+            if not arrays:
+                continue
             pixels = torch.stack([
-                torch.from_numpy(np.ascontiguousarray(self.image_transform(
-                    dict(img=self.read_image(image)))['img'])).permute(
-                        2, 0, 1) for image in batch
+                torch.from_numpy(array).permute(2, 0, 1) for array in arrays
             ]).to(self.device)
             normalised = self.model.data_preprocessor.normalise_images(pixels)
             feats = self.model.extract_image_feat(normalised)
             features.append(F.normalize(feats.float(), dim=-1).cpu())
+        if not features:
+            return torch.empty(0, self.model.backbone.embed_dim)
         return torch.cat(features)
 
     @torch.no_grad()
     def encode_texts(self,
                      captions: Sequence[str],
                      batch_size: int = 256) -> torch.Tensor:
-        """Captions -> normalised sentence features ``[T, D]`` (fp32)."""
+        """Captions -> normalised sentence features ``[T, D]`` (fp32).
+
+        Raises:
+            ValueError: a caption tokenises to nothing (empty, blank,
+                ``&nbsp;``...): it would match the gallery on SOT + EOT.
+        """
+        empty = [i for i, c in enumerate(captions) if tokenises_to_nothing(c)]
+        if empty:
+            raise ValueError(
+                f'the captions at positions {empty[:MAX_QUOTED_SKIPS]} '
+                f'tokenise to nothing (e.g. {captions[empty[0]]!r}): a query '
+                'needs at least one word')
         features = []
-        for batch in _batches(list(captions), batch_size, False):
+        for _, batch in _batches(list(captions), batch_size, False):
             text_ids = torch.from_numpy(self.tokenizer(batch)).to(
                 self.device)
             feats = self.model.extract_text_feat(text_ids)
@@ -246,10 +368,25 @@ class TextPersonInferencer:
                     gallery: Union[str, Sequence[str], dict, BaseDataset],
                     batch_size: int = 64,
                     dtype: torch.dtype = torch.float16,
-                    progress: bool = True) -> GalleryIndex:
+                    progress: bool = True,
+                    strict: bool = False,
+                    allow_outside_links: bool = False) -> GalleryIndex:
         """Encode a gallery: a folder of images, a list of image paths, or
         a dataset (or its config; e.g. a benchmark's test split, whose pids
-        are kept for scoring results)."""
+        are kept for scoring results).
+
+        A folder is walked by :func:`list_images`; its entries that are not
+        images to index (links looping back, leaving the folder, or
+        repeating a file; files that cannot be read as images) are left out,
+        counted in a warning and listed in the index's ``skipped``, unless
+        ``strict``. Images given as a list or a dataset must all load.
+
+        Raises:
+            ValueError: ``strict`` and a folder entry had to be skipped.
+        """
+        if isinstance(gallery, str):
+            return self._index_folder(gallery, batch_size, dtype, progress,
+                                      strict, allow_outside_links)
         pids, root = None, None
         if isinstance(gallery, (dict, BaseDataset)):
             dataset = gallery if isinstance(
@@ -261,16 +398,38 @@ class TextPersonInferencer:
             paths = [info['img_path'] if 'img' in info else osp.abspath(
                 info['img_path']) for info in infos]
             pids = torch.tensor([info['pid'] for info in infos])
-        elif isinstance(gallery, str):
-            root = osp.abspath(gallery)
-            images = list_images(gallery)
-            paths = [osp.relpath(p, gallery) for p in images]
         else:
             images = list(gallery)
             paths = [osp.abspath(p) for p in images]
         features = self.encode_images(images, batch_size, progress)
         return GalleryIndex(features.to(dtype), paths, pids, self.fingerprint,
                             root)
+
+    def _index_folder(self, folder: str, batch_size: int,
+                      dtype: torch.dtype, progress: bool, strict: bool,
+                      allow_outside_links: bool) -> GalleryIndex:
+        """:meth:`build_index` of an image folder."""
+        images, skipped = list_images(folder, allow_outside_links)
+        if strict and skipped:
+            raise ValueError(f'{folder}: {describe_skips(skipped)} (strict)')
+        unreadable: Optional[List[Tuple[int, str]]] = None if strict else []
+        features = self.encode_images(images, batch_size, progress,
+                                      unreadable)
+        if unreadable:
+            left_out = {position for position, _ in unreadable}
+            skipped += [(images[position], reason)
+                        for position, reason in unreadable]
+            images = [p for i, p in enumerate(images) if i not in left_out]
+        if not images:
+            raise FileNotFoundError(f'{folder}: no readable image; '
+                                    f'{describe_skips(skipped)}')
+        if skipped:
+            print_log(f'{folder}: indexed {len(images)} images, skipped '
+                      f'{describe_skips(skipped)}', logger='current',
+                      level=logging.WARNING)
+        return GalleryIndex(features.to(dtype),
+                            [osp.relpath(p, folder) for p in images], None,
+                            self.fingerprint, osp.abspath(folder), skipped)
 
     def load_index(self, path: str,
                    gallery_root: Optional[str] = None) -> GalleryIndex:

@@ -1,4 +1,5 @@
 import json
+import logging
 import os
 import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -7,6 +8,12 @@ import numpy as np
 from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 from terminaltables import AsciiTable
+
+from .sample_seeds import seeded_global_generators
+from .transforms.tokenizer import tokenises_to_nothing
+
+# examples quoted in a warning or error about many records
+MAX_QUOTED = 3
 
 
 class TextPersonDataset(BaseDataset):
@@ -36,6 +43,8 @@ class TextPersonDataset(BaseDataset):
         allow_outside_root (bool): Read image paths of the annotations that
             leave the image folder (absolute, or climbing out with ``..``).
             Off by default: such a path is an error naming the record.
+        strict_captions (bool): Refuse captions that tokenise to nothing
+            instead of dropping them.
         **kwargs: Passed to :class:`mmengine.dataset.BaseDataset`.
     """
 
@@ -49,8 +58,10 @@ class TextPersonDataset(BaseDataset):
                  test_mode: Optional[bool] = None,
                  name: Optional[str] = None,
                  allow_outside_root: bool = False,
+                 strict_captions: bool = False,
                  **kwargs) -> None:
         self.allow_outside_root = allow_outside_root
+        self.strict_captions = strict_captions
         if split not in self.SPLITS:
             raise ValueError(f'{type(self).__name__}: unknown split '
                              f'{split!r}, expected one of {self.SPLITS}')
@@ -59,6 +70,34 @@ class TextPersonDataset(BaseDataset):
         if test_mode is None:
             test_mode = split != 'train'
         super().__init__(test_mode=test_mode, **kwargs)
+        if test_mode:
+            self._refuse_skipping_loader()
+
+    def _refuse_skipping_loader(self) -> None:
+        """An evaluation must see every gallery image: a loader that skips
+        unreadable images would silently shrink the gallery and drop its
+        queries, so ``LoadPersonImage(on_error='skip')`` is refused."""
+        for step in self.pipeline.transforms:
+            if getattr(step, 'on_error', None) == 'skip':
+                raise ValueError(
+                    f'{self.name} ({self.split}): the test pipeline has '
+                    f"{type(step).__name__}(on_error='skip'), which would "
+                    'drop unreadable gallery images and their queries from '
+                    "the evaluation without a trace; use on_error='raise' "
+                    'and fix or remove the images (tools/misc/'
+                    'check_dataset.py lists them)')
+
+    def __getitem__(self, idx: int) -> dict:
+        """The processed sample; an index from gadms's training samplers
+        (a :class:`~gadms.datasets.sample_seeds.SeededIndex`) runs the
+        pipeline, and any redraw of a skipped sample, on generators seeded
+        from ``(seed, epoch, index)``: the same augmentation in any worker
+        or process, resumed or not."""
+        seed = getattr(idx, 'sample_seed', None)
+        if seed is None:
+            return super().__getitem__(idx)
+        with seeded_global_generators(seed()):
+            return super().__getitem__(int(idx))
 
     def read_json_annotations(self) -> Any:
         """Parse ``self.ann_file``, naming it in every error."""
@@ -106,9 +145,15 @@ class TextPersonDataset(BaseDataset):
 
     def load_data_list(self) -> List[dict]:
         records = self.load_image_records()
+        for index, record in enumerate(records):
+            self.check_captions(record, index)
+        records = self.drop_empty_captions(records)
+        if not records:
+            raise ValueError(
+                f'{self.ann_file or type(self).__name__}: the {self.split!r} '
+                f'split of {self.name} has no records')
         data_list = []
         for image_id, record in enumerate(records):
-            self.check_captions(record, image_id)
             record = dict(record, image_id=image_id)
             if self.test_mode:
                 data_list.append(record)
@@ -126,18 +171,59 @@ class TextPersonDataset(BaseDataset):
         data_info.update(benchmark=self.name, split=self.split)
         return data_info
 
+    def _where(self, record: dict, index: int) -> str:
+        return record.get('source') or (
+            f'{type(self).__name__} ({self.split}) image record {index}')
+
     def check_captions(self, record: dict, index: int) -> None:
         """Raise ``ValueError`` unless the record's ``captions`` is a
-        non-empty list of non-blank strings."""
+        non-empty list of strings (see :meth:`empty_captions` for strings
+        that say nothing)."""
         captions = record.get('captions')
         if not isinstance(captions, list) or not captions or not all(
-                isinstance(c, str) and c.strip() for c in captions):
-            where = record.get('source') or (
-                f'{type(self).__name__} ({self.split}) image record {index}')
+                isinstance(c, str) for c in captions):
             raise ValueError(
-                f'{where} ({record.get("img_path")}), field "captions": '
-                'needs a non-empty list of non-empty strings, got '
+                f'{self._where(record, index)} ({record.get("img_path")}), '
+                'field "captions": needs a non-empty list of strings, got '
                 f'{captions!r}')
+
+    @staticmethod
+    def empty_captions(record: dict) -> List[str]:
+        """The record's captions that tokenise to nothing."""
+        return [c for c in record['captions'] if tokenises_to_nothing(c)]
+
+    def drop_empty_captions(self, records: List[dict]) -> List[dict]:
+        """``records`` without their captions that tokenise to nothing, and
+        without the records left with none; a counted warning quotes the
+        first few. With ``strict_captions`` they are an error.
+
+        Raises:
+            ValueError: ``strict_captions`` and such a caption exists.
+        """
+        kept, dropped, emptied = [], [], 0
+        for index, record in enumerate(records):
+            empty = self.empty_captions(record)
+            if not empty:
+                kept.append(record)
+                continue
+            dropped += [f'{self._where(record, index)}: {c!r}' for c in empty]
+            captions = [c for c in record['captions'] if c not in empty]
+            if captions:
+                kept.append(dict(record, captions=captions))
+            else:
+                emptied += 1
+        if not dropped:
+            return records
+        quoted = '; '.join(dropped[:MAX_QUOTED])
+        if self.strict_captions:
+            raise ValueError(f'{len(dropped)} captions tokenise to nothing '
+                             f'(strict_captions): {quoted}')
+        print_log(
+            f'{self.name} ({self.split}): dropped {len(dropped)} captions that'
+            f' tokenise to nothing and {emptied} images left without '
+            f'captions (e.g. {quoted}); strict_captions=True refuses them',
+            logger='current', level=logging.WARNING)
+        return kept
 
     def log_summary(self, num_ids: int, num_images: int,
                     num_captions: int) -> None:

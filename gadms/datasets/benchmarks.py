@@ -1,5 +1,6 @@
 import os.path as osp
-from typing import Dict, List, Optional
+from collections import defaultdict
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from gadms.registry import DATASETS
 from .base import TextPersonDataset
@@ -15,8 +16,9 @@ class RecordListDataset(TextPersonDataset):
     Val and test pids are the raw ids.
 
     Every check of the annotations lives here (:meth:`parse_record`,
-    :meth:`train_pids_of`); ``tools/misc/check_dataset.py`` calls the same
-    methods, so it reports exactly what the reader refuses.
+    :meth:`shared_images`, :meth:`train_pids_of`);
+    ``tools/misc/check_dataset.py`` calls the same methods, so it reports
+    exactly what the reader refuses.
 
     Args:
         data_root (str): Dataset folder.
@@ -83,7 +85,9 @@ class RecordListDataset(TextPersonDataset):
             if field not in record:
                 raise ValueError(f'{self.ann_file}: record {index} has no '
                                  f'field "{field}"')
-            if not isinstance(record[field], kind):
+            # bool is an int subclass, but `"id": true` is no identity
+            if not isinstance(record[field], kind) or (
+                    kind is int and isinstance(record[field], bool)):
                 raise ValueError(
                     f'{self.ann_file}: record {index} field "{field}" must '
                     f'be {kind.__name__}, got {record[field]!r}')
@@ -113,10 +117,35 @@ class RecordListDataset(TextPersonDataset):
         self.check_captions(record, index)
         return record
 
+    def shared_images(self, indexed_records: Sequence[Tuple[int, dict]]
+                      ) -> List[str]:
+        """One message per image that several records name (in any
+        splits): such a file would be two gallery images, or a training
+        image leaking into the test split.
+
+        Args:
+            indexed_records: ``(index in the file, raw record)`` pairs of
+                records that passed :meth:`check_record_fields`.
+        """
+        records_of_path = defaultdict(list)
+        for index, raw in indexed_records:
+            records_of_path[osp.normpath(raw[self.PATH_FIELD])].append(index)
+        return [f'{self.ann_file}: image {path} is named by records '
+                f'{indices} (field "{self.PATH_FIELD}")'
+                for path, indices in records_of_path.items()
+                if len(indices) > 1]
+
     def load_image_records(self) -> List[dict]:
-        records = []
-        for index, raw in enumerate(self.read_records()):
+        raw_records = self.read_records()
+        for index, raw in enumerate(raw_records):
             self.check_record_fields(raw, index)
+        shared = self.shared_images(list(enumerate(raw_records)))
+        if shared:
+            more = f' and {len(shared) - 1} more' if len(shared) > 1 else ''
+            raise ValueError(f'{shared[0]}{more}; each record must name its '
+                             'own image')
+        records = []
+        for index, raw in enumerate(raw_records):
             if raw['split'] != self.split:
                 continue
             record = self.parse_record(raw, index)

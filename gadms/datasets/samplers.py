@@ -9,24 +9,29 @@ from torch.utils.data import Sampler
 
 from gadms.registry import DATA_SAMPLERS
 from .base import TextPersonDataset
+from .sample_seeds import seeded_indices
 
 
 class SkipMixin:
     """``skip_samples``: how many of this rank's indices the next epoch
     leaves out from its start (set by ``ResumableEpochBasedTrainLoop``
-    when resuming mid-epoch; applies to one epoch)."""
+    when resuming mid-epoch; applies to one epoch). The indices are
+    :class:`~gadms.datasets.sample_seeds.SeededIndex` values, so each
+    sample's augmentation follows from ``(seed, epoch, index)``."""
 
     skip_samples = 0
 
     def _skip_trained(self, indices: Iterator[int]) -> Iterator[int]:
         skip, self.skip_samples = self.skip_samples, 0
-        return itertools.islice(indices, skip, None)
+        return seeded_indices(itertools.islice(indices, skip, None),
+                              self.seed, self.epoch)
 
 
 @DATA_SAMPLERS.register_module()
 class ResumableSampler(SkipMixin, DefaultSampler):
     """MMEngine's ``DefaultSampler`` (same order, padding and epoch
-    seeding) that can start an epoch part-way, for exact mid-epoch resume.
+    seeding) that can start an epoch part-way, for exact mid-epoch resume,
+    and seeds each sample's augmentation from ``(seed, epoch, index)``.
 
     Use in configs::
 

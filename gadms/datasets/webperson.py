@@ -1,11 +1,13 @@
+import logging
 import os.path as osp
 from typing import Optional
 
 import numpy as np
 import pyarrow.compute as pc
+from mmengine.logging import print_log
 
 from gadms.registry import DATASETS
-from .base import TextPersonDataset
+from .base import MAX_QUOTED, TextPersonDataset
 from .webperson_json import JsonCorpus
 from .webperson_parquet import ParquetCorpus, parquet_shards
 
@@ -33,7 +35,10 @@ class WebPerson(TextPersonDataset):
         subset (dict, optional): ``dict(num_images=100_000, seed=0)`` keeps
             that many images drawn at random; for one seed a smaller subset
             is contained in a larger one. Kept images stay in corpus order.
-        check_captions (bool): Check every caption once on load.
+        check_captions (bool): Check every caption once on load: a null
+            one is an error; an image with a caption that tokenises to
+            nothing is dropped with a counted warning (an error with
+            ``strict_captions=True``).
         **kwargs: Passed to :class:`TextPersonDataset`.
 
     Use in configs::
@@ -72,7 +77,6 @@ class WebPerson(TextPersonDataset):
     def full_init(self) -> None:
         if self._fully_initialized:
             return
-        self._join_prefix()
         if self.is_json:
             self.corpus = JsonCorpus(self.ann_file,
                                      self.read_json_annotations())
@@ -80,7 +84,8 @@ class WebPerson(TextPersonDataset):
         else:
             self.corpus = ParquetCorpus(
                 parquet_shards(self.ann_file), self.check_captions)
-        self.rows = self._select_rows(len(self.corpus))
+        self.rows = self._drop_empty_captions(
+            self._select_rows(len(self.corpus)))
         self.log_summary(len(self.rows), len(self.rows), 2 * len(self.rows))
         self._fully_initialized = True
 
@@ -95,6 +100,28 @@ class WebPerson(TextPersonDataset):
             row = self.corpus.row(int(row))
             self.image_path(self.data_prefix['img_path'], row['image_path'],
                             row['source'])
+
+    def _drop_empty_captions(self, rows: np.ndarray) -> np.ndarray:
+        """``rows`` without the images that have a caption that tokenises
+        to nothing (both captions go: samples come in pairs).
+
+        Raises:
+            ValueError: ``strict_captions`` and such a caption exists.
+        """
+        empty = self.corpus.empty_captions
+        if not empty:
+            return rows
+        quoted = '; '.join(d for _, d in empty[:MAX_QUOTED])
+        if self.strict_captions:
+            raise ValueError(f'{len(empty)} captions tokenise to nothing '
+                             f'(strict_captions): {quoted}')
+        kept = rows[~np.isin(rows, [row for row, _ in empty])]
+        print_log(
+            f'WebPerson: dropped {len(rows) - len(kept)} images with captions'
+            f' that tokenise to nothing ({len(empty)} captions in the corpus,'
+            f' e.g. {quoted}); strict_captions=True refuses them',
+            logger='current', level=logging.WARNING)
+        return kept
 
     def _select_rows(self, num_rows: int) -> np.ndarray:
         if self.subset is None:

@@ -1,8 +1,11 @@
 """WebPerson's JSON form (the released code's annotation file)."""
 from typing import Dict, List, Tuple
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from .transforms.tokenizer import tokenises_to_nothing
 
 CAPTION_FIELDS = ('caption1', 'caption2')
 
@@ -15,6 +18,10 @@ class JsonCorpus:
     the released loader. After parsing, paths and captions live in Arrow
     arrays (a few bytes of overhead per row, shared by forked workers)
     instead of millions of Python objects.
+
+    Attributes:
+        empty_captions (list[tuple[int, str]]): ``(row, description)`` of
+            each caption that tokenises to nothing.
     """
 
     def __init__(self, ann_file: str, entries: list) -> None:
@@ -24,6 +31,7 @@ class JsonCorpus:
                              f'{type(entries).__name__}')
         first_entry: Dict[str, int] = {}
         captions: Dict[str, List[str]] = {k: [] for k in CAPTION_FIELDS}
+        empty: List[Tuple[int, str]] = []
         for index, entry in enumerate(entries):
             path, entry_captions = self._check_entry(entry, index)
             if path in first_entry:
@@ -33,6 +41,10 @@ class JsonCorpus:
             first_entry[path] = index
             for field in CAPTION_FIELDS:
                 captions[field].append(entry_captions[field])
+                if tokenises_to_nothing(entry_captions[field]):
+                    empty.append((index, f'{ann_file} entry {index} ({path}) '
+                                  f'field {field!r}: '
+                                  f'{entry_captions[field]!r}'))
         by_path = pc.sort_indices(pa.array(list(first_entry), pa.string()))
         self.paths = pa.array(list(first_entry), pa.string()).take(by_path)
         self.captions = {
@@ -41,6 +53,10 @@ class JsonCorpus:
         }
         # entries are unique, so an entry's index is its insertion rank
         self.entry_index = by_path.to_numpy()
+        row_of_entry = np.empty(len(self.entry_index), dtype=np.int64)
+        row_of_entry[self.entry_index] = np.arange(len(self.entry_index))
+        self.empty_captions = [(int(row_of_entry[entry]), description)
+                               for entry, description in empty]
 
     def _check_entry(self, entry, index: int) -> Tuple[str, dict]:
         if not isinstance(entry, dict) or len(entry) != 1:
@@ -55,10 +71,10 @@ class JsonCorpus:
                 raise ValueError(f'{self.ann_file}: entry {index} ({path}) '
                                  f'has no field {field!r}')
             caption = captions[field]
-            if not isinstance(caption, str) or not caption.strip():
+            if not isinstance(caption, str):
                 raise ValueError(
                     f'{self.ann_file}: entry {index} ({path}) field '
-                    f'{field!r} must be a non-empty string, got {caption!r}')
+                    f'{field!r} must be a string, got {caption!r}')
         return path, captions
 
     def __len__(self) -> int:

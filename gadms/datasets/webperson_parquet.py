@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from gadms.utils.progress import Progress
+from .transforms.tokenizer import SURELY_TOKENISED_RE2, tokenises_to_nothing
 from .webperson_json import CAPTION_FIELDS
 
 PARQUET_COLUMNS = ('image', 'image_path') + CAPTION_FIELDS
@@ -26,9 +27,14 @@ class ParquetCorpus:
 
     Args:
         files (list[str]): Parquet shards, in row order.
-        check_captions (bool): Scan every caption once on load (streamed)
-            and fail on a null, non-string or blank one.
+        check_captions (bool): Scan every caption once on load (streamed):
+            a null one is an error naming shard, row and field; those that
+            tokenise to nothing are listed in ``empty_captions``.
         cache_row_groups (int): Row groups kept per process.
+
+    Attributes:
+        empty_captions (list[tuple[int, str]]): ``(row, description)`` of
+            each caption that tokenises to nothing (found by the check).
     """
 
     def __init__(self,
@@ -54,6 +60,7 @@ class ParquetCorpus:
         self.group_starts = [np.cumsum([0] + sizes) for sizes in group_sizes]
         self.file_starts = np.cumsum(
             [0] + [starts[-1] for starts in self.group_starts])
+        self.empty_captions: List[Tuple[int, str]] = []
         if check_captions:
             self._check_captions()
 
@@ -71,26 +78,40 @@ class ParquetCorpus:
                                  f'strings, not {kind}')
 
     def _check_captions(self) -> None:
+        """Refuse null captions; list those that tokenise to nothing (only
+        captions without a letter or digit, or with an HTML entity, are
+        tokenised to find out)."""
         progress = Progress(len(self), 'checking captions')
         for file_index, file in enumerate(self.files):
             row = 0
             for batch in pq.ParquetFile(file).iter_batches(
                     batch_size=1 << 16, columns=list(CAPTION_FIELDS)):
                 for field in CAPTION_FIELDS:
-                    blank = pc.fill_null(
-                        pc.equal(
-                            pc.utf8_length(
-                                pc.utf8_trim_whitespace(batch[field])), 0),
-                        True)
-                    if pc.any(blank).as_py():
-                        bad = row + int(np.flatnonzero(
-                            blank.to_numpy(zero_copy_only=False))[0])
-                        raise ValueError(
-                            f'{file}: row {bad} field {field!r} is empty or '
-                            f'null: {batch[field][bad - row].as_py()!r}')
+                    self._check_column(batch[field], file, field, row,
+                                       int(self.file_starts[file_index]))
                 row += batch.num_rows
                 progress.update(batch.num_rows)
         progress.close()
+
+    def _check_column(self, captions: pa.Array, file: str, field: str,
+                      first_row: int, file_start: int) -> None:
+        nulls = np.flatnonzero(
+            captions.is_null().to_numpy(zero_copy_only=False))
+        if len(nulls):
+            raise ValueError(f'{file}: row {first_row + int(nulls[0])} field '
+                             f'{field!r} is null')
+        suspect = pc.or_(
+            pc.invert(pc.match_substring_regex(captions,
+                                               SURELY_TOKENISED_RE2)),
+            pc.match_substring(captions, '&'))
+        for offset in np.flatnonzero(
+                suspect.to_numpy(zero_copy_only=False)):
+            caption = captions[int(offset)].as_py()
+            if tokenises_to_nothing(caption):
+                row = first_row + int(offset)
+                self.empty_captions.append(
+                    (file_start + row,
+                     f'{file} row {row} field {field!r}: {caption!r}'))
 
     def __len__(self) -> int:
         return int(self.file_starts[-1])
@@ -117,8 +138,13 @@ class ParquetCorpus:
         image = table['image'][offset].as_py()
         if isinstance(image, dict):
             image = image.get('bytes')
+        image_path = table['image_path'][offset].as_py()
+        if image_path is None:
+            raise ValueError(f'{self.files[file_index]} row {local}, column '
+                             '"image_path": null (every row needs its '
+                             "image's path)")
         return dict(
-            image_path=table['image_path'][offset].as_py(),
+            image_path=image_path,
             captions=[table[f][offset].as_py() for f in CAPTION_FIELDS],
             img_bytes=image or b'',
             source=f'{self.files[file_index]} row {local}')

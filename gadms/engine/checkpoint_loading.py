@@ -29,6 +29,11 @@ PARTIAL_HINT = ('if a partial load is intended (e.g. a pretraining '
                 'checkpoint for a model with new heads), pass '
                 '--partial-load or set load_partial (True or key prefixes) '
                 'in the config')
+# how torch's weights-only unpickler names the global it refused: an
+# unknown class ("Unsupported global: GLOBAL m.C") or one from a blocked
+# module such as os ("unsupported GLOBAL posix.system whose module ...")
+REFUSED_GLOBAL = re.compile(r'(?:Unsupported global: GLOBAL|unsupported '
+                            r'GLOBAL) ([\w.]+)')
 # the keys GalleryIndex.save writes
 GALLERY_INDEX_KEYS = frozenset({'features', 'paths', 'pids', 'fingerprint'})
 # the longest key list quoted in an error
@@ -75,12 +80,14 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
         raise
     except Exception as err:  # torch/zip/pickle raise many kinds
         message = str(err)
-        # a complete pickle that names a class outside the allow-list;
+        # a complete pickle that names a global outside the allow-list;
         # anything else that fails to parse is a broken file
-        if 'Unsupported global' in message:
+        refused = REFUSED_GLOBAL.search(message)
+        if refused:
             raise CheckpointError(
                 f'checkpoint {filename} holds objects outside the '
-                f'weights-only allow-list; {TRUST_HINT}') from err
+                f'weights-only allow-list (it names {refused[1]}); '
+                f'{TRUST_HINT}') from err
         if osp.isfile(filename) and not is_readable_checkpoint(filename):
             first_line = (message.splitlines() or [''])[0]
             raise CheckpointError(

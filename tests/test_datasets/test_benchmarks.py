@@ -104,8 +104,7 @@ def _drop(index: int, field: str):
     (_set(2, 'id', '3'), 'record 2 field "id" must be int'),
     (_set(1, 'captions', 'a man'), 'record 1 field "captions" must be list'),
     (_set(4, 'captions', []), r'record 4 \(.*\), field "captions"'),
-    (_set(4, 'captions', ['a man', '  ']), r'record 4 \(.*\), field '
-     '"captions"'),
+    (_set(2, 'id', True), 'record 2 field "id" must be int, got True'),
     (_set(0, 'captions', ['a man', 7]), r'record 0 \(.*\), field '
      '"captions"'),
     (_set(5, 'split', 'dev'), "record 5 field \"split\" is 'dev'"),
@@ -237,3 +236,66 @@ def test_train_pids_relabel_option_for_custom_splits(copy_of):
                      train_pids='relabel').get_data_info(0)['pid'] == 60
     with pytest.raises(ValueError, match="train_pids must be one of"):
         CUHKPEDES(data_root=root, train_pids='shift')
+
+
+def _records(root: str, ann_name: str) -> list:
+    return json.load(open(osp.join(root, ann_name)))
+
+
+@pytest.mark.parametrize('name', list(FORMATS))
+def test_empty_split_names_the_file_and_split(name, copy_of):
+    loader, _, ann_name, _, _ = FORMATS[name]
+    root = copy_of(name)
+    _rewrite(root, ann_name, lambda records: records.__setitem__(
+        slice(None), [r for r in records if r['split'] != 'test']))
+    with pytest.raises(ValueError, match=rf"{ann_name}: the 'test' split of "
+                       rf'{loader.NAME} has no records'):
+        loader(data_root=root, split='test')
+    assert len(loader(data_root=root, split='train')) > 0
+
+
+@pytest.mark.parametrize('name', list(FORMATS))
+def test_captions_that_tokenise_to_nothing_are_dropped(name, copy_of,
+                                                       caplog_mm):
+    """'&nbsp;', '\\x00' and '' become SOT + EOT alone: dropped with a
+    counted warning (an image left with none goes too), or refused with
+    strict_captions."""
+    loader, _, ann_name, _, _ = FORMATS[name]
+    root = copy_of(name)
+    records = _records(root, ann_name)
+    tests = [i for i, r in enumerate(records) if r['split'] == 'test']
+    kept_caption = records[tests[0]]['captions'][0]
+
+    def edit(records):
+        records[tests[0]]['captions'][1] = '&nbsp;'
+        records[tests[1]]['captions'] = ['\x00', '']
+
+    _rewrite(root, ann_name, edit)
+    dataset = loader(data_root=root, split='test')
+    assert len(dataset) == len(tests) - 1
+    assert dataset.get_data_info(0)['captions'] == [kept_caption]
+    assert all(dataset.get_data_info(i)['img_path'] != osp.join(
+        root, 'imgs', records[tests[1]][FORMATS[name][3]])
+        for i in range(len(dataset)))
+    assert ('dropped 3 captions that tokenise to nothing and 1 images left '
+            'without captions (e.g. ') in caplog_mm.text
+    assert f"{ann_name} record {tests[0]}: '&nbsp;'" in caplog_mm.text
+    with pytest.raises(ValueError, match=r'^3 captions tokenise to nothing '
+                       rf"\(strict_captions\): .*{ann_name} record "
+                       rf"{tests[1]}: '\\x00'"):
+        loader(data_root=root, split='test', strict_captions=True)
+
+
+@pytest.mark.parametrize('name', list(FORMATS))
+def test_an_image_named_by_two_records_is_refused(name, copy_of):
+    loader, _, ann_name, path_field, _ = FORMATS[name]
+    root = copy_of(name)
+    records = _records(root, ann_name)
+    tests = [i for i, r in enumerate(records) if r['split'] == 'test']
+    _rewrite(root, ann_name, _set(tests[1], path_field,
+                                  records[tests[0]][path_field]))
+    path = osp.normpath(records[tests[0]][path_field])
+    for split in ('train', 'test'):  # whichever split is read
+        with pytest.raises(ValueError, match=rf'{ann_name}: image {path} is '
+                           rf'named by records \[{tests[0]}, {tests[1]}\]'):
+            loader(data_root=root, split=split)

@@ -7,14 +7,15 @@ import sys
 import pytest
 from common import REPO_ROOT
 
-from gadms.datasets import CUHKPEDES, RSTPReid, WebPerson
+from gadms.datasets import (CUHKPEDES, RSTPReid, WebPerson,
+                            export_synth_person)
 
 SIZES = ['--train-ids', '4', '--val-ids', '2', '--test-ids', '2',
          '--images-per-identity', '2']
 
 
-def _tool(*args: str, expect: int = 0) -> str:
-    result = subprocess.run([sys.executable, *args], cwd=REPO_ROOT,
+def _tool(*args: str, expect: int = 0, cwd: str = REPO_ROOT) -> str:
+    result = subprocess.run([sys.executable, *args], cwd=cwd,
                             capture_output=True, text=True)
     assert result.returncode == expect, result.stdout[-2000:] + \
         result.stderr[-2000:]
@@ -161,3 +162,75 @@ def test_webperson_json_paths_stay_in_the_image_folder(tmp_path):
     entries[1] = {'sub/../b.jpg': dict(caption1='x y', caption2='y z')}
     (root / 'annotations.json').write_text(json.dumps(entries))
     assert len(WebPerson(data_root=str(root))) == 4
+
+
+def test_checker_and_reader_agree_on_shared_images_and_bool_ids(cuhk_root,
+                                                                 tmp_path):
+    root = tmp_path / 'shared'
+    subprocess.run(['cp', '-r', cuhk_root, str(root)], check=True)
+    ann = root / 'reid_raw.json'
+    records = json.load(open(ann))
+    tests = [i for i, r in enumerate(records) if r['split'] == 'test']
+    records[tests[1]]['file_path'] = records[tests[0]]['file_path']
+    records[tests[2]]['id'] = True
+    ann.write_text(json.dumps(records))
+    errors = []
+    for edit in range(2):  # the bool id first, then the shared image
+        with pytest.raises(ValueError) as raised:
+            CUHKPEDES(data_root=str(root), split='test')
+        errors.append(str(raised.value))
+        records[tests[2]]['id'] = 7
+        ann.write_text(json.dumps(records))
+    records[tests[2]]['id'] = True
+    ann.write_text(json.dumps(records))
+    _tool('tools/misc/check_dataset.py', 'cuhk-pedes', str(root), '--out',
+          str(tmp_path / 'report.json'), '--no-decode', expect=1)
+    report = json.load(open(tmp_path / 'report.json'))['errors']
+    assert report['schema'] == [errors[0]]
+    assert errors[0].endswith(f'record {tests[2]} field "id" must be int, '
+                              'got True')
+    shared, = report['image referenced twice']
+    assert errors[1].startswith(shared + '; each record must name its own')
+
+
+def test_checker_reads_relative_roots_and_counts_empty_captions(
+        cuhk_root, tmp_path):
+    """The docs' commands (`check_dataset.py webperson data/WebPerson`) run
+    from the folder the relative root is relative to, for both WebPerson
+    forms and a benchmark; captions that tokenise to nothing are warnings
+    that say what the reader does with them."""
+    data = tmp_path / 'data'
+    data.mkdir()
+    export_synth_person(str(data / 'WebPerson'), 'webperson-parquet',
+                        num_identities=dict(train=3, val=1, test=1),
+                        images_per_identity=1)
+    export_synth_person(str(data / 'WebPersonJSON'), 'webperson-json',
+                        num_identities=dict(train=3, val=1, test=1),
+                        images_per_identity=1)
+    subprocess.run(['cp', '-r', cuhk_root, str(data / 'CUHK-PEDES')],
+                   check=True)
+    ann = data / 'CUHK-PEDES' / 'reid_raw.json'
+    records = json.load(open(ann))
+    records[4]['captions'][0] = '&nbsp;'
+    ann.write_text(json.dumps(records))
+    entries = json.load(open(data / 'WebPersonJSON' / 'annotations.json'))
+    (path, captions), = entries[1].items()
+    captions['caption2'] = '\x00'
+    (data / 'WebPersonJSON' / 'annotations.json').write_text(
+        json.dumps(entries))
+    checker = osp.join(REPO_ROOT, 'tools/misc/check_dataset.py')
+    out = _tool(checker, 'webperson', 'data/WebPerson', cwd=str(tmp_path))
+    assert 'OK: 0 errors' in out
+    out = _tool(checker, 'webperson', 'data/WebPersonJSON', '--ann-file',
+                'annotations.json', '--out', 'json.json', cwd=str(tmp_path))
+    assert 'OK: 0 errors' in out
+    warned = json.load(open(tmp_path / 'json.json'))['warnings']
+    assert warned['caption that tokenises to nothing'] == [
+        f"data/WebPersonJSON/annotations.json entry 1 ({path}) field "
+        "'caption2': '\\x00' (its image is dropped by the reader)"]
+    _tool(checker, 'cuhk-pedes', 'data/CUHK-PEDES', '--out', 'cuhk.json',
+          cwd=str(tmp_path))
+    warned = json.load(open(tmp_path / 'cuhk.json'))['warnings']
+    assert warned['caption that tokenises to nothing'] == [
+        "data/CUHK-PEDES/reid_raw.json record 4: '&nbsp;' (dropped by the "
+        'reader)']

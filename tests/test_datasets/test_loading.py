@@ -1,6 +1,7 @@
 """LoadPersonImage: errors that name the record, and the skip policy."""
 import json
 import logging
+import os.path as osp
 import struct
 import zlib
 
@@ -9,8 +10,10 @@ import numpy as np
 import pytest
 from mmengine.logging import MMLogger
 
-from gadms.datasets import LoadPersonImage, WebPerson
+from gadms.datasets import (CUHKPEDES, LoadPersonImage, WebPerson,
+                            export_synth_person)
 from gadms.datasets.transforms import ImageLoadError
+from gadms.datasets.transforms.loading import record_skipped_image
 
 
 def _png(value: int) -> bytes:
@@ -63,7 +66,7 @@ def test_skip_policy_counts_lists_once_and_dataset_draws_another(tmp_path):
         (images / f'{i}.png').write_bytes(content)
         entries.append({f'{i}.png': dict(caption1=f'a{i}', caption2=f'b{i}')})
     (tmp_path / 'anno.json').write_text(json.dumps(entries))
-    skipped = tmp_path / 'work' / 'skipped_images.txt'
+    skipped = tmp_path / 'work' / 'skipped_images.jsonl'
     logger = MMLogger.get_instance('skip-policy-test')
     messages = []
     handler = logging.Handler()
@@ -78,11 +81,11 @@ def test_skip_policy_counts_lists_once_and_dataset_draws_another(tmp_path):
     for idx in (2, 3, 4, 5, 2):
         sample = dataset[idx]
         assert sample['img_path'].endswith(('0.png', '3.png'))
-    lines = skipped.read_text().splitlines()
-    assert sorted(line.split('\t')[0] for line in lines) == [
+    lines = [json.loads(line) for line in skipped.read_text().splitlines()]
+    assert sorted(line['path'] for line in lines) == [
         str(images / '1.png'), str(images / '2.png')
     ]
-    assert all('cannot be decoded' in line for line in lines)
+    assert all('cannot be decoded' in line['reason'] for line in lines)
     assert sum('skipped image' in m for m in messages) == 2
     assert any('skipped image 2 ' in m for m in messages)
     with pytest.raises(ImageLoadError, match='anno.json entry 1'):
@@ -154,3 +157,33 @@ def test_pixel_cap_is_configurable(tmp_path):
     with pytest.raises(ImageLoadError, match=f'image {path} decodes to 4 x '
                        '8 = 32 pixels, over the cap of 31'):
         LoadPersonImage(max_pixels=31)(dict(img_path=str(path)))
+
+
+def test_skip_reasons_with_newlines_stay_one_record(tmp_path):
+    """OpenCV's messages span lines: one JSON record per skip all the
+    same, and a path is still listed once."""
+    listed = str(tmp_path / 'skipped.jsonl')
+    reason = 'cannot be decoded (OpenCV error:\n  in function imdecode_\n)'
+    assert record_skipped_image(listed, 'a.png', reason) == 1
+    assert record_skipped_image(listed, 'b\tc.png', 'x\ny') == 2
+    assert record_skipped_image(listed, 'a.png', reason) == 0
+    lines = open(listed).read().splitlines()
+    assert [json.loads(line) for line in lines] == [
+        dict(path='a.png', reason=reason),
+        dict(path='b\tc.png', reason='x\ny')]
+
+
+def test_test_datasets_refuse_to_skip_images(tmp_path):
+    """A gallery with skipped images would be scored on fewer images and
+    queries without a trace: refused when the dataset is built."""
+    benchmark = export_synth_person(
+        str(tmp_path / 'cuhk'), 'cuhk-pedes',
+        num_identities=dict(train=2, val=1, test=1), images_per_identity=2)
+    skipping = [dict(type='LoadPersonImage', on_error='skip')]
+    with pytest.raises(ValueError, match=r"CUHK-PEDES \(test\): the test "
+                       r"pipeline has LoadPersonImage\(on_error='skip'\), "
+                       'which would drop unreadable gallery images'):
+        CUHKPEDES(data_root=osp.dirname(benchmark), split='test',
+                  pipeline=skipping)
+    assert len(CUHKPEDES(data_root=osp.dirname(benchmark), split='train',
+                         pipeline=skipping)) == 8

@@ -1,8 +1,10 @@
 from collections import Counter
 
 import pytest
+import torch
 
 from gadms.datasets import SynthPerson, samplers
+from gadms.datasets.sample_seeds import SeededIndex
 from gadms.registry import DATA_SAMPLERS
 
 DATA = dict(num_identities=dict(train=12, val=1, test=1),
@@ -69,3 +71,47 @@ def test_bad_arguments(dataset):
         _build(dataset, batch_size=40, num_instances=2)
     with pytest.raises(ValueError, match='always shuffles'):
         _build(dataset, shuffle=False)
+
+
+TRAIN_PIPELINE = [
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='mmpretrain.RandomCrop', crop_size=(96, 32), padding=8),
+    dict(type='mmpretrain.RandomErasing', erase_prob=0.5, mode='rand'),
+]
+
+
+def _augmented(dataset, indices, num_workers: int) -> dict:
+    """index -> augmented image, loaded as a training loader does."""
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=4, sampler=indices, num_workers=num_workers,
+        collate_fn=lambda batch: batch, persistent_workers=num_workers > 0)
+    return {s['sample_idx']: s['img'] for batch in loader for s in batch}
+
+
+def test_augmentation_follows_the_sample_not_the_worker(tmp_path):
+    """A sample's augmentation in an epoch is a function of (seed, epoch,
+    index): the same in the main process and in two workers whatever the
+    other samples of the batch; another epoch draws another one; the
+    process's own generators are left where they were."""
+    dataset = SynthPerson(split='train', pipeline=TRAIN_PIPELINE, **DATA)
+    sampler = DATA_SAMPLERS.build(dict(type='ResumableSampler',
+                                       dataset=dataset, shuffle=True, seed=5))
+    epoch_1 = list(sampler)
+    assert all(isinstance(i, SeededIndex) for i in epoch_1)
+    torch.manual_seed(0)
+    before = torch.rand(1)
+    torch.manual_seed(0)
+    dataset[epoch_1[0]]
+    assert torch.equal(torch.rand(1), before)  # generators restored
+    main = _augmented(dataset, epoch_1, num_workers=0)
+    workers = _augmented(dataset, epoch_1[::-1], num_workers=2)
+    assert main.keys() == workers.keys() == set(range(len(dataset)))
+    assert all((main[i] == workers[i]).all() for i in main)
+    # the last sample resumed alone (a mid-epoch resume) draws the same
+    sampler.skip_samples = len(epoch_1) - 1
+    last, = list(sampler)
+    resumed = _augmented(dataset, [last], num_workers=2)
+    assert (resumed[int(last)] == main[int(last)]).all()
+    sampler.set_epoch(1)
+    epoch_2 = _augmented(dataset, list(sampler), num_workers=0)
+    assert sum((epoch_2[i] != main[i]).any() for i in main) > len(main) // 2

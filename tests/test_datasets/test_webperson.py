@@ -157,15 +157,68 @@ def test_parquet_shard_with_a_missing_column(tmp_path):
         WebPerson(data_root=str(tmp_path), ann_file='*.parquet')
 
 
-@pytest.mark.parametrize('value', ['', '   ', None])
-def test_parquet_empty_or_null_caption_names_row_and_field(tmp_path, value):
+def test_parquet_null_caption_names_row_and_field(tmp_path):
     columns = _good_columns(5)
-    columns['caption1'][3] = value
+    columns['caption1'][3] = None
     _write_shard(tmp_path / 'shard.parquet', **columns)
     with pytest.raises(ValueError,
                        match="shard.parquet: row 3 field 'caption1' is "
-                       'empty or null'):
+                       'null'):
         WebPerson(data_root=str(tmp_path), ann_file='shard.parquet')
+
+
+@pytest.mark.parametrize('value', ['', '   ', '&nbsp;', '\x00', '\ufeff'])
+def test_captions_that_tokenise_to_nothing_drop_their_image(tmp_path, value,
+                                                            caplog_mm):
+    """Both forms: the image goes (samples come in pairs), counted; with
+    strict_captions the caption is refused, named."""
+    columns = _good_columns(5)
+    columns['caption2'][3] = value
+    columns['caption1'][1] = 'a man &amp; a dog'  # an entity that stays
+    _write_shard(tmp_path / 'shard.parquet', **columns)
+    entries = [{path: dict(caption1=c1, caption2=c2)} for path, c1, c2 in
+               zip(columns['image_path'], columns['caption1'],
+                   columns['caption2'])]
+    (tmp_path / 'anno.json').write_text(json.dumps(entries))
+    for ann_file, where in (('shard.parquet', 'row 3'),
+                            ('anno.json', r'entry 3 \(3.png\)')):
+        dataset = WebPerson(data_root=str(tmp_path), ann_file=ann_file)
+        assert len(dataset) == 8
+        assert [dataset.get_data_info(i)['img_path'][-5:]
+                for i in range(0, 8, 2)] == [
+                    '0.png', '1.png', '2.png', '4.png']
+        assert dataset.sample_pids().tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+        assert 'WebPerson: dropped 1 images with captions that tokenise ' \
+            'to nothing (1 captions in the corpus' in caplog_mm.text
+        with pytest.raises(ValueError, match=rf'^1 captions tokenise to '
+                           rf'nothing \(strict_captions\): .*{ann_file} '
+                           rf"{where} field 'caption2'"):
+            WebPerson(data_root=str(tmp_path), ann_file=ann_file,
+                      strict_captions=True)
+
+
+def test_parquet_null_image_path_names_shard_row_and_column(tmp_path):
+    columns = _good_columns(4)
+    columns['image_path'][2] = None
+    _write_shard(tmp_path / 'shard.parquet', **columns)
+    dataset = WebPerson(data_root=str(tmp_path), ann_file='shard.parquet')
+    assert dataset.get_data_info(3)['img_path'] == '1.png'
+    with pytest.raises(ValueError, match=r'shard.parquet row 2, column '
+                       r'"image_path": null'):
+        dataset.get_data_info(4)
+
+
+def test_relative_data_roots(corpus, tmp_path, monkeypatch):
+    """The shipped configs' data_root is relative (data/WebPerson): both
+    forms read it from the working directory it is relative to."""
+    shutil.copytree(corpus, tmp_path / 'data')
+    monkeypatch.chdir(tmp_path)
+    parquet = WebPerson(data_root='data/parquet', ann_file='data')
+    json_form = WebPerson(data_root='data/json')
+    assert len(parquet) == len(json_form) == 2 * NUM_IMAGES
+    assert json_form.get_data_info(0)['img_path'].startswith(
+        'data/json/images/')
+    assert LoadPersonImage()(json_form.get_data_info(0))['img'].shape[2] == 3
 
 
 def test_parquet_non_string_caption_column(tmp_path):
@@ -187,9 +240,7 @@ def test_no_parquet_shards(tmp_path):
      "'caption2'"),
     ([{'a.jpg': {'caption1': 'x', 'caption2': 'y'}},
       {'b.jpg': {'caption1': 'x', 'caption2': 3}}],
-     "entry 1 \\(b.jpg\\) field 'caption2' must be a non-empty string"),
-    ([{'a.jpg': {'caption1': ' ', 'caption2': 'y'}}],
-     "entry 0 \\(a.jpg\\) field 'caption1' must be a non-empty string"),
+     "entry 1 \\(b.jpg\\) field 'caption2' must be a string"),
     ([{'a.jpg': {'caption1': 'x', 'caption2': 'y'}},
       {'a.jpg': {'caption1': 'z', 'caption2': 'w'}}],
      'entry 1 repeats image a.jpg of entry 0'),

@@ -15,7 +15,8 @@ from gadms.engine.checkpoint_loading import is_readable_checkpoint
 CONFIG = 'configs/gadms/gadms_tiny_synthperson-noise40.py'
 # 16 identities x 4 photos x 2 captions / batch 16 = 8 iterations an epoch;
 # 2 epochs; a checkpoint every 3 iterations (mid-epoch); no validation;
-# workers off, so the main process draws every augmentation
+# two persistent workers load the data (augmentations seeded per sample:
+# the resumed run's new workers draw what the first run's drew)
 OPTIONS = [
     'train_cfg.max_epochs=2', 'train_cfg.val_interval=100',
     'default_hooks.logger.interval=1',
@@ -24,8 +25,8 @@ OPTIONS = [
     'default_hooks.checkpoint.max_keep_ckpts=10',
     'default_hooks.checkpoint.save_best=None',
     'train_dataloader.dataset.num_identities.train=16',
-    'train_dataloader.batch_size=16', 'train_dataloader.num_workers=0',
-    'train_dataloader.persistent_workers=False',
+    'train_dataloader.batch_size=16', 'train_dataloader.num_workers=2',
+    'train_dataloader.persistent_workers=True',
     'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
     'randomness.deterministic=True',
 ]

@@ -2,12 +2,10 @@
 fit the model (or is not a model checkpoint) is an error listing why."""
 import copy
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 import torch
-from common import REPO_ROOT
+from common import REPO_ROOT, run_tool
 from mmengine.config import Config
 
 from gadms.apis import GalleryIndex, TextPersonInferencer
@@ -49,11 +47,6 @@ def _runner(work_dir, **options):
     return build_runner(cfg)
 
 
-def _tool(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True)
-
-
 def test_gallery_index_is_not_a_checkpoint(tmp_path):
     index = _gallery_index(tmp_path / 'gallery.pth')
     with pytest.raises(CheckpointError,
@@ -61,11 +54,11 @@ def test_gallery_index_is_not_a_checkpoint(tmp_path):
         _runner(tmp_path / 'work').load_checkpoint(index)
     with pytest.raises(CheckpointError, match='is a gallery index'):
         TextPersonInferencer(CONFIG, index)
-    test = _tool('tools/test.py', CONFIG, index, '--work-dir',
+    test = run_tool('tools/test.py', CONFIG, index, '--work-dir',
                  str(tmp_path / 'test'))
     assert test.returncode != 0
     assert f'CheckpointError: {index} is a gallery index' in test.stderr
-    retrieve = _tool('tools/retrieve.py', CONFIG, index, '--gallery', index,
+    retrieve = run_tool('tools/retrieve.py', CONFIG, index, '--gallery', index,
                      '--query', 'a man in a red shirt')
     assert retrieve.returncode != 0
     assert f'CheckpointError: {index} is a gallery index' in \
@@ -98,7 +91,7 @@ def test_another_model_size_is_refused_with_its_keys(tmp_path):
     # a training config's load_partial does not reach evaluation
     config = tmp_path / 'partial_config.py'
     config.write_text(f'_base_ = [{CONFIG!r}]\nload_partial = True\n')
-    result = _tool('tools/test.py', str(config), other, '--work-dir',
+    result = run_tool('tools/test.py', str(config), other, '--work-dir',
                    str(tmp_path / 'test'))
     assert result.returncode != 0
     assert 'shape mismatches: backbone.clip.text_projection' in result.stderr

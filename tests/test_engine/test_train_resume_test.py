@@ -9,17 +9,11 @@ import zipfile
 
 import torch
 from common import REPO_ROOT
-from tiny_models import SHRINK_OPTIONS
+from tiny_models import SMALL_SYNTH_OPTIONS
 
 CONFIG = 'configs/baselines/clip-sdm_tiny_synthperson.py'
-SMALL_DATA = [
-    f'{loader}.{key}' for loader in ('train_dataloader', 'val_dataloader',
-                                     'test_dataloader')
-    for key in ('dataset.num_identities.train=16',
-                'dataset.num_identities.val=4',
-                'dataset.num_identities.test=4', 'batch_size=16',
-                'num_workers=0', 'persistent_workers=False')
-] + SHRINK_OPTIONS  # a smaller model: these tests check the tools, not it
+# a smaller model: these tests check the tools, not it
+SMALL_DATA = SMALL_SYNTH_OPTIONS
 
 
 def _run(*args: str) -> str:

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from gadms.evaluation import (TextPersonRetrievalMetric,
+from gadms.evaluation import (NonFiniteScoresError,
+                              TextPersonRetrievalMetric,
                               compute_retrieval_metrics)
 from gadms.registry import METRICS
 
@@ -242,3 +243,70 @@ def test_rank_counting_equals_the_full_sort(levels, seed):
     assert torch.equal(ours[0][valid], reference[0][valid])
     torch.testing.assert_close(ours[1], reference[1], rtol=0, atol=1e-12)
     torch.testing.assert_close(ours[2], reference[2], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize('bad', [float('nan'), float('inf'), -float('inf')])
+def test_non_finite_similarities_are_refused(bad):
+    """A NaN matrix used to score R1 100 (every comparison with NaN is
+    false); each kind of non-finite value is refused, counted, and its
+    queries named with their index in the whole query set, across blocks."""
+    gallery_pids = torch.arange(6) % 3
+    similarity = torch.rand(9, 6, generator=torch.Generator().manual_seed(0))
+    similarity[2, 4] = bad
+    similarity[7, :2] = bad
+    with pytest.raises(NonFiniteScoresError,
+                       match=r'^3 similarities are NaN or infinite, in 2 '
+                       r'queries \(query indices 2, 7\)'):
+        compute_retrieval_metrics(similarity, gallery_pids[:3].repeat(3),
+                                  gallery_pids)
+    nan_everywhere = torch.full((9, 6), bad)
+    with pytest.raises(NonFiniteScoresError,
+                       match=r'^54 similarities .* in 9 queries \(query '
+                       r'indices 0, 1, 2, 3, 4, 5, 6, 7, 8\)'):
+        compute_retrieval_metrics(nan_everywhere, gallery_pids[:3].repeat(3),
+                                  gallery_pids)
+
+
+def test_opposite_infinities_and_huge_finite_values():
+    gallery_pids = torch.tensor([0, 1, 2])
+    opposite = torch.tensor([[float('inf'), 0.0, -float('inf')],
+                             [0.1, 0.2, 0.3]])
+    with pytest.raises(NonFiniteScoresError, match=r'^2 similarities .* in '
+                       r'1 queries \(query indices 0\)'):
+        compute_retrieval_metrics(opposite, torch.tensor([0, 1]),
+                                  gallery_pids)
+    # a row sum that overflows its dtype is not a non-finite value
+    for dtype, large in ((torch.float64, 1e308), (torch.float16, 6e4)):
+        huge = torch.tensor([[large, large, 1.0], [1.0, 2.0, 3.0]],
+                            dtype=dtype)
+        metrics = compute_retrieval_metrics(huge, torch.tensor([2, 2]),
+                                            gallery_pids, topk=(1, ))
+        assert metrics == pytest.approx(dict(R1=50.0, mAP=(1 / 3 + 1) * 50,
+                                             mINP=(1 / 3 + 1) * 50))
+
+
+def _poison_query_8(samples):
+    # images have 1, 2, 3, 1, 2, ... captions: image 4's second is query 8
+    samples[4]['text_feats'][1] = float('nan')
+
+
+def _poison_image_0(samples):
+    samples[0]['image_feat'][0] = float('nan')  # in every query's row
+
+
+@pytest.mark.parametrize('pairs_per_chunk', [5, 1 << 24])
+@pytest.mark.parametrize('poison, message', [
+    (_poison_query_8, r'^12 similarities .* in 1 queries \(query indices '
+     r'8\)'),
+    (_poison_image_0, r'^24 similarities .* in 24 queries \(query indices '
+     r'0, 1, 2, .* and 14 more\)'),
+])
+def test_metric_refuses_nan_features(pairs_per_chunk, poison, message):
+    """Every query and value counted, across blocks of 1 query (5 pairs)
+    or all queries at once."""
+    samples = _predictions(12, (1, 2, 3), 8, 5, seed=4)
+    poison(samples)
+    metric = TextPersonRetrievalMetric(pairs_per_chunk=pairs_per_chunk)
+    metric.process({}, samples)
+    with pytest.raises(NonFiniteScoresError, match=message):
+        metric.evaluate(size=12)

@@ -97,21 +97,23 @@ def check_benchmark(kind: str, data_root: str, ann_file: str,
         report.errors['annotation file'].append(str(err))
         return
     counts = {split: [set(), 0, 0] for split in loader.SPLITS}
-    records_of_path = defaultdict(list)
-    samples, train_ids = [], []
+    parsed, samples, train_ids = [], [], []
     for index, raw in enumerate(records):
         try:  # the reader's own checks
             record = loader.parse_record(raw, index)
         except ValueError as err:
             report.errors['schema'].append(str(err))
             continue
+        parsed.append((index, raw))
+        for caption in loader.empty_captions(record):
+            report.warnings['caption that tokenises to nothing'].append(
+                f'{record["source"]}: {caption!r} (dropped by the reader)')
         split_counts = counts[record['split']]
         split_counts[0].add(record['pid'])
         split_counts[1] += 1
         split_counts[2] += len(record['captions'])
         if record['split'] == 'train':
             train_ids.append(record['pid'])
-        records_of_path[record['img_path']].append(index)
         samples.append(dict(img_path=record['img_path'],
                             source=record['source']))
         repeated = [c for c, n in Counter(record['captions']).items()
@@ -123,10 +125,8 @@ def check_benchmark(kind: str, data_root: str, ann_file: str,
         loader.train_pids_of(train_ids)
     except ValueError as err:
         report.errors['training ids'].append(str(err))
-    for path, indices in records_of_path.items():
-        if len(indices) > 1:
-            report.errors['image referenced twice'].append(
-                f'{path}: records {indices}')
+    for message in loader.shared_images(parsed):
+        report.errors['image referenced twice'].append(message)
     rows = [['split', 'identities', 'images', 'captions', 'published']]
     for split, (ids, images, captions) in counts.items():
         found = (len(ids), images, captions)
@@ -148,6 +148,9 @@ def check_webperson(data_root: str, ann_file: str, decode: bool,
     except (OSError, ValueError) as err:
         report.errors['annotations'].append(str(err))
         return
+    for _, description in dataset.corpus.empty_captions:
+        report.warnings['caption that tokenises to nothing'].append(
+            f'{description} (its image is dropped by the reader)')
     num_images = len(dataset) // 2
     rows = [['images', 'captions', 'published images', 'published captions'],
             [num_images, len(dataset), *WEBPERSON_PUBLISHED]]

@@ -5,11 +5,13 @@ from .loading import (DEFAULT_MAX_PIXELS, ImageLoadError, LoadPersonImage,
                       check_decoded_size)
 from .text import TokenizeCaption
 from .tokenizer import (EOT_TOKEN_ID, MASK_TOKEN_ID, PAD_TOKEN_ID,
-                        SOT_TOKEN_ID, VOCAB_SIZE, CLIPTokenizer, get_tokenizer)
+                        SOT_TOKEN_ID, VOCAB_SIZE, CLIPTokenizer, get_tokenizer,
+                        tokenises_to_nothing)
 
 __all__ = [
     'DEFAULT_MAX_PIXELS', 'check_decoded_size',
-    'CLIPTokenizer', 'get_tokenizer', 'TokenizeCaption', 'LoadPersonImage',
+    'CLIPTokenizer', 'get_tokenizer', 'tokenises_to_nothing',
+    'TokenizeCaption', 'LoadPersonImage',
     'ImageLoadError', 'PackTextPersonInputs', 'PAD_TOKEN_ID', 'MASK_TOKEN_ID',
     'SOT_TOKEN_ID', 'EOT_TOKEN_ID', 'VOCAB_SIZE', 'NormalisedRandomErasing',
     'CLIP_MEAN', 'CLIP_STD'

@@ -1,5 +1,6 @@
 import fcntl
 import io
+import json
 import logging
 import os
 import os.path as osp
@@ -15,7 +16,7 @@ from PIL import Image
 
 from gadms.registry import TRANSFORMS
 
-SKIPPED_LIST_NAME = 'skipped_images.txt'
+SKIPPED_LIST_NAME = 'skipped_images.jsonl'
 # 100 megapixels (300 MB as BGR) is far above any person photo; OpenCV's own
 # cap is 2**30 pixels (3 GB), reachable from a 48 KB PNG
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -26,7 +27,7 @@ class ImageLoadError(OSError):
 
 
 def default_skipped_list() -> str:
-    """``skipped_images.txt`` next to the current MMEngine log file (the
+    """``skipped_images.jsonl`` next to the current MMEngine log file (the
     run's log dir), or in the working directory outside a Runner."""
     for handler in MMLogger.get_current_instance().handlers:
         if isinstance(handler, logging.FileHandler):
@@ -36,8 +37,9 @@ def default_skipped_list() -> str:
 
 
 def record_skipped_image(list_file: str, path: str, reason: str) -> int:
-    """Add ``path`` to ``list_file`` unless listed; returns the new count,
-    or 0 when it was listed already.
+    """Add ``path`` to ``list_file`` (JSON Lines, one ``{"path", "reason"}``
+    object per skipped image, so reasons may hold any character) unless
+    listed; returns the new count, or 0 when it was listed already.
 
     The file is locked while it is read and appended, so data loader
     workers of all ranks can share it and every path is listed and logged
@@ -47,10 +49,10 @@ def record_skipped_image(list_file: str, path: str, reason: str) -> int:
     with open(list_file, 'a+', encoding='utf-8') as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0)
-        listed = [line.split('\t', 1)[0] for line in f.read().splitlines()]
+        listed = [json.loads(line)['path'] for line in f if line.strip()]
         if path in listed:
             return 0
-        f.write(f'{path}\t{reason}\n')
+        f.write(json.dumps(dict(path=path, reason=reason)) + '\n')
         return len(listed) + 1
 
 
@@ -97,13 +99,14 @@ class LoadPersonImage(BaseTransform):
     the image, the annotation record it comes from and the field. With
     ``on_error='skip'`` (for web-scale training corpora) the sample is
     dropped instead: ``BaseDataset`` then draws another one, and the path
-    is logged once and appended to ``skipped_list``.
+    is logged once and appended to ``skipped_list``. Skipping is for
+    training only: a test dataset refuses it (a gallery must be whole).
 
     Args:
         on_error (str): ``'raise'`` (default) or ``'skip'``.
-        skipped_list (str, optional): File listing skipped images (path and
-            reason per line). Defaults to ``skipped_images.txt`` in the
-            run's log folder.
+        skipped_list (str, optional): File listing skipped images (JSON
+            Lines: ``{"path", "reason"}`` each). Defaults to
+            ``skipped_images.jsonl`` in the run's log folder.
         backend_args (dict, optional): MMEngine file backend arguments.
         max_pixels (int): Largest decoded image accepted (width x height),
             checked on the encoded header before decoding. Defaults to

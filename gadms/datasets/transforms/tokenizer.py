@@ -8,6 +8,7 @@ id 49405 by dropping the last BPE merge; unlike IRRA it also removes that merge
 from the merge ranks, so the word it used to produce ("jekyll") is spelled
 with smaller pieces instead of raising a ``KeyError``.
 """
+import re
 from functools import lru_cache
 from typing import List, Sequence, Tuple
 
@@ -20,6 +21,12 @@ SOT_TOKEN_ID = 49406
 EOT_TOKEN_ID = 49407
 VOCAB_SIZE = 49408
 MASK_TOKEN = '[MASK]'
+# Text with a letter or digit and no HTML entity always keeps a token
+# through CLIP's cleaning (ftfy, HTML unescaping, whitespace folding); other
+# text ('&nbsp;', '\x00', a byte-order mark) may clean to nothing.
+SURELY_TOKENISED = re.compile(r'[^\W_]')
+# the same test for Arrow's RE2 engine
+SURELY_TOKENISED_RE2 = r'[\p{L}\p{N}]'
 
 
 class CLIPTokenizer:
@@ -109,6 +116,15 @@ class CLIPTokenizer:
             tokens = tokens[:self.context_length - 1] + [EOT_TOKEN_ID]
             ids[row, :len(tokens)] = tokens
         return ids
+
+
+def tokenises_to_nothing(text: str) -> bool:
+    """Whether CLIP's tokenizer turns ``text`` into no token at all (blank
+    text, HTML spaces, control characters): such a caption would be encoded
+    as SOT + EOT alone."""
+    if '&' not in text and SURELY_TOKENISED.search(text):
+        return False
+    return not get_tokenizer().encode(text)
 
 
 @lru_cache(maxsize=None)

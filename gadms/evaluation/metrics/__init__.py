@@ -1,3 +1,7 @@
-from .retrieval import TextPersonRetrievalMetric, compute_retrieval_metrics
+from .retrieval import (NonFiniteScoresError, TextPersonRetrievalMetric,
+                        compute_retrieval_metrics)
 
-__all__ = ['TextPersonRetrievalMetric', 'compute_retrieval_metrics']
+__all__ = [
+    'NonFiniteScoresError', 'TextPersonRetrievalMetric',
+    'compute_retrieval_metrics'
+]
