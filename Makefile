@@ -10,9 +10,11 @@ BASELINE_DIR := work_dirs/demo_baseline
 
 .PHONY: demo demo-baseline test venv clean
 
-$(STAMP): requirements/runtime.txt requirements/tests.txt setup.py
+$(STAMP): requirements/runtime.txt requirements/tests.txt \
+		requirements/corpus.txt setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -r requirements/runtime.txt -r requirements/tests.txt
+	$(PY) -m pip install -r requirements/runtime.txt -r requirements/tests.txt \
+		-r requirements/corpus.txt
 	$(PY) -m pip install --no-deps --no-build-isolation -e .
 	touch $@
 

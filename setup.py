@@ -36,6 +36,7 @@ setup(
     extras_require={
         'tests': read_requirements('tests'),
         'optional': read_requirements('optional'),
+        'corpus': read_requirements('corpus'),
     },
     zip_safe=False,
 )

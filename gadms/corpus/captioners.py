@@ -8,6 +8,8 @@ import urllib.error
 import urllib.request
 from typing import Optional
 
+from .bounded_http import AnswerTooLarge, read_bounded
+
 PROMPT = (
     'Describe the person in this image in one paragraph of 2-4 sentences '
     'for a person search engine: gender, hair, clothing with colours, '
@@ -121,23 +123,14 @@ class OpenAIChatCaptioner:
         deadline = time.monotonic() + self.timeout
         with self._opener.open(self._request(image, template),
                                timeout=self.timeout) as response:
-            body = b''
-            while True:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f'answer not complete after {self.timeout} s')
-                chunk = response.read1(65536)
-                if not chunk:
-                    break
-                body += chunk
-                if len(body) > self.max_response_bytes:
-                    raise _Malformed(
-                        f'answer longer than {self.max_response_bytes} '
-                        'bytes')
-            expected = response.getheader('Content-Length')
-            if expected is not None and len(body) < int(expected):
-                raise http.client.IncompleteRead(body,
-                                                 int(expected) - len(body))
+            try:
+                body = read_bounded(response, deadline,
+                                    self.max_response_bytes)
+            except AnswerTooLarge as err:
+                raise _Malformed(str(err)) from err
+            except TimeoutError as err:
+                raise TimeoutError(f'answer not complete after '
+                                   f'{self.timeout} s') from err
         return json.loads(body)
 
     @staticmethod
