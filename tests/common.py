@@ -1,8 +1,10 @@
 """Constants shared by the tests (importable: pytest puts this folder on
 ``sys.path`` for ``conftest.py``)."""
 import os.path as osp
+import struct
 import subprocess
 import sys
+import zlib
 
 from gadms.datasets.transforms import (EOT_TOKEN_ID, MASK_TOKEN_ID,
                                        SOT_TOKEN_ID)
@@ -15,3 +17,20 @@ def run_tool(*args: str) -> subprocess.CompletedProcess:
     """``python ARGS`` from the repository root, output captured."""
     return subprocess.run([sys.executable, *args], cwd=REPO_ROOT,
                           capture_output=True, text=True)
+
+
+def pixel_bomb(width: int = 20000, height: int = 20000) -> bytes:
+    """A 1-bit grey PNG of ``width`` x ``height`` zeros: tens of KB
+    encoded, ``3 * width * height`` bytes once decoded as BGR."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return (struct.pack('>I', len(data)) + body +
+                struct.pack('>I', zlib.crc32(body)))
+
+    compressor = zlib.compressobj(9)
+    row = bytes(1 + (width + 7) // 8)  # filter byte + packed bits
+    idat = b''.join(compressor.compress(row) for _ in range(height))
+    idat += compressor.flush()
+    header = struct.pack('>IIBBBBB', width, height, 1, 0, 0, 0, 0)
+    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) +
+            chunk(b'IDAT', idat) + chunk(b'IEND', b''))

@@ -27,8 +27,8 @@ def read_bounded(response: http.client.HTTPResponse, deadline: float,
     expected = response.getheader('Content-Length')
     if expected is not None and expected.isdigit() and \
             int(expected) > max_bytes:
-        raise AnswerTooLarge(f'answer of {expected} bytes, over the cap of '
-                             f'{max_bytes}')
+        raise AnswerTooLarge(f'answer longer than {max_bytes} bytes '
+                             f'({expected} announced)')
     body = b''
     while True:
         if time.monotonic() > deadline:

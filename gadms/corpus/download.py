@@ -4,18 +4,19 @@ Input: COYO-700M / LAION-style parquet tables with ``key``, ``url`` and
 ``text`` columns (``width`` and ``height`` where present). Output under
 ``out_dir``::
 
-    urls/*.parquet            the table with each URL once (the row with
-                              the smallest key), hash-partitioned by URL
+    buckets/bucket=K/         the input rows by a hash of their URL
+    urls/bucket=K.parquet     a bucket with each URL once (the row with
+                              the smallest key)
     images/<part>/*.parquet   per part of urls/: key, url, text, status
                               ('ok' or the failure reason), image bytes,
                               width and height of the decoded image
     download_report.json      counts per status, images/s of the run
 
-Each part of ``urls/`` is downloaded by one Ray Data pipeline (an actor
-pool of :class:`ImageDownloader`, each running ``threads`` requests at a
+Each bucket is downloaded by one Ray Data pipeline (a pool
+of :func:`download_batch` tasks, each running ``threads`` requests at a
 time), written to a temporary folder and renamed into ``images/``: a re-run
-skips finished parts, and a killed driver leaves no half-written part. Ray
-retries the tasks of a killed worker process.
+skips finished buckets, and a killed driver leaves no half-written one.
+Ray retries the tasks of a killed worker process.
 
 Every request has a deadline for the whole answer and a size cap, transient
 failures (HTTP 429 and 5xx, timeouts, dropped connections) are retried, at
@@ -34,6 +35,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -73,7 +75,7 @@ class DownloadOptions:
             originals.
         headers (dict): Extra request headers; ``Authorization`` and
             cookies are dropped when a redirect leaves the URL's origin.
-        threads (int): Requests in flight per downloader actor.
+        threads (int): Requests in flight per download task.
     """
 
     timeout: float = 10.0
@@ -115,13 +117,16 @@ class _BoundedRedirects(urllib.request.HTTPRedirectHandler):
         return new
 
     def http_error_302(self, req, fp, code, msg, headers):
-        # urllib counts redirects in req.redirect_dict; past the limit it
-        # raises an HTTPError whose text says so
+        # urllib counts redirects in req.redirect_dict and checks the new
+        # URL's scheme; it refuses with an HTTPError whose text says which
         try:
             return super().http_error_302(req, fp, code, msg, headers)
         except urllib.error.HTTPError as err:
-            if 'redirect' in str(err.msg).lower():
+            text = str(err.msg)
+            if 'infinite loop' in text:
                 raise _Refused('too many redirects') from err
+            if 'is not allowed' in text:
+                raise _Refused('redirect to a non-http URL') from err
             raise
 
     http_error_301 = http_error_303 = http_error_307 = http_error_302
@@ -209,24 +214,20 @@ def download_image(url: str, options: DownloadOptions) -> dict:
     return dict(status='ok', image=image, width=width, height=height)
 
 
-class ImageDownloader:
-    """A Ray Data ``map_batches`` callable: downloads a batch of URLs with
+def download_batch(batch: Dict[str, np.ndarray],
+                   options: DownloadOptions) -> Dict[str, list]:
+    """A Ray Data ``map_batches`` function: downloads a batch of URLs with
     ``options.threads`` requests in flight, adding ``status``, ``image``
-    (bytes), ``width`` and ``height`` to the batch."""
-
-    def __init__(self, options: DownloadOptions) -> None:
-        self.options = options
-        self.pool = ThreadPoolExecutor(options.threads)
-
-    def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, list]:
-        results = list(self.pool.map(
-            lambda url: download_image(str(url), self.options),
-            batch['url']))
-        out = {name: list(values) for name, values in batch.items()
-               if name not in ('width', 'height')}
-        for name in ('status', 'image', 'width', 'height'):
-            out[name] = [result[name] for result in results]
-        return out
+    (bytes), ``width`` and ``height`` to the batch. A task, not an actor:
+    it holds no model, and a task gives its CPU back between batches."""
+    with ThreadPoolExecutor(options.threads) as pool:
+        results = list(pool.map(
+            lambda url: download_image(str(url), options), batch['url']))
+    out = {name: list(values) for name, values in batch.items()
+           if name not in ('width', 'height')}
+    for name in ('status', 'image', 'width', 'height'):
+        out[name] = [result[name] for result in results]
+    return out
 
 
 def url_tables(pattern: str) -> List[str]:
@@ -245,33 +246,9 @@ def url_tables(pattern: str) -> List[str]:
     return files
 
 
-def _first_row_per_url(table: pa.Table) -> pa.Table:
-    """Rows of ``table`` with a URL not seen before in it, the smallest key
-    first (the table holds every row of its URLs: hash-partitioned)."""
-    table = table.sort_by([('url', 'ascending'), ('key', 'ascending')])
-    urls = table['url'].to_numpy(zero_copy_only=False)
-    first = np.ones(len(urls), dtype=bool)
-    first[1:] = urls[1:] != urls[:-1]
-    return table.filter(pa.array(first))
-
-
-def deduplicate_urls(inputs: Sequence[str], out_folder: str,
-                     num_partitions: int) -> None:
-    """Write the URL tables with each URL once into ``out_folder``: a
-    hash partition by URL (Ray Data's shuffle), then the smallest key per
-    URL within each partition; written to a temporary folder and renamed."""
-    import ray.data
-    columns = list(URL_COLUMNS) + [
-        c for c in OPTIONAL_URL_COLUMNS
-        if c in pq.read_schema(inputs[0]).names]
-    part = out_folder + '.part'
-    shutil.rmtree(part, ignore_errors=True)
-    (ray.data.read_parquet(list(inputs), columns=columns)
-     .repartition(num_partitions, keys=['url'])
-     .map_batches(_first_row_per_url, batch_format='pyarrow',
-                  batch_size=None)
-     .write_parquet(part))
-    os.replace(part, out_folder)
+# CPUs reserved per download, read or write task: their threads mostly
+# wait on the network or the disk, so several share a CPU
+IO_CPUS = 0.25
 
 
 def _download_part(source: str, target: str, options: DownloadOptions,
@@ -279,11 +256,62 @@ def _download_part(source: str, target: str, options: DownloadOptions,
     import ray.data
     part = target + '.part'
     shutil.rmtree(part, ignore_errors=True)
-    (ray.data.read_parquet(source)
-     .map_batches(ImageDownloader, fn_constructor_kwargs=dict(
-         options=options), concurrency=concurrency, batch_size=batch_size)
-     .write_parquet(part))
+    (ray.data.read_parquet(source, num_cpus=IO_CPUS)
+     .map_batches(download_batch, fn_kwargs=dict(options=options),
+                  compute=ray.data.TaskPoolStrategy(size=concurrency),
+                  batch_size=batch_size, num_cpus=IO_CPUS)
+     .write_parquet(part, ray_remote_args=dict(num_cpus=IO_CPUS)))
     os.replace(part, target)
+
+
+def _with_bucket(table: pa.Table, num_buckets: int) -> pa.Table:
+    """``table`` with a ``bucket`` column: a stable hash of the URL modulo
+    ``num_buckets`` (the same URL lands in the same bucket in any process
+    and run)."""
+    buckets = [zlib.crc32(url.encode()) % num_buckets
+               for url in table['url'].to_pylist()]
+    return table.append_column('bucket', pa.array(buckets, pa.int32()))
+
+
+def _first_row_per_url(table: pa.Table) -> pa.Table:
+    """Rows of ``table`` with a URL not seen before in it, the smallest key
+    first (the table holds every row of its URLs: one bucket)."""
+    table = table.sort_by([('url', 'ascending'), ('key', 'ascending')])
+    urls = table['url'].to_numpy(zero_copy_only=False)
+    first = np.ones(len(urls), dtype=bool)
+    first[1:] = urls[1:] != urls[:-1]
+    return table.filter(pa.array(first))
+
+
+def bucket_urls(inputs: Sequence[str], out_folder: str,
+                num_buckets: int) -> None:
+    """Write the rows of the URL tables into ``out_folder/bucket=K/`` by a
+    hash of their URL (Ray Data tasks, ``write_parquet`` partitioned by
+    bucket), so that every copy of a URL is in one bucket; written to a
+    temporary folder and renamed."""
+    import ray.data
+    columns = list(URL_COLUMNS) + [
+        c for c in OPTIONAL_URL_COLUMNS
+        if c in pq.read_schema(inputs[0]).names]
+    part = out_folder + '.part'
+    shutil.rmtree(part, ignore_errors=True)
+    (ray.data.read_parquet(list(inputs), columns=columns, num_cpus=IO_CPUS)
+     .map_batches(_with_bucket, batch_format='pyarrow',
+                  fn_kwargs=dict(num_buckets=num_buckets), num_cpus=IO_CPUS)
+     .write_parquet(part, partition_cols=['bucket'],
+                    ray_remote_args=dict(num_cpus=IO_CPUS)))
+    os.replace(part, out_folder)
+
+
+def _deduplicate_bucket(folder: str, target: str) -> int:
+    """The bucket's rows with each URL once (smallest key), written to
+    ``target`` atomically; returns the row count. Runs as a Ray task."""
+    files = sorted(glob.glob(osp.join(folder, '*.parquet')))
+    table = _first_row_per_url(pa.concat_tables(
+        pq.read_table(f) for f in files))
+    pq.write_table(table, target + '.part')
+    os.replace(target + '.part', target)
+    return len(table)
 
 
 def status_counts(folder: str) -> Dict[str, int]:
@@ -299,6 +327,10 @@ def status_counts(folder: str) -> Dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def _bucket_urls(urls: str, bucket_folder: str) -> str:
+    return osp.join(urls, osp.basename(bucket_folder) + '.parquet')
+
+
 def run_download_stage(inputs: str, out_dir: str,
                        options: DownloadOptions = DownloadOptions(),
                        concurrency: int = 2, batch_size: int = 64,
@@ -310,15 +342,23 @@ def run_download_stage(inputs: str, out_dir: str,
         inputs (str): Folder, glob or file of parquet URL tables.
         out_dir (str): Output folder; a re-run resumes there.
         options (DownloadOptions): Per-request settings.
-        concurrency (int): Downloader actors.
-        batch_size (int): URLs per batch handed to an actor.
-        num_partitions (int): Parts of the deduplicated URL table (the
-            unit of resumption).
+        concurrency (int): Download tasks at a time.
+        batch_size (int): URLs per download task.
+        num_partitions (int): URL hash buckets (the unit of
+            resumption): for 747M URLs, thousands.
     """
+    import ray
     os.makedirs(out_dir, exist_ok=True)
+    buckets = osp.join(out_dir, 'buckets')
+    if not osp.isdir(buckets):
+        bucket_urls(url_tables(inputs), buckets, num_partitions)
     urls = osp.join(out_dir, 'urls')
-    if not osp.isdir(urls):
-        deduplicate_urls(url_tables(inputs), urls, num_partitions)
+    os.makedirs(urls, exist_ok=True)
+    deduplicate = ray.remote(num_cpus=IO_CPUS)(_deduplicate_bucket)
+    pending = [folder for folder in sorted(glob.glob(osp.join(
+        buckets, 'bucket=*'))) if not osp.exists(_bucket_urls(urls, folder))]
+    ray.get([deduplicate.remote(folder, _bucket_urls(urls, folder))
+             for folder in pending])
     images = osp.join(out_dir, 'images')
     os.makedirs(images, exist_ok=True)
     start, done_before = time.monotonic(), 0

@@ -2,12 +2,11 @@
 import json
 import logging
 import os.path as osp
-import struct
-import zlib
 
 import cv2
 import numpy as np
 import pytest
+from common import pixel_bomb
 from mmengine.logging import MMLogger
 
 from gadms.datasets import (CUHKPEDES, LoadPersonImage, WebPerson,
@@ -97,23 +96,6 @@ def test_bad_policy():
     with pytest.raises(ValueError, match="on_error must be 'raise' or "
                        "'skip', got 'ignore'"):
         LoadPersonImage(on_error='ignore')
-
-
-def pixel_bomb(width: int = 20000, height: int = 20000) -> bytes:
-    """A 1-bit grey PNG of ``width`` x ``height`` zeros: tens of KB
-    encoded, ``3 * width * height`` bytes once decoded as BGR."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return (struct.pack('>I', len(data)) + body +
-                struct.pack('>I', zlib.crc32(body)))
-
-    compressor = zlib.compressobj(9)
-    row = bytes(1 + (width + 7) // 8)  # filter byte + packed bits
-    idat = b''.join(compressor.compress(row) for _ in range(height))
-    idat += compressor.flush()
-    header = struct.pack('>IIBBBBB', width, height, 1, 0, 0, 0, 0)
-    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) +
-            chunk(b'IDAT', idat) + chunk(b'IEND', b''))
 
 
 def test_pixel_cap_refuses_before_decoding(tmp_path, monkeypatch):

@@ -1,5 +1,9 @@
-"""Build a WebPerson-style corpus from your own images.
+"""Build a WebPerson-style corpus from web URL tables or your own images.
 
+    # 0. download a COYO/LAION-style URL table (parquet: key, url, text) on
+    #    Ray Data: local by default, a cluster with --address
+    python tools/dataset_converters/build_webperson_corpus.py download \
+        coyo-parquet/ out/ --concurrency 8 --threads 32 [--address auto]
     # caption templates from benchmark captions (CUHK-PEDES etc.)
     python tools/dataset_converters/build_webperson_corpus.py templates \
         data/CUHK-PEDES/reid_raw.json templates.json --clusters 200
@@ -18,6 +22,8 @@ output. See docs/webperson_pipeline.md.
 """
 import argparse
 import json
+import os
+import sys
 
 from gadms.apis import TextPersonInferencer
 from gadms.corpus import (OpenAIChatCaptioner, PersonFilterRules,
@@ -25,6 +31,7 @@ from gadms.corpus import (OpenAIChatCaptioner, PersonFilterRules,
                           UltralyticsDetector, build_template_bank,
                           load_template_bank, run_caption_stage,
                           run_export_stage, run_filter_stage)
+from gadms.corpus.download import DownloadOptions, run_download_stage
 from gadms.corpus.templates import embed
 from gadms.datasets.transforms import DEFAULT_MAX_PIXELS
 
@@ -32,6 +39,29 @@ from gadms.datasets.transforms import DEFAULT_MAX_PIXELS
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     stages = parser.add_subparsers(dest='stage', required=True)
+
+    download = stages.add_parser('download', help='stage 0 (Ray Data)')
+    download.add_argument('url_tables', help='parquet URL table(s): a '
+                          'folder, a glob or a file with key, url, text')
+    download.add_argument('out_dir')
+    download.add_argument('--concurrency', type=int, default=2,
+                          help='download tasks at a time')
+    download.add_argument('--threads', type=int, default=16,
+                          help='requests in flight per task')
+    download.add_argument('--batch-size', type=int, default=64)
+    download.add_argument('--partitions', type=int, default=16,
+                          help='parts of the deduplicated URL table (the '
+                          'unit a re-run skips when finished)')
+    download.add_argument('--timeout', type=float, default=10.0,
+                          help='seconds for a whole request')
+    download.add_argument('--retries', type=int, default=2)
+    download.add_argument('--max-bytes', type=int, default=20 << 20)
+    download.add_argument('--max-redirects', type=int, default=3)
+    download.add_argument('--max-pixels', type=int,
+                          default=DEFAULT_MAX_PIXELS)
+    download.add_argument('--resize-max-side', type=int,
+                          help='shrink larger images (default: originals)')
+    add_ray_args(download)
 
     templates = stages.add_parser('templates', help='build a template bank')
     templates.add_argument('captions', help='benchmark annotation JSON '
@@ -87,6 +117,30 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def add_ray_args(parser: argparse.ArgumentParser) -> None:
+    """Where the Ray Data stages run."""
+    parser.add_argument('--address', default=os.environ.get('RAY_ADDRESS'),
+                        help='Ray cluster to join (default: RAY_ADDRESS, '
+                        'else a local Ray on this machine)')
+    parser.add_argument('--num-cpus', type=int,
+                        help='CPUs of the local Ray (default: all)')
+    parser.add_argument('--num-gpus', type=int,
+                        help='GPUs of the local Ray (default: all)')
+
+
+def init_ray(args: argparse.Namespace) -> None:
+    """Start or join Ray; Ray Data's progress bars only on a terminal
+    (in a pipe the log stays bounded)."""
+    import ray
+    from ray.data import DataContext
+    if args.address:
+        ray.init(address=args.address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=args.num_cpus, num_gpus=args.num_gpus,
+                 include_dashboard=False, log_to_driver=False)
+    DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
+
+
 def read_captions(path: str) -> list:
     with open(path, encoding='utf-8') as f:
         content = json.load(f)
@@ -97,7 +151,17 @@ def read_captions(path: str) -> list:
 
 def main() -> None:
     args = parse_args()
-    if args.stage == 'templates':
+    if args.stage == 'download':
+        init_ray(args)
+        options = DownloadOptions(
+            timeout=args.timeout, max_bytes=args.max_bytes,
+            retries=args.retries, max_redirects=args.max_redirects,
+            max_pixels=args.max_pixels,
+            resize_max_side=args.resize_max_side, threads=args.threads)
+        report = run_download_stage(args.url_tables, args.out_dir, options,
+                                    args.concurrency, args.batch_size,
+                                    args.partitions)
+    elif args.stage == 'templates':
         embedder = embed
         if args.embed_with:
             inferencer = TextPersonInferencer(*args.embed_with)
