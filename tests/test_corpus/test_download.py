@@ -222,3 +222,59 @@ def test_download_cli_runs_on_local_ray(webs, tmp_path):
     report = json.loads(result.stdout[result.stdout.index('{'):])
     assert report['status'] == {'http 404': 1, 'ok': 1}
     assert len((result.stdout + result.stderr).splitlines()) < 200
+
+
+TWO_NODES = '''
+import json, sys
+import ray
+from ray.cluster_utils import Cluster
+from ray.data import DataContext
+from gadms.corpus.download import DownloadOptions, run_download_stage
+cluster = Cluster(initialize_head=True,
+                  head_node_args=dict(num_cpus=1, include_dashboard=False))
+cluster.add_node(num_cpus=1)
+ray.init(address=cluster.address, log_to_driver=False)
+cluster.wait_for_nodes()
+nodes = len([node for node in ray.nodes() if node['Alive']])
+DataContext.get_current().enable_progress_bars = False
+run_download_stage(sys.argv[1], sys.argv[2], DownloadOptions(
+    **json.loads(sys.argv[3])), concurrency=2, batch_size=1,
+    num_partitions=2)
+ray.shutdown()
+cluster.shutdown()
+print('nodes', nodes)
+'''
+
+
+def _written(out: str) -> list:
+    """Every downloaded row, sorted by key."""
+    tables = [pq.read_table(f) for f in sorted(glob.glob(osp.join(
+        out, 'images', '*', '*.parquet')))]
+    return sorted(pa.concat_tables(tables).to_pylist(),
+                  key=lambda row: row['key'])
+
+
+def test_two_nodes_write_what_one_node_writes(webs, ray_local, tmp_path):
+    """A two-node Ray cluster on this machine (ray.cluster_utils.Cluster)
+    writes the same rows as the single-node run."""
+    web, _ = webs
+    paths = ['/ok.png', '/flaky.png', '/missing.png', '/page.html',
+             '/moved.png', '/ok.png']
+    _url_table(tmp_path / 'table.parquet', [
+        dict(key=f'{i}', url=web.base + path, text=f'text {i}')
+        for i, path in enumerate(paths)])
+    options = dict(timeout=1.0, retries=1, backoff=0.0, threads=2,
+                   max_bytes=2 << 20)
+    run_download_stage(str(tmp_path / 'table.parquet'),
+                       str(tmp_path / 'one'), DownloadOptions(**options),
+                       concurrency=2, batch_size=1, num_partitions=2)
+    result = subprocess.run(
+        [sys.executable, '-c', TWO_NODES, str(tmp_path / 'table.parquet'),
+         str(tmp_path / 'two'), json.dumps(options)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'nodes 2' in result.stdout
+    one, two = _written(str(tmp_path / 'one')), _written(str(tmp_path / 'two'))
+    assert [row['status'] for row in one] == [
+        'ok', 'ok', 'http 404', 'not an image', 'ok']
+    assert one == two
