@@ -76,6 +76,8 @@ class DownloadOptions:
         headers (dict): Extra request headers; ``Authorization`` and
             cookies are dropped when a redirect leaves the URL's origin.
         threads (int): Requests in flight per download task.
+        user_agent (str): The ``User-Agent`` sent (name your crawler and a
+            contact for the sites you fetch from).
     """
 
     timeout: float = 10.0
@@ -87,7 +89,7 @@ class DownloadOptions:
     resize_max_side: Optional[int] = None
     headers: Dict[str, str] = field(default_factory=dict)
     threads: int = 16
-    user_agent: str = 'gadms-corpus-downloader (research; +robots honoured)'
+    user_agent: str = 'gadms-corpus-downloader (research dataset builder)'
 
 
 class _Refused(ValueError):
