@@ -43,18 +43,21 @@ class OpenAIChatCaptioner:
         model (str): Served model name, e.g. ``Qwen/Qwen2.5-VL-7B-Instruct``.
         api_key_env (str): Environment variable holding the API key (may
             be unset for local servers).
+        api_key (str, optional): The key itself, read by the caller (a Ray
+            worker on another node may not have the variable); wins over
+            ``api_key_env``.
         timeout (float): Seconds per request, connection and whole answer
             included (a server that drips its answer is cut off).
         retries (int): Further attempts after a transient failure (HTTP 429
             or 5xx, connection error, timeout, answer cut short), waiting
             ``backoff * 2 ** attempt`` seconds between them.
         max_response_bytes (int): Longest answer read; a longer one fails.
+        max_tokens (int): Caption length cap.
+        temperature (float): Sampling temperature.
 
     Redirects are not followed (they would carry the API key to another
     host), and an answer whose ``content`` is not a string fails: both
     count as failed captions, which the caption stage records.
-        max_tokens (int): Caption length cap.
-        temperature (float): Sampling temperature.
     """
 
     def __init__(self,
@@ -66,10 +69,11 @@ class OpenAIChatCaptioner:
                  backoff: float = 1.0,
                  max_tokens: int = 160,
                  temperature: float = 0.7,
-                 max_response_bytes: int = 1 << 20) -> None:
+                 max_response_bytes: int = 1 << 20,
+                 api_key: Optional[str] = None) -> None:
         self.url = base_url.rstrip('/') + '/chat/completions'
         self.model = model
-        self.api_key = os.environ.get(api_key_env)
+        self.api_key = api_key or os.environ.get(api_key_env)
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff

@@ -27,7 +27,6 @@ declares more than ``max_pixels`` pixels is not decoded. Originals are kept
 unless ``resize_max_side`` is set.
 """
 import glob
-import json
 import os
 import os.path as osp
 import shutil
@@ -35,7 +34,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -43,13 +41,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from gadms.datasets.transforms.loading import (DEFAULT_MAX_PIXELS,
                                                ImageLoadError,
                                                check_decoded_size)
 from .bounded_http import AnswerTooLarge, read_bounded
+from .sharded import (IO_CPUS, TASK_RETRY_ARGS, parquet_files,
+                      sorted_with_first, stable_bucket, value_counts,
+                      write_json, write_ray_parquet)
 
 URL_COLUMNS = ('key', 'url', 'text')
 OPTIONAL_URL_COLUMNS = ('width', 'height')
@@ -248,21 +248,17 @@ def url_tables(pattern: str) -> List[str]:
     return files
 
 
-# CPUs reserved per download, read or write task: their threads mostly
-# wait on the network or the disk, so several share a CPU
-IO_CPUS = 0.25
-
-
 def _download_part(source: str, target: str, options: DownloadOptions,
                    concurrency: int, batch_size: int) -> None:
     import ray.data
     part = target + '.part'
     shutil.rmtree(part, ignore_errors=True)
-    (ray.data.read_parquet(source, num_cpus=IO_CPUS)
-     .map_batches(download_batch, fn_kwargs=dict(options=options),
-                  compute=ray.data.TaskPoolStrategy(size=concurrency),
-                  batch_size=batch_size, num_cpus=IO_CPUS)
-     .write_parquet(part, ray_remote_args=dict(num_cpus=IO_CPUS)))
+    write_ray_parquet(
+        ray.data.read_parquet(source, num_cpus=IO_CPUS).map_batches(
+            download_batch, fn_kwargs=dict(options=options),
+            compute=ray.data.TaskPoolStrategy(size=concurrency),
+            batch_size=batch_size, num_cpus=IO_CPUS, **TASK_RETRY_ARGS),
+        part)
     os.replace(part, target)
 
 
@@ -270,18 +266,14 @@ def _with_bucket(table: pa.Table, num_buckets: int) -> pa.Table:
     """``table`` with a ``bucket`` column: a stable hash of the URL modulo
     ``num_buckets`` (the same URL lands in the same bucket in any process
     and run)."""
-    buckets = [zlib.crc32(url.encode()) % num_buckets
-               for url in table['url'].to_pylist()]
-    return table.append_column('bucket', pa.array(buckets, pa.int32()))
+    return table.append_column('bucket', pa.array(
+        stable_bucket(table['url'].to_pylist(), num_buckets)))
 
 
 def _first_row_per_url(table: pa.Table) -> pa.Table:
     """Rows of ``table`` with a URL not seen before in it, the smallest key
     first (the table holds every row of its URLs: one bucket)."""
-    table = table.sort_by([('url', 'ascending'), ('key', 'ascending')])
-    urls = table['url'].to_numpy(zero_copy_only=False)
-    first = np.ones(len(urls), dtype=bool)
-    first[1:] = urls[1:] != urls[:-1]
+    table, first = sorted_with_first(table, 'url', 'key')
     return table.filter(pa.array(first))
 
 
@@ -297,11 +289,13 @@ def bucket_urls(inputs: Sequence[str], out_folder: str,
         if c in pq.read_schema(inputs[0]).names]
     part = out_folder + '.part'
     shutil.rmtree(part, ignore_errors=True)
-    (ray.data.read_parquet(list(inputs), columns=columns, num_cpus=IO_CPUS)
-     .map_batches(_with_bucket, batch_format='pyarrow',
-                  fn_kwargs=dict(num_buckets=num_buckets), num_cpus=IO_CPUS)
-     .write_parquet(part, partition_cols=['bucket'],
-                    ray_remote_args=dict(num_cpus=IO_CPUS)))
+    write_ray_parquet(
+        ray.data.read_parquet(list(inputs), columns=columns,
+                              num_cpus=IO_CPUS)
+        .map_batches(_with_bucket, batch_format='pyarrow',
+                     fn_kwargs=dict(num_buckets=num_buckets),
+                     num_cpus=IO_CPUS, **TASK_RETRY_ARGS),
+        part, partition_cols=['bucket'])
     os.replace(part, out_folder)
 
 
@@ -314,19 +308,6 @@ def _deduplicate_bucket(folder: str, target: str) -> int:
     pq.write_table(table, target + '.part')
     os.replace(target + '.part', target)
     return len(table)
-
-
-def status_counts(folder: str) -> Dict[str, int]:
-    """How many rows of the download output in ``folder`` have each
-    status (read from the ``status`` column alone)."""
-    counts: Dict[str, int] = {}
-    files = sorted(glob.glob(osp.join(folder, '*', '*.parquet')))
-    for file in files:
-        column = pq.read_table(file, columns=['status'])['status']
-        for item in pc.value_counts(column).to_pylist():
-            counts[item['values']] = counts.get(item['values'], 0) + \
-                item['counts']
-    return dict(sorted(counts.items()))
 
 
 def _bucket_urls(urls: str, bucket_folder: str) -> str:
@@ -356,7 +337,8 @@ def run_download_stage(inputs: str, out_dir: str,
         bucket_urls(url_tables(inputs), buckets, num_partitions)
     urls = osp.join(out_dir, 'urls')
     os.makedirs(urls, exist_ok=True)
-    deduplicate = ray.remote(num_cpus=IO_CPUS)(_deduplicate_bucket)
+    deduplicate = ray.remote(num_cpus=IO_CPUS,
+                             **TASK_RETRY_ARGS)(_deduplicate_bucket)
     pending = [folder for folder in sorted(glob.glob(osp.join(
         buckets, 'bucket=*'))) if not osp.exists(_bucket_urls(urls, folder))]
     ray.get([deduplicate.remote(folder, _bucket_urls(urls, folder))
@@ -380,15 +362,12 @@ def run_download_stage(inputs: str, out_dir: str,
                  for f in glob.glob(osp.join(urls, '*.parquet')))
     report = dict(
         input_rows=input_rows, duplicate_urls=input_rows - unique,
-        urls=unique, status=status_counts(images),
+        urls=unique, status=value_counts(parquet_files(images), 'status'),
         downloaded_this_run=downloaded, finished_before=done_before,
         seconds_this_run=round(seconds, 2),
         urls_per_s_this_run=round(downloaded / seconds, 2)
         if seconds else None,
         options={k: v for k, v in asdict(options).items()
                  if k != 'headers'})
-    part = osp.join(out_dir, 'download_report.json.part')
-    with open(part, 'w', encoding='utf-8') as f:
-        json.dump(report, f, indent=1)
-    os.replace(part, osp.join(out_dir, 'download_report.json'))
+    write_json(osp.join(out_dir, 'download_report.json'), report)
     return report

@@ -3,12 +3,17 @@
 Detectors return, per image, ``Detection`` records; ``PersonFilterRules``
 (the WebPerson rules, method.md 7.1) accepts or rejects each with a reason.
 Keypoints follow the COCO order (17 points).
+
+A detector is called as ``detector(image_name, image)`` on one BGR image;
+one that runs faster on a batch (a GPU model) also has
+``detect_batch(image_names, images)``, which the filter stage prefers.
 """
 import json
 import os.path as osp
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
+import cv2
 import numpy as np
 
 # COCO keypoints: 0 nose, 1-2 eyes, 3-4 ears, 11-12 hips
@@ -131,9 +136,19 @@ class UltralyticsDetector:
         self._models = [YOLO(self.pose_weights)]
 
     def __call__(self, image_name: str, image: np.ndarray) -> List[Detection]:
+        return self.detect_batch([image_name], [image])[0]
+
+    def detect_batch(self, image_names: Sequence[str],
+                     images: Sequence[np.ndarray]) -> List[List[Detection]]:
+        """One forward pass of the pose model over ``images``."""
         if not self._models:
             self._load()
-        result = self._models[0](image, device=self.device, verbose=False)[0]
+        results = self._models[0](list(images), device=self.device,
+                                  verbose=False)
+        return [self._detections(result) for result in results]
+
+    @staticmethod
+    def _detections(result) -> List[Detection]:
         boxes = result.boxes
         keypoints = result.keypoints.data.cpu().numpy() \
             if result.keypoints is not None else [None] * len(boxes)
@@ -143,3 +158,33 @@ class UltralyticsDetector:
                 boxes.xyxy.cpu().numpy(), boxes.conf.cpu().numpy(),
                 boxes.cls.cpu().numpy(), keypoints) if int(cls) == 0
         ]
+
+
+@dataclass
+class ContrastBoxDetector:
+    """A small CPU detector for synthetic scenes and tests: every connected
+    region that differs from the background (the median colour of the
+    image border) by more than ``threshold`` in some channel, with an area
+    of at least ``min_area`` pixels, is a person box. The score is the
+    fraction of the box the region fills; there are no keypoints (use it
+    with ``PersonFilterRules(require_keypoints=False)``).
+    """
+
+    threshold: int = 24
+    min_area: int = 400
+
+    def __call__(self, image_name: str, image: np.ndarray) -> List[Detection]:
+        border = np.concatenate([image[0], image[-1], image[:, 0],
+                                 image[:, -1]])
+        background = np.median(border, axis=0)
+        foreground = (np.abs(image.astype(np.int16) - background).max(
+            axis=2) > self.threshold).astype(np.uint8)
+        count, _, stats, _ = cv2.connectedComponentsWithStats(foreground, 8)
+        detections = []
+        # component 0 is the background
+        for x, y, w, h, area in stats[1:count]:
+            if area >= self.min_area:
+                detections.append(Detection(
+                    [int(x), int(y), int(x + w), int(y + h)],
+                    float(area) / float(w * h)))
+        return detections

@@ -1,6 +1,7 @@
-"""The corpus pipeline offline: SynthPerson scenes, precomputed detections
-and a fake OpenAI-compatible server on 127.0.0.1."""
-import base64
+"""The corpus stages on Ray Data, offline: SynthPerson scenes,
+precomputed detections and a fake OpenAI-compatible server on 127.0.0.1;
+resumption, a killed driver and killed workers."""
+import glob
 import hashlib
 import json
 import os
@@ -8,20 +9,25 @@ import os.path as osp
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from functools import partial
 
 import cv2
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from common import REPO_ROOT
 
-from gadms.corpus import (OpenAIChatCaptioner, PrecomputedDetector,
-                          read_manifest, run_caption_stage, run_export_stage,
+from gadms.corpus import (FilterOptions, PersonFilterRules,
+                          PrecomputedDetector, ServerCaptionBackend,
+                          run_caption_stage, run_export_stage,
                           run_filter_stage)
+from gadms.corpus.caption_stage import openai_servers
+from gadms.corpus.loopback import FakeCaptionServer
 from gadms.datasets import LoadPersonImage, SynthPerson, WebPerson
+
+pytestmark = pytest.mark.usefixtures('ray_local')
 
 NUM_SCENES = 10
 GOOD_BOX = [50, 50, 170, 350]  # 120 x 300: aspect 2.5
@@ -76,87 +82,67 @@ def scenes(tmp_path_factory) -> str:
     return str(root)
 
 
-class FakeServer:
-    """Chat-completions endpoint answering by the image's hash: each image
-    has a script of answers (str) or HTTP errors (int), one per request."""
 
-    def __init__(self, delay: float = 0.0) -> None:
-        self.scripts, self.requests = {}, Counter()
-        self.lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-
-            def do_POST(self):  # noqa: N802 (http.server's name)
-                body = json.loads(self.rfile.read(
-                    int(self.headers['Content-Length'])))
-                url = body['messages'][0]['content'][1]['image_url']['url']
-                digest = hashlib.sha1(base64.b64decode(
-                    url.split(',', 1)[1])).hexdigest()
-                time.sleep(delay)
-                with server.lock:
-                    step = server.requests[digest]
-                    server.requests[digest] += 1
-                script = server.scripts.get(digest, [])
-                answer = script[step] if step < len(script) else (
-                    f'A person {digest[:8]} in request {step} wears a '
-                    'plain coat and dark trousers.')
-                if isinstance(answer, int):
-                    self.send_error(answer)
-                    return
-                payload = json.dumps(dict(choices=[dict(message=dict(
-                    content=answer))])).encode()
-                self.send_response(200)
-                self.send_header('Content-Length', str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-        self.url = f'http://127.0.0.1:{self.httpd.server_port}/v1'
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
+def _backend(url: str, **kwargs) -> ServerCaptionBackend:
+    return ServerCaptionBackend(
+        partial(openai_servers, [url], model='fake-mllm', timeout=10,
+                **dict(dict(retries=3, backoff=0.01), **kwargs)), threads=4)
 
 
-def _sha(out_dir: str, item: dict) -> str:
-    with open(osp.join(out_dir, item['crop']), 'rb') as f:
-        return hashlib.sha1(f.read()).hexdigest()
+def _crops(out: str, status: str = 'kept') -> list:
+    """Crop rows of the filter stage with ``status``, sorted by id."""
+    table = pa.concat_tables(pq.read_table(f, partitioning=None) for f in
+                             glob.glob(osp.join(out, 'crops', '*', '*')))
+    rows = [r for r in table.to_pylist() if r['status'] == status]
+    return sorted(rows, key=lambda r: (r['id'] or '', r['source']))
+
+
+def _sha(row: dict) -> str:
+    return hashlib.sha1(row['image']).hexdigest()
 
 
 def _normal(k: int, j: int) -> str:
     return f'A person number {k} wears a blue coat and trousers, take {j}.'
 
 
-def test_whole_pipeline(scenes, tmp_path):
-    out = str(tmp_path / 'corpus')
-    report = run_filter_stage(
+def _filter(scenes: str, out: str, **options) -> dict:
+    return run_filter_stage(
         osp.join(scenes, 'images'),
         PrecomputedDetector(osp.join(scenes, 'detections.json')), out,
-        shard_size=4)
-    assert report['kept'] == NUM_SCENES
+        FilterOptions(**options))
+
+
+def _corpus(out: str) -> list:
+    """The exported rows in corpus order."""
+    return pa.concat_tables(pq.read_table(f) for f in sorted(glob.glob(
+        osp.join(out, 'data', '*.parquet')))).to_pylist()
+
+
+def test_whole_pipeline(scenes, tmp_path):
+    out = str(tmp_path / 'corpus')
+    report = _filter(scenes, out, shard_size=4, shards_per_run=2)
+    assert report['kept'] == NUM_SCENES and report['shards'] == 3
     assert report['rejected'] == {reason: 1 for reason in REJECTED}
     assert report['counts']['unreadable image'] == 1
     assert report['unreadable_images'] == ['broken.jpg']
-    items = read_manifest(out)
+    assert report['images'] == NUM_SCENES + 1
+    items = _crops(out)
     assert [i['source'] for i in items] == [
         f'scene_{i:02d}.png' for i in range(NUM_SCENES)
     ]
     assert all(i['box'] == GOOD_BOX for i in items)
-    crop = cv2.imread(osp.join(out, items[3]['crop']))
+    crop = cv2.imdecode(np.frombuffer(items[3]['image'], np.uint8),
+                        cv2.IMREAD_COLOR)
     scene = cv2.imread(osp.join(scenes, 'images', 'scene_03.png'))
-    assert (crop == scene[50:350, 50:170]).all()
+    assert (crop == scene[50:350, 50:170]).all()  # PNG source: lossless
     # re-running skips the finished shards and keeps the report
-    assert run_filter_stage(
-        osp.join(scenes, 'images'),
-        PrecomputedDetector(osp.join(scenes, 'detections.json')), out,
-        shard_size=4) == report
+    again = _filter(scenes, out, shard_size=4)
+    assert again['images_this_run'] == 0
+    assert {k: v for k, v in again.items() if 'this_run' not in k} == {
+        k: v for k, v in report.items() if 'this_run' not in k}
 
-    server = FakeServer()
-    shas = [_sha(out, item) for item in items]
+    server = FakeCaptionServer()
+    shas = [_sha(item) for item in items]
     shared = _normal(99, 0)
     scripts = {
         0: [500, 503, _normal(0, 1), _normal(0, 2)],   # transient errors
@@ -166,20 +152,22 @@ def test_whole_pipeline(scenes, tmp_path):
         4: [shared, _normal(4, 2)],                    # repeats crop 3
         5: ['A man wearing a', _normal(5, 2)],         # truncated
         6: [_normal(6, 1), _normal(6, 1)],             # repeats itself
+        **{k: [_normal(k, 1), _normal(k, 2)] for k in (7, 8, 9)},
     }
     server.scripts = {shas[k]: v for k, v in scripts.items()}
-    captioner = OpenAIChatCaptioner(server.url, 'fake-mllm', retries=3,
-                                    backoff=0.01, timeout=10)
-    report = run_caption_stage(out, captioner, TEMPLATES, concurrency=4)
-    assert report['captioned'] == NUM_SCENES and not report[
-        'failed_this_run']
+    # one request at a time per crop, so each script plays in order
+    backend = _backend(server.url)
+    backend.threads, backend.batch_size = 1, 1
+    report = run_caption_stage(out, backend, TEMPLATES)
+    assert report['captions'] == 2 * NUM_SCENES
+    assert report['still_missing'] == 0 and not report['failed_this_run']
     assert server.requests[shas[0]] == 4  # two 5xx retried
-    again = run_caption_stage(out, captioner, TEMPLATES, concurrency=4)
-    assert again['captioned_this_run'] == 0
+    again = run_caption_stage(out, backend, TEMPLATES)
+    assert again['requests_this_run'] == 0
     assert sum(server.requests.values()) == 2 * NUM_SCENES + 2
     server.close()
 
-    report = run_export_stage(out, rows_per_shard=2)
+    report = run_export_stage(out, num_buckets=3)
     assert report['kept'] == 5 and report['shards'] == 3
     assert report['dropped_captions'] == {
         'empty': 1, 'refusal': 1, 'duplicate': 2, 'truncated': 1
@@ -191,66 +179,45 @@ def test_whole_pipeline(scenes, tmp_path):
     assert first['captions'] == [_normal(0, 1)]
     assert dataset.get_data_info(3)['captions'] == [_normal(3, 2)]
     image = LoadPersonImage()(dataset.get_data_info(2))['img']
-    assert (image == cv2.imread(osp.join(out, items[3]['crop']))).all()
+    assert (image == cv2.imdecode(np.frombuffer(items[3]['image'], np.uint8),
+                                  cv2.IMREAD_COLOR)).all()
     for name in ('filter_report.json', 'caption_report.json',
                  'export_report.json'):
         assert osp.isfile(osp.join(out, name))
+    assert not osp.exists(osp.join(out, 'export.part'))
 
 
-def test_failures_are_recorded_and_retried(scenes, tmp_path):
+def test_failed_captions_are_recorded_and_only_they_retried(scenes,
+                                                            tmp_path):
     out = str(tmp_path / 'corpus')
-    run_filter_stage(osp.join(scenes, 'images'),
-                     PrecomputedDetector(osp.join(scenes,
-                                                  'detections.json')), out)
-    server = FakeServer()
-    bad = _sha(out, read_manifest(out)[2])
-    server.scripts = {bad: [500, 500]}  # both attempts of the first run
-    captioner = OpenAIChatCaptioner(server.url, 'fake-mllm', retries=1,
-                                    backoff=0.01)
-    report = run_caption_stage(out, captioner, TEMPLATES, concurrency=2)
-    assert report['failed_this_run'] == {'CaptionError': 1}
-    assert report['still_missing'] == 1
-    failures = [json.loads(line)
-                for line in open(osp.join(out, 'failures.jsonl'))]
-    assert len(failures) == 1 and 'HTTP 500' in failures[0]['error']
-    report = run_caption_stage(out, captioner, TEMPLATES, concurrency=2)
-    assert report['captioned'] == NUM_SCENES and report['still_missing'] == 0
+    _filter(scenes, out)
+    server = FakeCaptionServer()
+    bad = _sha(_crops(out)[2])
+    # both attempts of both captions of the first run
+    server.scripts = {bad: [500] * 4}
+    report = run_caption_stage(out, _backend(server.url, retries=1),
+                               TEMPLATES)
+    assert report['failed_this_run'] == {'CaptionError': 2}
+    assert report['still_missing'] == 2
+    assert report['captions'] == 2 * NUM_SCENES - 2
+    asked = sum(server.requests.values())
+    report = run_caption_stage(out, _backend(server.url, retries=1),
+                               TEMPLATES)
+    assert report['requests_this_run'] == 2
+    assert sum(server.requests.values()) == asked + 2
+    assert report['captions'] == 2 * NUM_SCENES and report[
+        'still_missing'] == 0
+    attempts = sorted(glob.glob(osp.join(out, 'captions', '*',
+                                         'attempt-*')))
+    assert [osp.basename(a) for a in attempts] == ['attempt-000',
+                                                   'attempt-001']
+    first = pq.read_table(glob.glob(osp.join(attempts[0], '*'))[0])
+    failed = [r for r in first.to_pylist() if r['error']]
+    assert len(failed) == 2 and 'HTTP 500' in failed[0]['error']
     server.close()
 
 
-def test_killed_captioning_resumes_without_repeats(scenes, tmp_path):
-    out = str(tmp_path / 'corpus')
-    run_filter_stage(osp.join(scenes, 'images'),
-                     PrecomputedDetector(osp.join(scenes,
-                                                  'detections.json')), out)
-    (tmp_path / 'templates.json').write_text(json.dumps(TEMPLATES))
-    server = FakeServer(delay=0.1)
-    command = [
-        sys.executable, 'tools/dataset_converters/build_webperson_corpus.py',
-        'caption', out, '--templates', str(tmp_path / 'templates.json'),
-        '--base-url', server.url, '--model', 'fake-mllm', '--concurrency',
-        '1'
-    ]
-    run = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-    results = osp.join(out, 'captions.jsonl')
-    deadline = time.time() + 120
-    while not (osp.exists(results) and
-               len(open(results).read().splitlines()) >= 3):
-        assert run.poll() is None and time.time() < deadline
-        time.sleep(0.02)
-    run.send_signal(signal.SIGKILL)
-    run.wait()
-    subprocess.run(command, cwd=REPO_ROOT, check=True, capture_output=True)
-    server.close()
-    ids = [json.loads(line)['id'] for line in open(results)]
-    assert sorted(ids) == sorted(i['id'] for i in read_manifest(out))
-    # at most the crop in flight at the kill was asked again
-    assert sum(n > 2 for n in server.requests.values()) <= 1
-
-
-def test_same_stem_images_and_a_kill_before_the_report(scenes, tmp_path,
-                                                       monkeypatch):
+def test_same_stem_images_get_their_own_crops(scenes, tmp_path):
     images = tmp_path / 'images'
     images.mkdir()
     scene = cv2.imread(osp.join(scenes, 'images', 'scene_01.png'))
@@ -261,126 +228,23 @@ def test_same_stem_images_and_a_kill_before_the_report(scenes, tmp_path,
     detections.write_text(json.dumps(
         {name: [_good()] for name in ('p.png', 'p.jpg', 'q.png')}))
     out = str(tmp_path / 'corpus')
-    import gadms.corpus.pipeline as pipeline
-    write_json = pipeline._write_json
-
-    def killed_at_the_report(path, content):
-        if path.endswith('filter_report.json'):
-            raise KeyboardInterrupt  # the process dies here
-        write_json(path, content)
-
-    monkeypatch.setattr(pipeline, '_write_json', killed_at_the_report)
-    with pytest.raises(KeyboardInterrupt):  # shards done, report not
-        run_filter_stage(str(images), PrecomputedDetector(str(detections)),
-                         out, shard_size=2)
-    monkeypatch.setattr(pipeline, '_write_json', write_json)
     report = run_filter_stage(str(images),
                               PrecomputedDetector(str(detections)), out,
-                              shard_size=2)
-    assert report['counts']['images'] == 3 and report['kept'] == 3
-    items = read_manifest(out)
-    assert len({item['id'] for item in items}) == 3
-    assert len({item['crop'] for item in items}) == 3
-    assert sorted(item['source'] for item in items) == ['p.jpg', 'p.png',
-                                                        'q.png']
+                              FilterOptions(shard_size=2))
+    assert report['decoded_images'] == 3 and report['kept'] == 3
+    items = _crops(out)
+    assert [i['id'] for i in items] == [
+        '00000/p.jpg_0.jpg', '00000/p.png_0.png', '00001/q.png_0.png']
 
 
-def test_export_killed_midway_keeps_the_previous_shards(tmp_path,
-                                                        monkeypatch):
-    out = tmp_path / 'corpus'
-    (out / 'manifest').mkdir(parents=True)
-    (out / 'crops').mkdir()
-    items, captions = [], []
-    for k in range(5):
-        crop = f'crops/c{k}.png'
-        cv2.imwrite(str(out / crop), np.full((40, 16, 3), 20 * k, np.uint8))
-        items.append(dict(id=crop, crop=crop, source=f's{k}.png'))
-        captions.append(dict(id=crop, caption1=_normal(k, 1),
-                             caption2=_normal(k, 2)))
-    (out / 'manifest' / '00000.jsonl').write_text(
-        ''.join(json.dumps(i) + '\n' for i in items))
-    (out / 'captions.jsonl').write_text(
-        ''.join(json.dumps(c) + '\n' for c in captions))
-    assert run_export_stage(str(out), rows_per_shard=2)['shards'] == 3
-    before = WebPerson(data_root=str(out), ann_file='data')
-    import gadms.corpus.pipeline as pipeline
-    write_table = pipeline.pq.write_table
-    written = []
-
-    def dies_on_the_second_shard(table, path, **kwargs):
-        written.append(path)
-        if len(written) == 2:
-            raise KeyboardInterrupt  # killed while exporting
-        write_table(table, path, **kwargs)
-
-    monkeypatch.setattr(pipeline.pq, 'write_table', dies_on_the_second_shard)
-    with pytest.raises(KeyboardInterrupt):
-        run_export_stage(str(out), rows_per_shard=1)
-    monkeypatch.setattr(pipeline.pq, 'write_table', write_table)
-    after = WebPerson(data_root=str(out), ann_file='data')
-    assert len(after) == len(before) == 10
-    assert sorted(os.listdir(out / 'data')) == [
-        f'train-{i:05d}-of-00003.parquet' for i in range(3)]
-    # the next complete export replaces them
-    assert run_export_stage(str(out), rows_per_shard=1)['shards'] == 5
-    assert len(os.listdir(out / 'data')) == 5
-
-
-def test_filter_skips_images_over_the_pixel_cap(tmp_path, monkeypatch):
+def test_filter_skips_images_over_the_pixel_cap(tmp_path):
     images = tmp_path / 'images'
     images.mkdir()
     cv2.imwrite(str(images / 'small.png'), np.zeros((20, 10, 3), np.uint8))
     cv2.imwrite(str(images / 'large.png'), np.zeros((50, 40, 3), np.uint8))
-    seen = []
-    report = run_filter_stage(str(images),
-                              lambda name, image: seen.append(name) or [],
-                              str(tmp_path / 'out'), max_pixels=1000)
-    assert seen == ['small.png']  # the large one was never decoded
-    assert report['counts'] == {'images': 1, 'oversized image': 1}
+    (tmp_path / 'none.json').write_text('{}')
+    report = run_filter_stage(
+        str(images), PrecomputedDetector(str(tmp_path / 'none.json')),
+        str(tmp_path / 'out'), FilterOptions(max_pixels=1000))
+    assert report['counts'] == {'no person': 1, 'oversized image': 1}
     assert report['unreadable_images'] == ['large.png']
-
-
-# A captioning child killed half-way through writing its third result line:
-# the line's first half reaches the file, then SIGKILL.
-KILLED_WHILE_WRITING = '''
-import json, os, signal, sys, types
-from gadms.corpus import pipeline
-
-out_dir = sys.argv[1]
-written = []
-
-def dumps(obj, **kwargs):
-    line = json.dumps(obj, **kwargs)
-    if 'caption1' in obj:
-        written.append(obj['id'])
-        if len(written) == 3:
-            with open(os.path.join(out_dir, 'captions.jsonl'), 'a') as f:
-                f.write(line[:len(line) // 2])
-            os.kill(os.getpid(), signal.SIGKILL)
-    return line
-
-pipeline.json = types.SimpleNamespace(dumps=dumps, loads=json.loads,
-                                      dump=json.dump, load=json.load)
-pipeline.run_caption_stage(out_dir, lambda image, prompt: 'a ' + prompt,
-                           ['a person in [colour]'], concurrency=1)
-'''
-
-
-def test_torn_last_result_line_is_cut_and_redone(scenes, tmp_path):
-    out = str(tmp_path / 'corpus')
-    run_filter_stage(osp.join(scenes, 'images'),
-                     PrecomputedDetector(osp.join(scenes,
-                                                  'detections.json')), out)
-    child = subprocess.run([sys.executable, '-c', KILLED_WHILE_WRITING, out],
-                           cwd=REPO_ROOT, capture_output=True, text=True)
-    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
-    results = osp.join(out, 'captions.jsonl')
-    content = open(results).read()
-    assert content.count('\n') == 2 and not content.endswith('\n')
-    report = run_caption_stage(out, lambda image, prompt: 'a ' + prompt,
-                               ['a person in [colour]'], concurrency=1)
-    assert report['captioned'] == NUM_SCENES
-    assert report['captioned_this_run'] == NUM_SCENES - 2
-    rows = [json.loads(line) for line in open(results)]
-    assert sorted(r['id'] for r in rows) == sorted(
-        i['id'] for i in read_manifest(out))

@@ -7,31 +7,38 @@
     # caption templates from benchmark captions (CUHK-PEDES etc.)
     python tools/dataset_converters/build_webperson_corpus.py templates \
         data/CUHK-PEDES/reid_raw.json templates.json --clusters 200
-    # 1. person filtering (YOLO pose weights, or precomputed detections)
+    # 1. person filtering of the downloaded images (or a folder of images)
+    #    with YOLO pose weights on GPUs, or precomputed detections
     python tools/dataset_converters/build_webperson_corpus.py filter \
-        images/ out/ --pose-weights yolo11x-pose.pt
-    # 2. captioning with an OpenAI-compatible MLLM server (e.g. vLLM)
-    python tools/dataset_converters/build_webperson_corpus.py caption out/ \
-        --templates templates.json --base-url http://localhost:8000/v1 \
-        --model Qwen/Qwen2.5-VL-7B-Instruct --concurrency 32
-    # 3. cleaning and parquet export, readable by WebPerson
-    python tools/dataset_converters/build_webperson_corpus.py export out/
+        out/ corpus/ --pose-weights yolo11x-pose.pt --gpus-per-actor 1
+    # 2. captioning with OpenAI-compatible MLLM servers (e.g. vLLM)
+    python tools/dataset_converters/build_webperson_corpus.py caption \
+        corpus/ --templates templates.json \
+        --base-url http://gpu1:8000/v1 --base-url http://gpu2:8000/v1 \
+        --model Qwen/Qwen2.5-VL-7B-Instruct --actors 4 --concurrency 32
+    # 3. cleaning, deduplication and parquet export, readable by WebPerson
+    python tools/dataset_converters/build_webperson_corpus.py export corpus/
 
-Every stage resumes where it stopped and writes a report next to its
-output. See docs/webperson_pipeline.md.
+Every stage runs on Ray Data (local, or a cluster with --address), resumes
+where it stopped and writes a report next to its output. See
+docs/webperson_pipeline.md.
 """
 import argparse
 import json
 import os
 import sys
+from functools import partial
 
 from gadms.apis import TextPersonInferencer
-from gadms.corpus import (OpenAIChatCaptioner, PersonFilterRules,
-                          PrecomputedDetector, TransformersCaptioner,
-                          UltralyticsDetector, build_template_bank,
-                          load_template_bank, run_caption_stage,
+from gadms.corpus import (ContrastBoxDetector, DownloadOptions,
+                          FilterOptions, PersonFilterRules,
+                          PrecomputedDetector, ServerCaptionBackend,
+                          TransformersCaptioner,
+                          UltralyticsDetector, VLLMCaptionBackend,
+                          build_template_bank, load_template_bank,
+                          run_caption_stage, run_download_stage,
                           run_export_stage, run_filter_stage)
-from gadms.corpus.download import DownloadOptions, run_download_stage
+from gadms.corpus.caption_stage import openai_servers
 from gadms.corpus.templates import embed
 from gadms.datasets.transforms import DEFAULT_MAX_PIXELS
 
@@ -75,14 +82,27 @@ def parse_args() -> argparse.Namespace:
         help='cluster with this gadms model\'s text encoder instead of '
         'the hashed bag of words')
 
-    filtering = stages.add_parser('filter', help='stage 1')
-    filtering.add_argument('image_dir')
+    filtering = stages.add_parser('filter', help='stage 1 (Ray Data)')
+    filtering.add_argument('source', help='a download output folder or a '
+                           'folder of images')
     filtering.add_argument('out_dir')
-    source = filtering.add_mutually_exclusive_group(required=True)
-    source.add_argument('--pose-weights', help='ultralytics YOLO pose file')
-    source.add_argument('--detections', help='precomputed detections JSON')
-    filtering.add_argument('--device', default='cpu')
-    filtering.add_argument('--shard-size', type=int, default=1000)
+    detector = filtering.add_mutually_exclusive_group(required=True)
+    detector.add_argument('--pose-weights', help='ultralytics YOLO pose file')
+    detector.add_argument('--detections', help='precomputed detections JSON')
+    detector.add_argument('--contrast-detector', action='store_true',
+                          help='boxes of regions that differ from a plain '
+                          'background (synthetic scenes, tests)')
+    filtering.add_argument('--device', default='cpu',
+                           help='device of the YOLO model in each actor')
+    filtering.add_argument('--actors', type=int, default=1,
+                           help='detector actors')
+    filtering.add_argument('--cpus-per-actor', type=float, default=0.5)
+    filtering.add_argument('--gpus-per-actor', type=float, default=0)
+    filtering.add_argument('--batch-size', type=int, default=16,
+                           help='images per detector call')
+    filtering.add_argument('--shard-size', type=int, default=1000,
+                           help='images per shard of a folder input')
+    filtering.add_argument('--shards-per-run', type=int, default=64)
     filtering.add_argument('--max-pixels', type=int,
                            default=DEFAULT_MAX_PIXELS,
                            help='skip (and list) images that decode to more '
@@ -94,26 +114,42 @@ def parse_args() -> argparse.Namespace:
     filtering.add_argument('--allow-no-keypoints', action='store_true',
                            help='keep boxes without keypoints (box-only '
                            'detectors)')
+    add_ray_args(filtering)
 
-    caption = stages.add_parser('caption', help='stage 2')
+    caption = stages.add_parser('caption', help='stage 2 (Ray Data)')
     caption.add_argument('out_dir')
     caption.add_argument('--templates', required=True)
     backend = caption.add_mutually_exclusive_group(required=True)
-    backend.add_argument('--base-url', help='OpenAI-compatible server')
-    backend.add_argument('--model-path', help='local transformers model')
+    backend.add_argument('--base-url', action='append',
+                         help='OpenAI-compatible server; repeat it to '
+                         'spread the requests over several')
+    backend.add_argument('--model-path', help='local transformers model, '
+                         'loaded by each actor')
+    backend.add_argument('--vllm-model', help='vLLM engines in the Ray '
+                         'cluster (ray.data.llm; untested here)')
     caption.add_argument('--model', help='served model name (--base-url)')
     caption.add_argument('--api-key-env', default='OPENAI_API_KEY')
-    caption.add_argument('--concurrency', type=int, default=8)
+    caption.add_argument('--actors', type=int, default=1,
+                         help='captioning actors (vLLM: engines)')
+    caption.add_argument('--concurrency', type=int, default=8,
+                         help='requests in flight per actor')
+    caption.add_argument('--gpus-per-actor', type=float, default=0,
+                         help='--model-path actors')
+    caption.add_argument('--batch-size', type=int, default=16)
     caption.add_argument('--timeout', type=float, default=60)
     caption.add_argument('--retries', type=int, default=3)
     caption.add_argument('--backoff', type=float, default=1.0)
     caption.add_argument('--device', default='cpu')
     caption.add_argument('--seed', type=int, default=0)
+    caption.add_argument('--shards-per-run', type=int, default=64)
+    add_ray_args(caption)
 
-    export = stages.add_parser('export', help='stage 3')
+    export = stages.add_parser('export', help='stage 3 (Ray Data)')
     export.add_argument('out_dir')
-    export.add_argument('--rows-per-shard', type=int, default=10000)
     export.add_argument('--min-words', type=int, default=8)
+    export.add_argument('--buckets', type=int, default=16,
+                        help='hash buckets of the caption deduplication')
+    add_ray_args(export)
     return parser.parse_args()
 
 
@@ -149,10 +185,39 @@ def read_captions(path: str) -> list:
     return content
 
 
+def caption_backend(args: argparse.Namespace):
+    if args.vllm_model:
+        return VLLMCaptionBackend(args.vllm_model, engines=args.actors,
+                                  batch_size=args.batch_size)
+    if args.base_url:
+        if not args.model:
+            raise SystemExit('--base-url needs --model')
+        # the key is read here: workers on other nodes may not have it
+        make = partial(openai_servers, args.base_url, model=args.model,
+                       api_key=os.environ.get(args.api_key_env),
+                       timeout=args.timeout, retries=args.retries,
+                       backoff=args.backoff)
+        return ServerCaptionBackend(make, args.actors, args.concurrency,
+                                    args.batch_size)
+    make = partial(TransformersCaptioner, args.model_path, args.device)
+    return ServerCaptionBackend(make, args.actors, 1, args.batch_size,
+                                cpus_per_actor=1,
+                                gpus_per_actor=args.gpus_per_actor)
+
+
+def filter_detector(args: argparse.Namespace):
+    if args.detections:
+        return PrecomputedDetector(args.detections)
+    if args.contrast_detector:
+        return ContrastBoxDetector()
+    return UltralyticsDetector(args.pose_weights, args.device)
+
+
 def main() -> None:
     args = parse_args()
-    if args.stage == 'download':
+    if args.stage != 'templates':
         init_ray(args)
+    if args.stage == 'download':
         options = DownloadOptions(
             timeout=args.timeout, max_bytes=args.max_bytes,
             retries=args.retries, max_redirects=args.max_redirects,
@@ -174,30 +239,26 @@ def main() -> None:
             json.dump(bank, f, indent=1)
         report = dict(templates=len(bank), out=args.out)
     elif args.stage == 'filter':
-        detector = PrecomputedDetector(args.detections) if args.detections \
-            else UltralyticsDetector(args.pose_weights, args.device)
         rules = PersonFilterRules(
             require_keypoints=not args.allow_no_keypoints,
             **{name: getattr(args, name)
                for name, value in vars(PersonFilterRules()).items()
                if not isinstance(value, bool)})
-        report = run_filter_stage(args.image_dir, detector, args.out_dir,
-                                  rules, args.shard_size, args.max_pixels)
+        options = FilterOptions(
+            rules=rules, max_pixels=args.max_pixels,
+            shard_size=args.shard_size, batch_size=args.batch_size,
+            actors=args.actors, cpus_per_actor=args.cpus_per_actor,
+            gpus_per_actor=args.gpus_per_actor,
+            shards_per_run=args.shards_per_run)
+        report = run_filter_stage(args.source, filter_detector(args),
+                                  args.out_dir, options)
     elif args.stage == 'caption':
-        if args.base_url:
-            if not args.model:
-                raise SystemExit('--base-url needs --model')
-            captioner = OpenAIChatCaptioner(
-                args.base_url, args.model, args.api_key_env, args.timeout,
-                args.retries, args.backoff)
-        else:
-            captioner = TransformersCaptioner(args.model_path, args.device)
-        report = run_caption_stage(args.out_dir, captioner,
-                                   load_template_bank(args.templates),
-                                   args.concurrency, args.seed)
+        report = run_caption_stage(
+            args.out_dir, caption_backend(args),
+            load_template_bank(args.templates), args.seed,
+            args.shards_per_run)
     else:
-        report = run_export_stage(args.out_dir, args.rows_per_shard,
-                                  args.min_words)
+        report = run_export_stage(args.out_dir, args.min_words, args.buckets)
     print(json.dumps(report, indent=1))
 
 

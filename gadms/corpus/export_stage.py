@@ -1,0 +1,271 @@
+"""Stage 3 on Ray Data: clean the captions, drop repeated ones, write the
+WebPerson parquet shards.
+
+A crop is dropped when one of its captions is missing (``not
+captioned``), empty, a refusal, truncated (:func:`caption_problem`), the
+same as its other caption, or the same (after :func:`normalised`) as a
+caption of a crop with a smaller id: a caption that several clean crops
+carry stays with the first of them only. Each reason is counted per
+caption.
+
+Deduplication is a groupby on the normalised caption, hash-partitioned:
+
+1. one task per crop shard pairs each crop's two captions, checks them and
+   writes one row per caption (``id``, ``key``, ``problem``) into
+   ``export.part/captions/bucket=K/`` by a hash of ``key``
+   (``write_parquet`` partitioned by bucket);
+2. one task per bucket, which holds every copy of its keys, marks all but
+   the first crop of each key ``duplicate`` and writes the dropped
+   captions into ``export.part/drops/shard=S/`` by crop shard;
+3. one task per crop shard joins its kept crops (the image bytes) with its
+   captions, leaves out the dropped ones and writes
+   ``export.part/data/<shard>.parquet`` (rows sorted by id).
+
+Only step 3 touches image bytes, one shard at a time. The files are
+renamed ``train-XXXXX-of-YYYYY.parquet`` in shard order and the folder is
+swapped in as ``data/`` at the end: a killed export leaves the previous
+shards (or none), never a mix, and the corpus has the same rows in the
+same order whichever machines wrote it, so that WebPerson's seeded subsets
+stay the same. The files are written by the tasks rather than by
+``write_parquet``, whose file names and block boundaries depend on the
+scheduling.
+"""
+import os
+import os.path as osp
+import re
+import shutil
+import time
+from typing import Dict, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .caption_stage import caption_attempts
+from .filter_stage import crop_shard_folder, finished_crop_shards
+from .sharded import (IO_CPUS, TASK_RETRY_ARGS, over_shards, parquet_files,
+                      sorted_with_first, stable_bucket, value_counts,
+                      write_json, write_ray_parquet)
+
+REFUSALS = re.compile(
+    r"\b(i'?m sorry|i am sorry|i can(no|')t|i cannot|unable to|as an ai|"
+    r'cannot (help|assist|describe)|no person)\b', re.IGNORECASE)
+
+WEBPERSON_SCHEMA = pa.schema([
+    ('image', pa.struct([('bytes', pa.binary()), ('path', pa.string())])),
+    ('image_path', pa.string()),
+    ('caption1', pa.string()),
+    ('caption2', pa.string()),
+])
+CHECKED_SCHEMA = pa.schema([
+    ('shard', pa.string()), ('id', pa.string()), ('key', pa.string()),
+    ('problem', pa.string()),
+    ('clean_crop', pa.bool_()),  # both captions passed their checks
+    ('bucket', pa.int32()),
+])
+DROP_SCHEMA = pa.schema([('shard', pa.string()), ('id', pa.string()),
+                         ('reason', pa.string())])
+
+
+def caption_problem(caption: Optional[str], min_words: int = 8
+                    ) -> Optional[str]:
+    """Why a caption is unusable (``'empty'``, ``'refusal'``,
+    ``'truncated'``), or ``None``."""
+    text = (caption or '').strip()
+    if not text:
+        return 'empty'
+    if REFUSALS.search(text):
+        return 'refusal'
+    if len(text.split()) < min_words or text[-1] not in '.!?"\'':
+        return 'truncated'
+    return None
+
+
+def normalised(caption: str) -> str:
+    """Lower-case words joined by single spaces (punctuation dropped)."""
+    return ' '.join(re.findall(r'\w+', caption.lower()))
+
+
+def shard_captions(out_dir: str, shard: str) -> pa.Table:
+    """``id``, ``caption1``, ``caption2`` of the crops of ``shard`` that
+    have both captions (the answered rows of all attempts)."""
+    files = [f for a in caption_attempts(out_dir, shard)
+             for f in parquet_files(a, depth=0)]
+    if not files:
+        return pa.table(dict(id=pa.array([], pa.string()),
+                             caption1=pa.array([], pa.string()),
+                             caption2=pa.array([], pa.string())))
+    table = pa.concat_tables(
+        pq.read_table(f, columns=['id', 'which', 'caption', 'error'],
+                      partitioning=None) for f in files)
+    table = table.filter(pc.is_null(table['error']))
+    first, second = (
+        table.filter(pc.equal(table['which'], which))
+        .select(['id', 'caption']).rename_columns(['id', f'caption{which}'])
+        for which in (1, 2))
+    return first.join(second, 'id', join_type='inner').sort_by('id')
+
+
+def check_shard_captions(batch: Dict[str, np.ndarray], out_dir: str,
+                         min_words: int, num_buckets: int) -> pa.Table:
+    """Step 1 for the shard in ``batch`` (one row): a ``CHECKED_SCHEMA`` row
+    per caption of each captioned crop."""
+    shard = batch['shard'][0]
+    captions = shard_captions(out_dir, shard)
+    rows = {name: [] for name in CHECKED_SCHEMA.names[:-1]}
+    for crop_id, first, second in zip(captions['id'].to_pylist(),
+                                      captions['caption1'].to_pylist(),
+                                      captions['caption2'].to_pylist()):
+        problems = [caption_problem(first, min_words),
+                    caption_problem(second, min_words)]
+        keys = [normalised(first or ''), normalised(second or '')]
+        if problems[1] is None and keys[1] == keys[0]:
+            problems[1] = 'duplicate'
+        for key, problem in zip(keys, problems):
+            for name, value in zip(rows, (shard, crop_id, key, problem,
+                                          not any(problems))):
+                rows[name].append(value)
+    rows['bucket'] = stable_bucket(rows['key'], num_buckets)
+    return pa.Table.from_pydict(rows, schema=CHECKED_SCHEMA)
+
+
+def bucket_drops(batch: Dict[str, np.ndarray]) -> pa.Table:
+    """Step 2 for the bucket folder in ``batch`` (one row): the captions to
+    drop (``DROP_SCHEMA``): those with a problem, and those of clean crops
+    whose key a clean crop with a smaller id carries too."""
+    table = pa.concat_tables(
+        pq.read_table(f, partitioning=None).select(
+            ['shard', 'id', 'key', 'problem', 'clean_crop'])
+        for f in parquet_files(batch['shard'][0], depth=0))
+    flagged = table.filter(pc.is_valid(table['problem']))
+    clean, first = sorted_with_first(
+        table.filter(table['clean_crop']), 'key', 'id')
+    repeated = clean.filter(pa.array(~first))
+    return pa.table(dict(
+        shard=pa.concat_arrays([flagged['shard'].combine_chunks(),
+                                repeated['shard'].combine_chunks()]),
+        id=pa.concat_arrays([flagged['id'].combine_chunks(),
+                             repeated['id'].combine_chunks()]),
+        reason=pa.concat_arrays([
+            flagged['problem'].combine_chunks(),
+            pa.array(['duplicate'] * len(repeated), pa.string())])),
+        schema=DROP_SCHEMA)
+
+
+def write_shard(batch: Dict[str, np.ndarray], out_dir: str,
+                folder: str) -> pa.Table:
+    """Step 3 for the shard in ``batch`` (one row): write its kept crops
+    with their captions to ``folder/<shard>.parquet``; returns its counts
+    (``shard``, ``crops``, ``not_captioned``, ``kept``)."""
+    shard = batch['shard'][0]
+    captioned = shard_captions(out_dir, shard)
+    drops = [pq.read_table(f, columns=['id'], partitioning=None)['id']
+             for f in parquet_files(osp.join(out_dir, 'export.part',
+                                             'drops', f'shard={shard}'),
+                                    depth=0)]
+    dropped = pa.concat_arrays([c.combine_chunks() for c in drops]) \
+        if drops else pa.array([], pa.string())
+    captions = captioned.filter(pc.invert(pc.is_in(captioned['id'],
+                                                   dropped)))
+    crops = pa.concat_tables(
+        pq.read_table(f, columns=['status', 'id', 'image'],
+                      partitioning=None)
+        for f in parquet_files(crop_shard_folder(out_dir, shard), depth=0))
+    crops = crops.filter(pc.equal(crops['status'], 'kept'))
+    kept = crops.select(['id', 'image']).join(
+        captions, 'id', join_type='inner').sort_by('id')
+    table = pa.table(dict(
+        image=pa.StructArray.from_arrays(
+            [kept['image'].combine_chunks(), kept['id'].combine_chunks()],
+            fields=list(WEBPERSON_SCHEMA.field('image').type)),
+        image_path=kept['id'], caption1=pc.utf8_trim_whitespace(
+            kept['caption1']),
+        caption2=pc.utf8_trim_whitespace(kept['caption2'])),
+        schema=WEBPERSON_SCHEMA)
+    if len(table):
+        path = osp.join(folder, f'{shard}.parquet')
+        pq.write_table(table, path + '.part', row_group_size=100)
+        os.replace(path + '.part', path)
+    return pa.table(dict(
+        shard=[shard], crops=[len(crops)], kept=[len(table)],
+        not_captioned=[len(crops) - len(crops.select(['id']).join(
+            captioned.select(['id']), 'id', join_type='inner'))]))
+
+
+def run_export_stage(out_dir: str, min_words: int = 8,
+                     num_buckets: int = 16) -> dict:
+    """Clean, deduplicate and export the captioned crops of ``out_dir``
+    into ``out_dir/data`` (module docstring). Returns (and writes) the
+    report.
+
+    Args:
+        out_dir (str): The corpus folder of the earlier stages.
+        min_words (int): Shorter captions are ``truncated``.
+        num_buckets (int): Hash buckets of the caption groupby (one task
+            each; thousands for WebPerson's 10M captions).
+    """
+    start = time.monotonic()
+    shards = finished_crop_shards(out_dir)
+    work = osp.join(out_dir, 'export.part')
+    shutil.rmtree(work, ignore_errors=True)
+    write_ray_parquet(
+        over_shards(shards).map_batches(
+            check_shard_captions, batch_size=1, num_cpus=IO_CPUS,
+            fn_kwargs=dict(out_dir=out_dir, min_words=min_words,
+                           num_buckets=num_buckets), **TASK_RETRY_ARGS),
+        osp.join(work, 'captions'), partition_cols=['bucket'])
+    buckets = sorted(p for p in (osp.join(work, 'captions', name)
+                                 for name in os.listdir(osp.join(
+                                     work, 'captions'))) if osp.isdir(p)) \
+        if osp.isdir(osp.join(work, 'captions')) else []
+    drops = osp.join(work, 'drops')
+    if buckets:
+        write_ray_parquet(
+            over_shards(buckets).map_batches(
+                bucket_drops, batch_size=1, num_cpus=IO_CPUS,
+                **TASK_RETRY_ARGS),
+            drops, partition_cols=['shard'])
+    data = osp.join(work, 'data')
+    os.makedirs(data)
+    counts = over_shards(shards).map_batches(
+        write_shard, batch_size=1, num_cpus=IO_CPUS,
+        fn_kwargs=dict(out_dir=out_dir, folder=data),
+        **TASK_RETRY_ARGS).take_all()
+    num_files = _name_and_swap(data, osp.join(out_dir, 'data'))
+    seconds = time.monotonic() - start
+    crops = sum(row['crops'] for row in counts)
+    dropped = value_counts(parquet_files(drops), 'reason') \
+        if osp.isdir(drops) else {}
+    not_captioned = sum(row['not_captioned'] for row in counts)
+    if not_captioned:
+        dropped['not captioned'] = not_captioned
+    report = dict(crops=crops, kept=sum(row['kept'] for row in counts),
+                  dropped_captions=dropped, shards=num_files,
+                  seconds=round(seconds, 2),
+                  crops_per_s=round(crops / seconds, 2) if seconds else None)
+    shutil.rmtree(work, ignore_errors=True)
+    write_json(osp.join(out_dir, 'export_report.json'), report)
+    return report
+
+
+def _name_and_swap(written: str, folder: str) -> int:
+    """Rename the per-shard files of ``written`` to
+    ``train-XXXXX-of-YYYYY.parquet`` in shard order (an empty corpus gets
+    one empty file) and swap ``written`` in as ``folder``."""
+    files = sorted(os.listdir(written))
+    if not files:
+        pq.write_table(WEBPERSON_SCHEMA.empty_table(),
+                       osp.join(written, 'empty.parquet'))
+        files = ['empty.parquet']
+    for index, name in enumerate(files):
+        os.rename(osp.join(written, name), osp.join(
+            written, f'train-{index:05d}-of-{len(files):05d}.parquet'))
+    old = folder + '.old'
+    shutil.rmtree(old, ignore_errors=True)
+    if osp.exists(folder):
+        os.replace(folder, old)
+    os.replace(written, folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return len(files)
+

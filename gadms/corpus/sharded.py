@@ -1,0 +1,136 @@
+"""What the Ray Data corpus stages share: shards renamed into place, hash
+buckets, reports.
+
+A stage's unit of work is a *shard* (a part of its input: a download
+bucket, a slice of a folder listing). :func:`run_shard_groups` runs one Ray
+Data pipeline per group of pending shards, writes its rows partitioned by
+shard into a temporary folder and then renames each shard's folder into
+place. A shard's folder therefore exists only when all its rows were
+written: a re-run skips it, and a killed driver leaves no half-written
+shard behind (the temporary folder is cleared by the next run).
+"""
+import glob
+import json
+import os
+import os.path as osp
+import shutil
+import warnings
+import zlib
+from typing import Callable, Dict, Iterable, List, Sequence, Tuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+# CPUs reserved per read, write or network task: their threads mostly wait
+# on the disk or the network, so several share a CPU
+IO_CPUS = 0.25
+# Ray's retries of the work of a worker process that died (killed, out of
+# memory, a crashing decoder); finite, so that a row which kills every
+# worker that touches it fails the run instead of looping for ever
+WORKER_RETRIES = 3
+TASK_RETRY_ARGS = dict(max_retries=WORKER_RETRIES)
+ACTOR_RETRY_ARGS = dict(max_restarts=WORKER_RETRIES,
+                        max_task_retries=WORKER_RETRIES)
+# Ray 2.60 warns that remote arguments given to map_batches are deprecated
+# in favour of named ones, but has no named retry limits: keep them
+# (ray[data] is pinned) without a warning per pipeline
+warnings.filterwarnings('ignore', message='`ray_remote_args` is deprecated',
+                        module=r'gadms\.corpus\.')
+
+
+def write_json(path: str, content: dict) -> None:
+    """Write ``content`` to ``path`` atomically (temporary name, rename)."""
+    part = path + '.part'
+    with open(part, 'w', encoding='utf-8') as f:
+        json.dump(content, f, indent=1)
+    os.replace(part, path)
+
+
+def read_json(path: str) -> dict:
+    with open(path, encoding='utf-8') as f:
+        return json.load(f)
+
+
+def parquet_files(folder: str, depth: int = 1) -> List[str]:
+    """Sorted ``*.parquet`` files ``depth`` folders below ``folder``."""
+    return sorted(glob.glob(osp.join(folder, *['*'] * depth, '*.parquet')))
+
+
+def value_counts(files: Iterable[str], column: str) -> Dict[str, int]:
+    """How many rows of ``files`` hold each value of ``column`` (read from
+    that column alone)."""
+    counts: Dict[str, int] = {}
+    for file in files:
+        values = pq.read_table(file, columns=[column],
+                               partitioning=None)[column]
+        for item in pc.value_counts(values).to_pylist():
+            counts[item['values']] = counts.get(item['values'], 0) + \
+                item['counts']
+    return dict(sorted(counts.items(), key=lambda kv: str(kv[0])))
+
+
+def stable_bucket(texts: Sequence[str], num_buckets: int) -> np.ndarray:
+    """A hash of each text modulo ``num_buckets``, the same in every
+    process and run (Python's ``hash`` of a str is salted per process)."""
+    return np.fromiter((zlib.crc32(t.encode()) % num_buckets
+                        for t in texts), np.int32, len(texts))
+
+
+def sorted_with_first(table: pa.Table, key: str, order: str
+                      ) -> Tuple[pa.Table, np.ndarray]:
+    """``table`` sorted by ``(key, order)`` and a mask of its rows that come
+    first among those with the same ``key``. ``table`` must hold every row
+    of its keys (one hash bucket): a groupby that keeps the smallest
+    ``order`` per key."""
+    table = table.sort_by([(key, 'ascending'), (order, 'ascending')])
+    values = table[key].to_numpy(zero_copy_only=False)
+    first = np.ones(len(values), dtype=bool)
+    first[1:] = values[1:] != values[:-1]
+    return table, first
+
+
+def write_ray_parquet(dataset, folder: str, **kwargs) -> None:
+    """``dataset.write_parquet(folder)`` by write tasks of a quarter CPU
+    that Ray retries when their worker dies."""
+    dataset.write_parquet(folder, ray_remote_args=dict(num_cpus=IO_CPUS,
+                                                       **TASK_RETRY_ARGS),
+                          **kwargs)
+
+
+def over_shards(shards: Sequence[str]):
+    """A Ray Data dataset with one row (``shard``) per shard and one block
+    per row, so that each shard is one task of the maps that follow."""
+    import ray.data
+    return ray.data.from_items([dict(shard=s) for s in shards],
+                               override_num_blocks=max(1, len(shards)))
+
+
+def run_shard_groups(shards: Sequence[str],
+                     build: Callable[[List[str]], object],
+                     target: Callable[[str], str],
+                     empty_schema: pa.Schema,
+                     work_folder: str,
+                     group_size: int) -> None:
+    """For each group of ``group_size`` shards, write ``build(group)``
+    (rows with a ``shard`` column) partitioned by shard into
+    ``work_folder``, then rename each shard's folder to ``target(shard)``.
+
+    A shard without rows gets a folder with an empty file of
+    ``empty_schema``, so that it counts as finished. The whole group is
+    the unit a killed driver loses.
+    """
+    for start in range(0, len(shards), max(1, group_size)):
+        group = list(shards[start:start + group_size])
+        shutil.rmtree(work_folder, ignore_errors=True)
+        write_ray_parquet(build(group), work_folder, partition_cols=['shard'])
+        for shard in group:
+            written = osp.join(work_folder, f'shard={shard}')
+            if not osp.isdir(written):
+                os.makedirs(written)
+                pq.write_table(empty_schema.empty_table(),
+                               osp.join(written, 'empty.parquet'))
+            os.makedirs(osp.dirname(target(shard)), exist_ok=True)
+            os.replace(written, target(shard))
+        shutil.rmtree(work_folder, ignore_errors=True)
