@@ -43,9 +43,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gadms.datasets.transforms.loading import (DEFAULT_MAX_PIXELS,
-                                               ImageLoadError,
-                                               check_decoded_size)
+from gadms.image_limits import (DEFAULT_MAX_PIXELS, ImageLoadError,
+                                check_decoded_size)
 from .bounded_http import AnswerTooLarge, read_bounded
 from .sharded import (IO_CPUS, TASK_RETRY_ARGS, parquet_files,
                       sorted_with_first, stable_bucket, value_counts,

@@ -32,9 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from gadms.datasets.transforms.loading import (DEFAULT_MAX_PIXELS,
-                                               ImageLoadError,
-                                               check_decoded_size)
+from gadms.image_limits import (DEFAULT_MAX_PIXELS, ImageLoadError,
+                                check_decoded_size)
 from .filtering import Detection, PersonFilterRules
 from .sharded import (ACTOR_RETRY_ARGS, IO_CPUS, TASK_RETRY_ARGS,
                       over_shards, parquet_files, run_shard_groups,

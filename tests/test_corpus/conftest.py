@@ -1,4 +1,5 @@
 import pytest
+from corpus_scenes import make_scenes
 
 
 @pytest.fixture(scope='session')
@@ -12,3 +13,9 @@ def ray_local():
     DataContext.get_current().enable_progress_bars = False
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope='session')
+def scenes(tmp_path_factory) -> str:
+    """The scene folder of ``corpus_scenes`` (written once per session)."""
+    return make_scenes(tmp_path_factory.mktemp('scenes'))

@@ -4,12 +4,7 @@ resumption, a killed driver and killed workers."""
 import glob
 import hashlib
 import json
-import os
 import os.path as osp
-import signal
-import subprocess
-import sys
-import time
 from functools import partial
 
 import cv2
@@ -17,70 +12,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from common import REPO_ROOT
+from corpus_scenes import GOOD_BOX, NUM_SCENES, REJECTED, TEMPLATES, good
 
-from gadms.corpus import (FilterOptions, PersonFilterRules,
-                          PrecomputedDetector, ServerCaptionBackend,
-                          run_caption_stage, run_export_stage,
-                          run_filter_stage)
+from gadms.corpus import (FilterOptions, PrecomputedDetector,
+                          ServerCaptionBackend, run_caption_stage,
+                          run_export_stage, run_filter_stage)
 from gadms.corpus.caption_stage import openai_servers
 from gadms.corpus.loopback import FakeCaptionServer
-from gadms.datasets import LoadPersonImage, SynthPerson, WebPerson
+from gadms.datasets import LoadPersonImage, WebPerson
 
 pytestmark = pytest.mark.usefixtures('ray_local')
-
-NUM_SCENES = 10
-GOOD_BOX = [50, 50, 170, 350]  # 120 x 300: aspect 2.5
-TEMPLATES = ['A [person] in a [colour] [upper] and [colour] [lower].',
-             'The [person] wears [colour] [shoes] and carries a [bag].']
-
-
-def _keypoints(hidden=()):
-    points = [[100.0, 60.0 + 15 * i, 0.9] for i in range(17)]
-    for i in hidden:
-        points[i][2] = 0.1
-    return points
-
-
-def _good(**changes):
-    return dict(dict(box=GOOD_BOX, score=0.95, keypoints=_keypoints()),
-                **changes)
-
-
-# one detection per rule that must reject it (all in scene 0)
-REJECTED = {
-    'too small': _good(box=[300, 50, 360, 200]),
-    'aspect ratio': _good(box=[300, 50, 500, 300]),
-    'low confidence': _good(score=0.5),
-    'too few keypoints': _good(keypoints=_keypoints(hidden=range(11))),
-    'no hip keypoint': _good(keypoints=_keypoints(hidden=(11, 12))),
-    'too few head keypoints': _good(keypoints=_keypoints(hidden=(1, 2, 3,
-                                                                 4))),
-    'no keypoints': dict(box=GOOD_BOX, score=0.95),
-}
-
-
-@pytest.fixture(scope='module')
-def scenes(tmp_path_factory) -> str:
-    """Scenes with one person each, a broken file, and the detections."""
-    root = tmp_path_factory.mktemp('scenes')
-    images = root / 'images'
-    images.mkdir()
-    people = SynthPerson(split='train', image_size=(300, 120),
-                         num_identities=dict(train=NUM_SCENES, val=1,
-                                             test=1),
-                         images_per_identity=1)
-    detections = {}
-    for i in range(NUM_SCENES):
-        scene = np.full((400, 600, 3), 90, np.uint8)
-        scene[50:350, 50:170] = people.get_data_info(2 * i)['img']
-        cv2.imwrite(str(images / f'scene_{i:02d}.png'), scene)
-        detections[f'scene_{i:02d}.png'] = [_good()]
-    detections['scene_00.png'] += list(REJECTED.values())
-    (images / 'broken.jpg').write_bytes(b'not an image')
-    (root / 'detections.json').write_text(json.dumps(detections))
-    return str(root)
-
 
 
 def _backend(url: str, **kwargs) -> ServerCaptionBackend:
@@ -110,12 +51,6 @@ def _filter(scenes: str, out: str, **options) -> dict:
         osp.join(scenes, 'images'),
         PrecomputedDetector(osp.join(scenes, 'detections.json')), out,
         FilterOptions(**options))
-
-
-def _corpus(out: str) -> list:
-    """The exported rows in corpus order."""
-    return pa.concat_tables(pq.read_table(f) for f in sorted(glob.glob(
-        osp.join(out, 'data', '*.parquet')))).to_pylist()
 
 
 def test_whole_pipeline(scenes, tmp_path):
@@ -226,7 +161,7 @@ def test_same_stem_images_get_their_own_crops(scenes, tmp_path):
     cv2.imwrite(str(images / 'q.png'), scene)
     detections = tmp_path / 'detections.json'
     detections.write_text(json.dumps(
-        {name: [_good()] for name in ('p.png', 'p.jpg', 'q.png')}))
+        {name: [good()] for name in ('p.png', 'p.jpg', 'q.png')}))
     out = str(tmp_path / 'corpus')
     report = run_filter_stage(str(images),
                               PrecomputedDetector(str(detections)), out,

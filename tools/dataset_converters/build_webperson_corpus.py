@@ -29,7 +29,6 @@ import os
 import sys
 from functools import partial
 
-from gadms.apis import TextPersonInferencer
 from gadms.corpus import (ContrastBoxDetector, DownloadOptions,
                           FilterOptions, PersonFilterRules,
                           PrecomputedDetector, ServerCaptionBackend,
@@ -40,7 +39,7 @@ from gadms.corpus import (ContrastBoxDetector, DownloadOptions,
                           run_export_stage, run_filter_stage)
 from gadms.corpus.caption_stage import openai_servers
 from gadms.corpus.templates import embed
-from gadms.datasets.transforms import DEFAULT_MAX_PIXELS
+from gadms.image_limits import DEFAULT_MAX_PIXELS
 
 
 def parse_args() -> argparse.Namespace:
@@ -229,6 +228,7 @@ def main() -> None:
     elif args.stage == 'templates':
         embedder = embed
         if args.embed_with:
+            from gadms.apis import TextPersonInferencer
             inferencer = TextPersonInferencer(*args.embed_with)
             embedder = lambda texts: inferencer.encode_texts(  # noqa: E731
                 texts).numpy()

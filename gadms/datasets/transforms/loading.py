@@ -1,10 +1,8 @@
 import fcntl
-import io
 import json
 import logging
 import os
 import os.path as osp
-import warnings
 from typing import Optional
 
 import mmcv
@@ -12,20 +10,12 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmengine.fileio import get
 from mmengine.logging import MMLogger, print_log
-from PIL import Image
 
+from gadms.image_limits import (DEFAULT_MAX_PIXELS, ImageLoadError,
+                                check_decoded_size)
 from gadms.registry import TRANSFORMS
 
 SKIPPED_LIST_NAME = 'skipped_images.jsonl'
-# 100 megapixels (300 MB as BGR) is far above any person photo; OpenCV's own
-# cap is 2**30 pixels (3 GB), reachable from a 48 KB PNG
-DEFAULT_MAX_PIXELS = 100_000_000
-
-
-class ImageLoadError(OSError):
-    """An image is missing or cannot be decoded."""
-
-
 def default_skipped_list() -> str:
     """``skipped_images.jsonl`` next to the current MMEngine log file (the
     run's log dir), or in the working directory outside a Runner."""
@@ -54,33 +44,6 @@ def record_skipped_image(list_file: str, path: str, reason: str) -> int:
             return 0
         f.write(json.dumps(dict(path=path, reason=reason)) + '\n')
         return len(listed) + 1
-
-
-def check_decoded_size(img_bytes: bytes, max_pixels: int,
-                       image: str) -> None:
-    """Refuse an encoded image that would decode to more than
-    ``max_pixels`` pixels, from its header alone (nothing is decoded).
-
-    Formats whose header PIL cannot read are left to the decoder.
-
-    Raises:
-        ImageLoadError: naming the ``image`` (its description), the size
-            and the cap.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
-            width, height = Image.open(io.BytesIO(img_bytes)).size
-    except Image.DecompressionBombError as err:  # beyond PIL's own cap
-        raise ImageLoadError(f'{image} is too large to decode '
-                             f'({err})') from err
-    except Exception:  # not a header PIL knows: the decoder decides
-        return
-    if width * height > max_pixels:
-        raise ImageLoadError(
-            f'{image} decodes to {width} x {height} = '
-            f'{width * height} pixels, over the cap of {max_pixels} '
-            '(max_pixels)')
 
 
 @TRANSFORMS.register_module()

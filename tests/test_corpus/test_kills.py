@@ -1,0 +1,151 @@
+"""Kills: a driver killed mid-stage and the same command run again, and
+worker processes killed mid-batch, each give exactly the corpus of an
+uninterrupted run (no duplicates, nothing lost)."""
+import glob
+import json
+import os
+import os.path as osp
+import signal
+import subprocess
+import sys
+import time
+from functools import partial
+
+import pyarrow.parquet as pq
+import pytest
+from common import REPO_ROOT
+from ray import cloudpickle
+from corpus_scenes import TEMPLATES, exported_rows
+
+from gadms.corpus import (FilterOptions, PrecomputedDetector,
+                          ServerCaptionBackend, run_caption_stage,
+                          run_export_stage, run_filter_stage)
+from gadms.corpus.caption_stage import openai_servers
+from gadms.corpus.loopback import FakeCaptionServer
+
+pytestmark = pytest.mark.usefixtures('ray_local')
+# the killers below run in Ray workers, which cannot import this module
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+SHARD_SIZE = 2
+
+
+class KillsOnce:
+    """Calls ``inner``; the first call in any process (a marker file says
+    it happened) kills its own worker process instead, as the OOM killer
+    or a crashing decoder would."""
+
+    def __init__(self, inner, marker: str) -> None:
+        self.inner, self.marker = inner, marker
+
+    def __call__(self, *args):
+        try:
+            open(self.marker, 'x').close()
+        except FileExistsError:
+            return self.inner(*args)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def killing_captioner(url: str, marker: str) -> KillsOnce:
+    return KillsOnce(openai_servers([url], model='fake-mllm', backoff=0.01),
+                     marker)
+
+
+def _caption_rows(out: str) -> list:
+    rows = [r for f in glob.glob(osp.join(out, 'captions', '*', '*', '*'))
+            for r in pq.read_table(f, partitioning=None).to_pylist()]
+    return sorted((r['id'], r['which']) for r in rows if not r['error'])
+
+
+@pytest.fixture(scope='module')
+def server():
+    server = FakeCaptionServer(delay=0.05)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(scenes, server, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp('uninterrupted') / 'corpus')
+    run_filter_stage(osp.join(scenes, 'images'), PrecomputedDetector(
+        osp.join(scenes, 'detections.json')), out,
+        FilterOptions(shard_size=SHARD_SIZE))
+    run_caption_stage(out, ServerCaptionBackend(partial(
+        openai_servers, [server.url], model='fake-mllm')), TEMPLATES)
+    run_export_stage(out)
+    assert len(exported_rows(out)) > 5
+    return out
+
+
+def _kill_when(command: list, ready) -> None:
+    """Run ``command``, SIGKILL it once ``ready()`` holds (it must not have
+    finished by then)."""
+    run = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not ready():
+        assert run.poll() is None, 'the stage finished before the kill'
+        assert time.time() < deadline
+        time.sleep(0.01)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+
+
+def _shard_folders(pattern: str) -> int:
+    return len([p for p in glob.glob(pattern) if osp.isdir(p)])
+
+
+def test_a_killed_driver_then_the_same_command(scenes, server,
+                                               uninterrupted, ray_local,
+                                               tmp_path):
+    """The CLI joins this session's Ray. The filter's driver is killed once
+    two shards are done, the captioner's while a group of shards is half
+    written; the same command then finishes each stage."""
+    out = str(tmp_path / 'corpus')
+    (tmp_path / 'templates.json').write_text(json.dumps(TEMPLATES))
+    tool = [sys.executable,
+            'tools/dataset_converters/build_webperson_corpus.py']
+    where = ['--address', ray_local.get_runtime_context().gcs_address]
+    filtering = tool + [
+        'filter', osp.join(scenes, 'images'), out, '--detections',
+        osp.join(scenes, 'detections.json'), '--shard-size',
+        str(SHARD_SIZE), '--shards-per-run', '1'] + where
+    captioning = tool + [
+        'caption', out, '--templates', str(tmp_path / 'templates.json'),
+        '--base-url', server.url, '--model', 'fake-mllm',
+        '--shards-per-run', '3', '--batch-size', '2',
+        '--concurrency', '1'] + where
+    half_written = osp.join(out, 'captions.part', '*', '*.parquet')
+    for command, ready in (
+            (filtering,
+             lambda: _shard_folders(osp.join(out, 'crops', '*')) >= 2),
+            (captioning, lambda: glob.glob(half_written))):
+        _kill_when(command, ready)
+        result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout[result.stdout.index('{'):])
+    assert report['still_missing'] == 0
+    # every caption once: the half-written group was asked again as a
+    # whole and its leftovers were not kept
+    assert _caption_rows(out) == _caption_rows(uninterrupted)
+    run_export_stage(out)
+    assert exported_rows(out) == exported_rows(uninterrupted)
+
+
+def test_killed_workers_are_retried(scenes, server,
+                                    uninterrupted, tmp_path):
+    """A detector actor and a captioning actor each lose their process in
+    the middle of a batch: Ray restarts them and retries the batch."""
+    out = str(tmp_path / 'corpus')
+    detector = KillsOnce(PrecomputedDetector(osp.join(
+        scenes, 'detections.json')), str(tmp_path / 'detector-killed'))
+    run_filter_stage(osp.join(scenes, 'images'), detector, out,
+                     FilterOptions(shard_size=SHARD_SIZE))
+    run_caption_stage(out, ServerCaptionBackend(partial(
+        killing_captioner, server.url, str(tmp_path / 'captioner-killed'))),
+        TEMPLATES)
+    assert osp.exists(tmp_path / 'detector-killed')
+    assert osp.exists(tmp_path / 'captioner-killed')
+    run_export_stage(out)
+    assert _caption_rows(out) == _caption_rows(uninterrupted)
+    assert exported_rows(out) == exported_rows(uninterrupted)
