@@ -17,12 +17,18 @@ from .captioners import PROMPT
 _TEMPLATE_AT = PROMPT.index('{template}')
 
 
+class _Backlogged(ThreadingHTTPServer):
+    # the default backlog of 5 refuses connections when a pool of Ray
+    # actors opens dozens at once
+    request_queue_size = 256
+
+
 class _Server:
     """A threading HTTP server on a free loopback port, served from a
     daemon thread."""
 
     def __init__(self, handler: type) -> None:
-        self.httpd = ThreadingHTTPServer(('127.0.0.1', 0), handler)
+        self.httpd = _Backlogged(('127.0.0.1', 0), handler)
         self.base = f'http://127.0.0.1:{self.httpd.server_port}'
         threading.Thread(target=self.httpd.serve_forever,
                          daemon=True).start()
@@ -89,7 +95,7 @@ def scene(index: int, height: int = 320, width: int = 240) -> bytes:
     (2.5:1) in a colour and place drawn from ``index``."""
     rng = np.random.default_rng(index)
     image = np.full((height, width, 3), 90, np.uint8)
-    box_w = int(rng.integers(40, 60))
+    box_w = int(rng.integers(90, 110))
     box_h = int(box_w * 2.5)
     x, y = int(rng.integers(0, width - box_w)), int(rng.integers(
         0, height - box_h))

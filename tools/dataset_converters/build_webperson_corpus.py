@@ -171,8 +171,11 @@ def init_ray(args: argparse.Namespace) -> None:
     if args.address:
         ray.init(address=args.address, log_to_driver=False)
     else:
-        ray.init(num_cpus=args.num_cpus, num_gpus=args.num_gpus,
-                 include_dashboard=False, log_to_driver=False)
+        # 'local': a new Ray on this machine, never a stale one that a
+        # killed `ray start` left in /tmp/ray/ray_current_cluster
+        ray.init(address='local', num_cpus=args.num_cpus,
+                 num_gpus=args.num_gpus, include_dashboard=False,
+                 log_to_driver=False)
     DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
 
 
