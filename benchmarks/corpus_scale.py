@@ -1,0 +1,219 @@
+"""The WebPerson corpus pipeline at growing size: memory and throughput.
+
+A synthetic URL table (``/scene/<n>.jpg``: a grey scene with one person
+block, 240 x 320 JPEG) is served from a loopback HTTP server and goes
+through every stage on a local Ray: download, filter (the CPU test
+detector, ``ContrastBoxDetector``), caption (a fake OpenAI-compatible
+server on loopback) and export. Each configuration (images, CPUs) runs in
+a fresh process with a fresh Ray; the two servers run in a third process,
+so that neither counts towards the driver:
+
+    .venv/bin/python benchmarks/corpus_scale.py --sizes 2000 20000 --cpus 1 2
+
+Reported per configuration: each stage's images per second (download:
+URLs, caption: crops, two captions each), the driver's peak resident
+memory, and the peak of each Ray worker process (max and sum over the
+workers; the sum bounds what they held at once). The shards keep their
+size as the corpus grows (``--images-per-shard``), so memory should not
+grow with the corpus.
+"""
+import argparse
+import json
+import multiprocessing
+import os
+import os.path as osp
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from functools import partial
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+STAGES = ('download', 'filter', 'caption', 'export')
+TEMPLATES = ['A [person] in a [colour] [upper] and [colour] [lower].',
+             'The [person] wears [colour] [shoes] and carries a [bag].',
+             'A [person] with [hair] walks in a [colour] [upper].',
+             'The [person] has a [colour] [bag] and [colour] [shoes].']
+
+
+def _serve(connection) -> None:
+    """The synthetic web and the caption server, until told to stop."""
+    from gadms.corpus.loopback import FakeCaptionServer, SceneWeb
+    web, captions = SceneWeb(), FakeCaptionServer()
+    connection.send((web.base, captions.url))
+    connection.recv()
+    web.close()
+    captions.close()
+
+
+class WorkerPeaks:
+    """Samples the peak resident memory (VmHWM) of every Ray worker
+    process twice a second, keeping each one's highest."""
+
+    def __init__(self) -> None:
+        from gadms.utils.peak_memory import peak_mib, ray_worker_pids
+        self.peaks = {}
+        self._stop = threading.Event()
+
+        def sample():
+            while not self._stop.wait(0.5):
+                for pid, mib in peak_mib(ray_worker_pids()).items():
+                    self.peaks[pid] = max(mib, self.peaks.get(pid, 0))
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join()
+        return self.peaks
+
+
+def run_one(images: int, cpus: int, images_per_shard: int, web: str,
+            caption_url: str, folder: str) -> dict:
+    """Every stage on ``images`` URLs with a local Ray of ``cpus`` CPUs."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import ray
+    from ray.data import DataContext
+
+    from gadms.corpus import (ContrastBoxDetector, DownloadOptions,
+                              FilterOptions, PersonFilterRules,
+                              ServerCaptionBackend, run_caption_stage,
+                              run_download_stage, run_export_stage,
+                              run_filter_stage)
+    from gadms.corpus.caption_stage import openai_servers
+    ray.init(address='local', num_cpus=cpus, include_dashboard=False,
+             log_to_driver=False, configure_logging=False)
+    DataContext.get_current().enable_progress_bars = False
+    table = osp.join(folder, 'urls.parquet')
+    pq.write_table(pa.table(dict(
+        key=[f'{i:08d}' for i in range(images)],
+        url=[f'{web}/scene/{i}.jpg' for i in range(images)],
+        text=['a web photo'] * images)), table)
+    shards = max(1, images // images_per_shard)
+    peaks = WorkerPeaks()
+    seconds = {}
+    start = time.monotonic()
+    run_download_stage(table, osp.join(folder, 'web'), DownloadOptions(
+        threads=16, timeout=30), concurrency=2 * cpus, batch_size=64,
+        num_partitions=shards)
+    seconds['download'] = time.monotonic() - start
+    start = time.monotonic()
+    report = run_filter_stage(
+        osp.join(folder, 'web'), ContrastBoxDetector(),
+        osp.join(folder, 'corpus'), FilterOptions(
+            rules=PersonFilterRules(require_keypoints=False), actors=cpus,
+            batch_size=32, shards_per_run=16))
+    seconds['filter'] = time.monotonic() - start
+    crops = report['kept']
+    start = time.monotonic()
+    report = run_caption_stage(osp.join(folder, 'corpus'),
+                               ServerCaptionBackend(partial(
+                                   openai_servers, [caption_url],
+                                   model='fake-mllm'), actors=cpus,
+                                   threads=8, batch_size=32),
+                               TEMPLATES, shards_per_run=16)
+    seconds['caption'] = time.monotonic() - start
+    assert report['still_missing'] == 0, report
+    start = time.monotonic()
+    exported = run_export_stage(osp.join(folder, 'corpus'),
+                                num_buckets=max(1, shards // 4))
+    seconds['export'] = time.monotonic() - start
+    workers = peaks.stop()
+    ray.shutdown()
+    counted = dict(download=images, filter=images, caption=crops,
+                   export=crops)
+    return dict(
+        images=images, cpus=cpus, crops=crops, kept=exported['kept'],
+        per_s={s: round(counted[s] / seconds[s], 1) for s in STAGES},
+        seconds={s: round(seconds[s], 1) for s in STAGES},
+        driver_peak_mib=round(resource.getrusage(
+            resource.RUSAGE_SELF).ru_maxrss / 1024),
+        worker_peak_mib_max=round(max(workers.values())),
+        worker_peak_mib_sum=round(sum(workers.values())),
+        workers=len(workers))
+
+
+def table(results: list) -> str:
+    lines = ['| images | CPUs | ' + ' | '.join(
+        f'{s} /s' for s in STAGES) + ' | driver peak MiB | worker peak '
+        'MiB (max / sum, workers) |',
+        '| ---: | ---: | ' + ' | '.join('---:' for _ in STAGES) +
+        ' | ---: | ---: |']
+    for r in results:
+        lines.append(
+            f'| {r["images"]} | {r["cpus"]} | ' + ' | '.join(
+                str(r['per_s'][s]) for s in STAGES) +
+            f' | {r["driver_peak_mib"]} | {r["worker_peak_mib_max"]} / '
+            f'{r["worker_peak_mib_sum"]} ({r["workers"]}) |')
+    return '\n'.join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--sizes', type=int, nargs='+',
+                        default=[2000, 20000])
+    parser.add_argument('--cpus', type=int, nargs='+', default=[1, 2])
+    parser.add_argument('--images-per-shard', type=int, default=500)
+    parser.add_argument('--out', help='JSON results file')
+    parser.add_argument('--one', nargs=4, metavar=('IMAGES', 'CPUS', 'WEB',
+                                                   'CAPTIONS'),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        folder = tempfile.mkdtemp(prefix='corpus_scale_')
+        try:
+            result = run_one(int(args.one[0]), int(args.one[1]),
+                             args.images_per_shard, args.one[2],
+                             args.one[3], folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        print('RESULT ' + json.dumps(result))
+        return
+    here, there = multiprocessing.Pipe()
+    servers = multiprocessing.Process(target=_serve, args=(there, ),
+                                      daemon=True)
+    servers.start()
+    web, captions = here.recv()
+    results = []
+    for images in args.sizes:
+        for cpus in args.cpus:
+            run = subprocess.run(
+                [sys.executable, __file__, '--images-per-shard',
+                 str(args.images_per_shard), '--one', str(images),
+                 str(cpus), web, captions],
+                capture_output=True, text=True,
+                env=dict(os.environ, RAY_DEDUP_LOGS='1'))
+            line = [ln for ln in run.stdout.splitlines()
+                    if ln.startswith('RESULT ')]
+            if run.returncode or not line:
+                sys.exit(f'{images} images on {cpus} CPUs failed:\n'
+                         + run.stderr[-3000:])
+            results.append(json.loads(line[0][len('RESULT '):]))
+            print(json.dumps(results[-1]), flush=True)
+    here.send('stop')
+    servers.join()
+    print(table(results))
+    for cpus in args.cpus:
+        mine = [r for r in results if r['cpus'] == cpus]
+        if len(mine) > 1:
+            small, large = mine[0], mine[-1]
+            print(f'{cpus} CPU(s): {large["images"]} vs {small["images"]} '
+                  'images: driver peak x'
+                  f'{large["driver_peak_mib"] / small["driver_peak_mib"]:.2f}'
+                  ', worker peak (max) x'
+                  f'{large["worker_peak_mib_max"] / small["worker_peak_mib_max"]:.2f}'  # noqa: E501
+                  ', (sum) x'
+                  f'{large["worker_peak_mib_sum"] / small["worker_peak_mib_sum"]:.2f}')  # noqa: E501
+    if args.out:
+        with open(args.out + '.part', 'w') as f:
+            json.dump(results, f, indent=1)
+        os.replace(args.out + '.part', args.out)
+
+
+if __name__ == '__main__':
+    main()
