@@ -15,15 +15,17 @@ def _status_kib(pid: int, field: str) -> int:
 
 
 def ray_worker_pids() -> List[int]:
-    """This user's Ray worker processes (``default_worker.py``) on this
-    machine, which run the tasks and actors of every local node."""
+    """This user's Ray worker processes on this machine, which run the
+    tasks and actors of every local node: ``default_worker.py`` when idle,
+    retitled ``ray::<task or actor>`` while they work."""
     pids = []
     for path in glob.glob('/proc/[0-9]*/cmdline'):
         try:
             with open(path, 'rb') as f:
                 command = f.read()
-            if b'default_worker.py' in command and \
-                    os.stat(path).st_uid == os.getuid():
+            is_worker = command.startswith(b'ray::') or \
+                b'default_worker.py' in command
+            if is_worker and os.stat(path).st_uid == os.getuid():
                 pids.append(int(path.split('/')[2]))
         except OSError:  # the process has ended
             continue
