@@ -11,9 +11,11 @@ so that neither counts towards the driver:
     .venv/bin/python benchmarks/corpus_scale.py --sizes 2000 20000 --cpus 1 2
 
 Reported per configuration: each stage's images per second (download:
-URLs, caption: crops, two captions each), the driver's peak resident
-memory, and the peak of each Ray worker process (max and sum over the
-workers; the sum bounds what they held at once). The shards keep their
+URLs, caption: crops, two captions each); the driver's peak private
+resident memory (``RssAnon``: the object store's shared pages left out,
+see ``WorkerPeaks``; also its whole peak RSS), the largest of a Ray worker
+process, and the largest sum over the workers at one moment (sampled four
+times a second), with the number of worker processes the run started. The shards keep their
 size as the corpus grows (``--images-per-shard``), so memory should not
 grow with the corpus.
 """
@@ -51,25 +53,33 @@ def _serve(connection) -> None:
 
 
 class WorkerPeaks:
-    """Samples the peak resident memory (VmHWM) of every Ray worker
-    process twice a second, keeping each one's highest."""
+    """Samples the driver and the Ray worker processes four times a second:
+    the largest private resident memory (``RssAnon``: without the pages of
+    Ray's shared object store, which every process that reads a block
+    maps) of each, and the largest sum over the workers at one moment
+    (workers come and go: actors end with their pipeline)."""
 
     def __init__(self) -> None:
-        from gadms.utils.peak_memory import peak_mib, ray_worker_pids
-        self.peaks = {}
+        from gadms.utils.peak_memory import ray_worker_pids, resident_mib
+        self.peaks, self.largest_sum, self.driver = {}, 0.0, 0.0
         self._stop = threading.Event()
 
         def sample():
-            while not self._stop.wait(0.5):
-                for pid, mib in peak_mib(ray_worker_pids()).items():
+            while not self._stop.wait(0.25):
+                private = resident_mib(ray_worker_pids(), 'RssAnon')
+                for pid, mib in private.items():
                     self.peaks[pid] = max(mib, self.peaks.get(pid, 0))
+                self.largest_sum = max(self.largest_sum,
+                                       sum(private.values()))
+                self.driver = max(self.driver, resident_mib(
+                    [os.getpid()], 'RssAnon')[os.getpid()])
         self._thread = threading.Thread(target=sample, daemon=True)
         self._thread.start()
 
-    def stop(self) -> dict:
+    def stop(self) -> 'WorkerPeaks':
         self._stop.set()
         self._thread.join()
-        return self.peaks
+        return self
 
 
 def run_one(images: int, cpus: int, images_per_shard: int, web: str,
@@ -131,24 +141,26 @@ def run_one(images: int, cpus: int, images_per_shard: int, web: str,
         images=images, cpus=cpus, crops=crops, kept=exported['kept'],
         per_s={s: round(counted[s] / seconds[s], 1) for s in STAGES},
         seconds={s: round(seconds[s], 1) for s in STAGES},
-        driver_peak_mib=round(resource.getrusage(
+        driver_peak_mib=round(workers.driver),
+        driver_peak_rss_mib=round(resource.getrusage(
             resource.RUSAGE_SELF).ru_maxrss / 1024),
-        worker_peak_mib_max=round(max(workers.values())),
-        worker_peak_mib_sum=round(sum(workers.values())),
-        workers=len(workers))
+        worker_peak_mib_max=round(max(workers.peaks.values())),
+        worker_peak_mib_sum=round(workers.largest_sum),
+        workers=len(workers.peaks))
 
 
 def table(results: list) -> str:
     lines = ['| images | CPUs | ' + ' | '.join(
-        f'{s} /s' for s in STAGES) + ' | driver peak MiB | worker peak '
-        'MiB (max / sum, workers) |',
+        f'{s} /s' for s in STAGES) + ' | driver peak MiB (private / RSS) '
+        '| worker peak private MiB (one / all at once, processes) |',
         '| ---: | ---: | ' + ' | '.join('---:' for _ in STAGES) +
         ' | ---: | ---: |']
     for r in results:
         lines.append(
             f'| {r["images"]} | {r["cpus"]} | ' + ' | '.join(
                 str(r['per_s'][s]) for s in STAGES) +
-            f' | {r["driver_peak_mib"]} | {r["worker_peak_mib_max"]} / '
+            f' | {r["driver_peak_mib"]} / {r["driver_peak_rss_mib"]} | '
+            f'{r["worker_peak_mib_max"]} / '
             f'{r["worker_peak_mib_sum"]} ({r["workers"]}) |')
     return '\n'.join(lines)
 

@@ -13,15 +13,20 @@ import json
 import os
 import os.path as osp
 import re
+import sys
 import zlib
+from functools import partial
 from typing import Dict, List, Tuple
 
 import cv2
 import numpy as np
+from ray import cloudpickle
 
-from gadms.corpus import (PrecomputedDetector, read_manifest,
-                          run_caption_stage, run_export_stage,
-                          run_filter_stage)
+from gadms.corpus import (FilterOptions, PrecomputedDetector,
+                          ServerCaptionBackend, run_caption_stage,
+                          run_export_stage, run_filter_stage)
+from gadms.corpus.caption_stage import answered_captions
+from gadms.corpus.filter_stage import kept_crops
 from gadms.datasets import SynthPerson
 from gadms.datasets.base import TextPersonDataset
 from gadms.datasets.synth.attributes import COLOURS, PersonAttributes
@@ -200,53 +205,69 @@ def corpus_captioner(out_dir: str, num_scenes: int, seed: int,
     attributes = {
         _scene_name(index): TextPersonDataset.get_data_info(
             people, index)['attributes'] for index in range(num_scenes)}
-    by_crop = {}
-    for item in read_manifest(out_dir):
-        with open(osp.join(out_dir, item['crop']), 'rb') as f:
-            by_crop[_sha1(f.read())] = attributes[item['source']]
+    by_crop = {_sha1(crop['image']): attributes[crop['source']]
+               for crop in kept_crops(out_dir, ('source', 'image'))}
     return SimulatedMLLMCaptioner(by_crop, errors)
 
 
 def build_corpus(out_dir: str, num_scenes: int, seed: int = 1,
                  errors: Dict[str, float] = DEFAULT_ERRORS) -> dict:
     """Scenes -> filter -> simulated captioning -> export, under
-    ``out_dir``; writes ``noise_spans.json`` (image path -> caption ->
-    spans) and returns the three stages' reports."""
+    ``out_dir``, on a local Ray started for it (unless one is running);
+    writes ``noise_spans.json`` (image path -> caption -> spans) and
+    returns the three stages' reports."""
+    import ray
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address='local', include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    try:
+        return _build_corpus(out_dir, num_scenes, seed, errors)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _build_corpus(out_dir: str, num_scenes: int, seed: int,
+                  errors: Dict[str, float]) -> dict:
     draw_scenes(out_dir, num_scenes, seed)
     filtered = run_filter_stage(
         osp.join(out_dir, 'scenes'),
         PrecomputedDetector(osp.join(out_dir, 'detections.json')), out_dir,
-        shard_size=max(1, num_scenes // 4))
+        FilterOptions(shard_size=max(1, num_scenes // 4)))
     captioner = corpus_captioner(out_dir, num_scenes, seed, errors)
     # distinct templates give distinct captions (an MLLM samples anew)
     templates = [f'style {k}' for k in range(200)]
-    captioned = run_caption_stage(out_dir, captioner, templates,
-                                  concurrency=1, seed=seed)
-    exported = run_export_stage(out_dir, rows_per_shard=100_000)
+    # Ray workers cannot import this benchmark module: send it by value
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    captioned = run_caption_stage(out_dir, ServerCaptionBackend(
+        partial(_same, captioner), threads=1), templates, seed=seed)
+    exported = run_export_stage(out_dir)
     write_noise_spans(out_dir, captioner)
     return dict(filter=filtered, caption=captioned, export=exported)
 
 
+def _same(captioner: SimulatedMLLMCaptioner) -> SimulatedMLLMCaptioner:
+    return captioner
+
+
 def write_noise_spans(out_dir: str,
                       captioner: SimulatedMLLMCaptioner) -> None:
-    """``noise_spans.json``: crop path -> caption -> noise spans, for
-    every caption in ``captions.jsonl`` (the captioner is deterministic, so
-    each caption is written again from its crop and template; a resumed
-    caption stage loses nothing)."""
-    crops = {item['id']: item['crop'] for item in read_manifest(out_dir)}
+    """``noise_spans.json``: crop path (the exported ``image_path``) ->
+    caption -> noise spans, for every answered caption (the captioner is
+    deterministic, so each caption is written again here from its crop and
+    template; a resumed caption stage loses nothing)."""
+    crops = {crop['id']: crop['image']
+             for crop in kept_crops(out_dir, ('id', 'image'))}
     spans = {}
-    with open(osp.join(out_dir, 'captions.jsonl'), encoding='utf-8') as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    for row in rows:
-        with open(osp.join(out_dir, crops[row['id']]), 'rb') as f:
-            image = f.read()
-        for which in ('1', '2'):
-            caption = captioner(image, row['template' + which])
-            if caption != row['caption' + which]:
-                raise RuntimeError(f'captioner is not deterministic for '
-                                   f'{crops[row["id"]]}')
-            spans.setdefault(crops[row['id']], {})[caption.strip()] = \
-                captioner.spans[(_sha1(image), caption)]
+    for row in answered_captions(out_dir):
+        image = crops[row['id']]
+        caption = captioner(image, row['template'])
+        if caption != row['caption']:
+            raise RuntimeError(f'captioner is not deterministic for '
+                               f'{row["id"]}')
+        spans.setdefault(row['id'], {})[caption.strip()] = \
+            captioner.spans[(_sha1(image), caption)]
     with open(osp.join(out_dir, 'noise_spans.json.part'), 'w') as f:
         json.dump(spans, f)
     os.replace(osp.join(out_dir, 'noise_spans.json.part'),

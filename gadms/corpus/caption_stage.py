@@ -263,6 +263,17 @@ def missing_captions(out_dir: str, shard: str) -> Set[Tuple[str, int]]:
     return failed - answered
 
 
+def answered_captions(out_dir: str) -> Iterator[dict]:
+    """Every answered caption (``id``, ``which``, ``template``,
+    ``caption``) of every attempt, one file in memory at a time."""
+    for shard in finished_crop_shards(out_dir):
+        for attempt in caption_attempts(out_dir, shard):
+            for file in parquet_files(attempt, depth=0):
+                table = pq.read_table(file, partitioning=None)
+                yield from table.filter(pc.is_null(table['error'])).select(
+                    ['id', 'which', 'template', 'caption']).to_pylist()
+
+
 def run_caption_stage(out_dir: str, backend: CaptionBackend,
                       templates: Sequence[str], seed: int = 0,
                       shards_per_run: int = 64) -> dict:

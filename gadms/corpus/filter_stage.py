@@ -252,6 +252,20 @@ def finished_crop_shards(out_dir: str) -> List[str]:
         osp.join(out_dir, 'crops', '*')) if osp.isdir(p))
 
 
+def kept_crops(out_dir: str, columns: Sequence[str] = ('id', 'source',
+                                                     'image')
+               ) -> Iterator[dict]:
+    """The kept crops of every finished shard (``columns`` of each), one
+    shard in memory at a time."""
+    for shard in finished_crop_shards(out_dir):
+        for file in parquet_files(crop_shard_folder(out_dir, shard),
+                                  depth=0):
+            table = pq.read_table(file, columns=['status', *columns],
+                                  partitioning=None)
+            yield from table.filter(pc.equal(
+                table['status'], 'kept')).select(list(columns)).to_pylist()
+
+
 def run_filter_stage(source: str, detector: Callable, out_dir: str,
                      options: FilterOptions = FilterOptions()) -> dict:
     """Filter every image of ``source`` (a download output or a folder of

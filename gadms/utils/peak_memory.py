@@ -1,6 +1,9 @@
-"""Peak resident memory of running processes, from Linux's ``/proc``
-(``VmHWM``, which ``clear_refs`` resets): how the corpus tests and
-benchmarks measure the driver and Ray's worker processes."""
+"""Resident memory of running processes, from Linux's ``/proc``: how the
+corpus tests and benchmarks measure the driver and Ray's worker processes.
+
+``VmHWM`` (peak, reset by ``clear_refs``) and ``VmRSS`` count the pages of
+Ray's shared-memory object store that a process has touched; ``RssAnon``
+is the process's own memory alone."""
 import glob
 import os
 from typing import Dict, List
@@ -53,12 +56,14 @@ def peak_mib(pids: List[int]) -> Dict[int, float]:
     return peaks
 
 
-def resident_mib(pids: List[int]) -> Dict[int, float]:
-    """Current resident memory (MiB) of each process still running."""
+def resident_mib(pids: List[int], field: str = 'VmRSS'
+                 ) -> Dict[int, float]:
+    """Current resident memory (MiB) of each process still running:
+    ``VmRSS`` (all), or ``RssAnon`` (its own, without shared pages)."""
     current = {}
     for pid in pids:
         try:
-            current[pid] = _status_kib(pid, 'VmRSS') / 1024
+            current[pid] = _status_kib(pid, field) / 1024
         except (OSError, KeyError):
             continue
     return current
