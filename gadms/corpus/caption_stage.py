@@ -276,10 +276,21 @@ def answered_captions(out_dir: str) -> Iterator[dict]:
 
 def run_caption_stage(out_dir: str, backend: CaptionBackend,
                       templates: Sequence[str], seed: int = 0,
-                      shards_per_run: int = 64) -> dict:
+                      shards_per_run: int = 64, readers: int = 2) -> dict:
     """Caption the crops of every finished filter shard (layout and
     resumption in the module docstring). Returns (and writes) the
-    report."""
+    report.
+
+    Args:
+        out_dir (str): The corpus folder of the filter stage.
+        backend (CaptionBackend): Who answers the requests.
+        templates (list[str]): Caption templates.
+        seed (int): Seeds the template drawn for each caption.
+        shards_per_run (int): Shards per Ray Data pipeline (the unit a
+            killed driver loses).
+        readers (int): Tasks reading crops into requests at a time.
+    """
+    import ray.data
     shards = finished_crop_shards(out_dir)
     pending: Dict[str, Set[Tuple[str, int]]] = {}
     new = []
@@ -296,6 +307,7 @@ def run_caption_stage(out_dir: str, backend: CaptionBackend,
     def build(group: List[str]):
         requests = over_shards(group).map_batches(
             caption_requests, batch_size=1, num_cpus=IO_CPUS,
+            compute=ray.data.TaskPoolStrategy(size=readers),
             fn_kwargs=dict(
                 files={s: parquet_files(crop_shard_folder(out_dir, s),
                                         depth=0) for s in group},

@@ -284,10 +284,13 @@ def run_filter_stage(source: str, detector: Callable, out_dir: str,
         # a one-CPU machine with a detector actor does not have
         reader = read_downloaded_images if from_download else partial(
             read_folder_images, image_dir=source)
+        # one reader per detector actor: enough to feed it, and as many
+        # processes for 2,000 images as for 2 million
         return over_shards(group).map_batches(
-            reader, batch_size=1, num_cpus=IO_CPUS, fn_kwargs=dict(
-                files={s: shards[s] for s in group},
-                batch_size=options.batch_size),
+            reader, batch_size=1, num_cpus=IO_CPUS,
+            compute=ray.data.TaskPoolStrategy(size=max(1, options.actors)),
+            fn_kwargs=dict(files={s: shards[s] for s in group},
+                           batch_size=options.batch_size),
             **TASK_RETRY_ARGS).map_batches(
             DetectAndCrop, fn_constructor_kwargs=dict(
                 detector=detector, rules=options.rules,

@@ -1,8 +1,13 @@
+from ..checkpoint_compat import allow_mmengine_checkpoint_globals
 from .atomic import atomic_torch_save
 from .setup_env import register_all_modules
 from .tool_args import (add_cfg_options_arg, add_checkpoint_args,
                         add_common_args, apply_checkpoint_args, build_runner,
                         load_config, read_config, set_data_root)
+
+# the tools' entry point: MMEngine checkpoints load under torch >= 2.6
+# (gadms/checkpoint_compat.py; gadms.engine does the same)
+allow_mmengine_checkpoint_globals()
 
 __all__ = [
     'add_cfg_options_arg', 'add_checkpoint_args', 'apply_checkpoint_args',

@@ -259,7 +259,7 @@ def main() -> None:
         report = run_caption_stage(
             args.out_dir, caption_backend(args),
             load_template_bank(args.templates), args.seed,
-            args.shards_per_run)
+            args.shards_per_run, readers=max(1, args.actors))
     else:
         report = run_export_stage(args.out_dir, args.min_words, args.buckets)
     print(json.dumps(report, indent=1))
