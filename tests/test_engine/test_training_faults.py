@@ -178,7 +178,9 @@ def test_one_training_per_work_dir(tmp_path):
     assert f'"pid": {holder.pid}' in (tmp_path / LOCK_NAME).read_text()
     runner = _runner(tmp_path, train_cfg=dict(max_epochs=1))
     runner.train()
-    log = open(glob.glob(str(tmp_path / '*' / '*.log'))[-1]).read()
+    # the newest of the two runs' timestamped log folders (glob's order is
+    # the directory's)
+    log = open(sorted(glob.glob(str(tmp_path / '*' / '*.log')))[-1]).read()
     assert (f'taking over the lock of a training that no longer runs '
             f'(pid {holder.pid}') in log
     assert osp.isfile(tmp_path / 'epoch_1.pth')
