@@ -135,9 +135,11 @@ def test_a_failed_export_keeps_the_previous_corpus(tmp_path):
 
 
 def test_export_memory_is_one_shard_not_the_corpus(tmp_path):
-    """24 shards of 16 MiB of image bytes (384 MiB): no process grows by
-    more than 8 shards' worth, and the driver by less than one."""
-    shard_bytes, num_shards, per_shard = 16 * MIB, 24, 16
+    """32 shards of 16 MiB of image bytes (512 MiB): no worker process
+    grows by more than 12 shards' worth (the slack covers the workers'
+    own imports and Arrow's pools, which vary with what ran before), and
+    the driver by less than one shard."""
+    shard_bytes, num_shards, per_shard = 16 * MIB, 32, 16
     rng = np.random.default_rng(1)
     shards = {}
     for s in range(num_shards):
@@ -168,6 +170,6 @@ def test_export_memory_is_one_shard_not_the_corpus(tmp_path):
     assert peaks, 'no Ray worker found'
     corpus_mib = num_shards * shard_bytes / MIB
     worst = max(peaks.values()) - baseline
-    assert worst < 8 * shard_bytes / MIB < corpus_mib / 2, (worst, peaks)
+    assert worst < 12 * shard_bytes / MIB < corpus_mib / 2, (worst, peaks)
     driver_growth = peak_mib([os.getpid()])[os.getpid()] - driver
     assert driver_growth < shard_bytes / MIB, driver_growth

@@ -35,7 +35,7 @@ run_filter_stage(out + '/web', ContrastBoxDetector(), out + '/corpus',
                      require_keypoints=False), actors=2, batch_size=2))
 run_caption_stage(out + '/corpus', ServerCaptionBackend(partial(
     openai_servers, [url], model='fake-mllm'), actors=2, batch_size=2),
-    ['A [person] in [colour].', 'The [person] wears a [upper].'])
+    [f'Template {k}: a [person] in [colour].' for k in range(8)])
 run_export_stage(out + '/corpus', num_buckets=2)
 '''
 ONE_NODE = '''
