@@ -28,6 +28,7 @@ import os.path as osp
 import threading
 import time
 import zlib
+from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Sequence, Set, Tuple
@@ -95,13 +96,14 @@ def caption_requests(batch: Dict[str, np.ndarray], files: Dict[str, list],
                     list(CAPTION_SCHEMA)[:4] + [('image', pa.binary())]))
 
 
-class CaptionBackend:
+class CaptionBackend(ABC):
     """Turns a dataset of requests (``REQUEST_COLUMNS``) into a dataset of
     ``CAPTION_SCHEMA`` rows: every request answered, failures with their
     ``error`` rather than raised."""
 
+    @abstractmethod
     def caption(self, requests):
-        raise NotImplementedError
+        """``requests``: a Ray Dataset; returns the answered Dataset."""
 
 
 class CaptionRequests:

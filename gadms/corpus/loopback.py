@@ -23,9 +23,10 @@ class _Backlogged(ThreadingHTTPServer):
     request_queue_size = 256
 
 
-class _Server:
-    """A threading HTTP server on a free loopback port, served from a
-    daemon thread."""
+class LoopbackServer:
+    """A threading HTTP server for ``handler`` (a
+    ``BaseHTTPRequestHandler`` class) on a free loopback port (``base``),
+    served from a daemon thread."""
 
     def __init__(self, handler: type) -> None:
         self.httpd = _Backlogged(('127.0.0.1', 0), handler)
@@ -38,7 +39,7 @@ class _Server:
         self.httpd.server_close()
 
 
-class FakeCaptionServer(_Server):
+class FakeCaptionServer(LoopbackServer):
     """An OpenAI-compatible chat-completions endpoint (``url``) that
     answers by the image's SHA-1: ``scripts[digest]`` lists one answer per
     request of that image (a str, or an int: that HTTP error); past its
@@ -105,7 +106,7 @@ def scene(index: int, height: int = 320, width: int = 240) -> bytes:
                                         90])[1].tobytes()
 
 
-class SceneWeb(_Server):
+class SceneWeb(LoopbackServer):
     """Serves ``/scene/<n>.jpg`` (:func:`scene`), and ``/missing/<n>`` as
     HTTP 404: a synthetic web for the download stage."""
 

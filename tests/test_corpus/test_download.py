@@ -6,9 +6,8 @@ import json
 import os.path as osp
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import cv2
 import numpy as np
@@ -19,6 +18,7 @@ from common import REPO_ROOT, pixel_bomb
 
 from gadms.corpus.download import (DownloadOptions, download_image,
                                    run_download_stage)
+from gadms.corpus.loopback import LoopbackServer
 
 FAST = DownloadOptions(timeout=1.0, retries=1, backoff=0.0, threads=4,
                        max_bytes=2 << 20)
@@ -29,7 +29,7 @@ def _png(side: int = 24, value: int = 90) -> bytes:
     return cv2.imencode('.png', image)[1].tobytes()
 
 
-class Web:
+class Web(LoopbackServer):
     """A loopback server with a route per behaviour; records the
     ``Authorization`` header each path was asked with."""
 
@@ -47,13 +47,7 @@ class Web:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-        self.base = f'http://127.0.0.1:{self.httpd.server_port}'
-        threading.Thread(target=self.httpd.serve_forever,
-                         daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
+        super().__init__(Handler)
 
 
 def _answer(body: bytes, status: int = 200, length=None, drip=0.0,
