@@ -36,6 +36,9 @@ from functools import partial
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 STAGES = ('download', 'filter', 'caption', 'export')
+# shards per Ray Data pipeline; with 125 images per shard the smallest run
+# (2,000 images) is one whole group: every run reaches its steady state
+SHARDS_PER_RUN = 16
 TEMPLATES = ['A [person] in a [colour] [upper] and [colour] [lower].',
              'The [person] wears [colour] [shoes] and carries a [bag].',
              'A [person] with [hair] walks in a [colour] [upper].',
@@ -52,6 +55,15 @@ def _serve(connection) -> None:
     captions.close()
 
 
+def _title(pid: int) -> str:
+    """A process's title (Ray names a busy worker ``ray::<task>``)."""
+    try:
+        with open(f'/proc/{pid}/cmdline', 'rb') as f:
+            return f.read().split(b'\0')[0].decode(errors='replace')[:80]
+    except OSError:
+        return '?'
+
+
 class WorkerPeaks:
     """Samples the driver and the Ray worker processes four times a second:
     the largest private resident memory (``RssAnon``: without the pages of
@@ -62,15 +74,21 @@ class WorkerPeaks:
     def __init__(self) -> None:
         from gadms.utils.peak_memory import ray_worker_pids, resident_mib
         self.peaks, self.largest_sum, self.driver = {}, 0.0, 0.0
+        self.stage, self.stage_sums, self.titles = None, {}, {}
         self._stop = threading.Event()
 
         def sample():
             while not self._stop.wait(0.25):
                 private = resident_mib(ray_worker_pids(), 'RssAnon')
                 for pid, mib in private.items():
-                    self.peaks[pid] = max(mib, self.peaks.get(pid, 0))
-                self.largest_sum = max(self.largest_sum,
-                                       sum(private.values()))
+                    if mib > self.peaks.get(pid, 0):
+                        self.peaks[pid] = mib
+                        self.titles[pid] = (self.stage, _title(pid))
+                total = sum(private.values())
+                self.largest_sum = max(self.largest_sum, total)
+                if total > self.stage_sums.get(self.stage, (0, 0))[0]:
+                    self.stage_sums[self.stage] = (round(total),
+                                                   len(private))
                 self.driver = max(self.driver, resident_mib(
                     [os.getpid()], 'RssAnon')[os.getpid()])
         self._thread = threading.Thread(target=sample, daemon=True)
@@ -107,28 +125,32 @@ def run_one(images: int, cpus: int, images_per_shard: int, web: str,
     shards = max(1, images // images_per_shard)
     peaks = WorkerPeaks()
     seconds = {}
+    peaks.stage = 'download'
     start = time.monotonic()
     run_download_stage(table, osp.join(folder, 'web'), DownloadOptions(
         threads=16, timeout=30), concurrency=2 * cpus, batch_size=64,
-        num_partitions=shards)
+        num_partitions=shards, shards_per_run=SHARDS_PER_RUN)
     seconds['download'] = time.monotonic() - start
+    peaks.stage = 'filter'
     start = time.monotonic()
     report = run_filter_stage(
         osp.join(folder, 'web'), ContrastBoxDetector(),
         osp.join(folder, 'corpus'), FilterOptions(
             rules=PersonFilterRules(require_keypoints=False), actors=cpus,
-            batch_size=32, shards_per_run=16))
+            batch_size=32, shards_per_run=SHARDS_PER_RUN))
     seconds['filter'] = time.monotonic() - start
     crops = report['kept']
+    peaks.stage = 'caption'
     start = time.monotonic()
     report = run_caption_stage(osp.join(folder, 'corpus'),
                                ServerCaptionBackend(partial(
                                    openai_servers, [caption_url],
                                    model='fake-mllm'), actors=cpus,
                                    threads=8, batch_size=32),
-                               TEMPLATES, shards_per_run=16)
+                               TEMPLATES, shards_per_run=SHARDS_PER_RUN)
     seconds['caption'] = time.monotonic() - start
     assert report['still_missing'] == 0, report
+    peaks.stage = 'export'
     start = time.monotonic()
     exported = run_export_stage(osp.join(folder, 'corpus'),
                                 num_buckets=max(1, shards // 4))
@@ -146,7 +168,10 @@ def run_one(images: int, cpus: int, images_per_shard: int, web: str,
             resource.RUSAGE_SELF).ru_maxrss / 1024),
         worker_peak_mib_max=round(max(workers.peaks.values())),
         worker_peak_mib_sum=round(workers.largest_sum),
-        workers=len(workers.peaks))
+        workers=len(workers.peaks),
+        worker_sum_by_stage=workers.stage_sums,
+        largest_worker=workers.titles[max(workers.peaks,
+                                          key=workers.peaks.get)])
 
 
 def table(results: list) -> str:
@@ -170,7 +195,7 @@ def main() -> None:
     parser.add_argument('--sizes', type=int, nargs='+',
                         default=[2000, 20000])
     parser.add_argument('--cpus', type=int, nargs='+', default=[1, 2])
-    parser.add_argument('--images-per-shard', type=int, default=500)
+    parser.add_argument('--images-per-shard', type=int, default=125)
     parser.add_argument('--out', help='JSON results file')
     parser.add_argument('--one', nargs=4, metavar=('IMAGES', 'CPUS', 'WEB',
                                                    'CAPTIONS'),

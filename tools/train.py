@@ -4,7 +4,9 @@ import argparse
 import torch
 from mmengine.config import Config
 
+from gadms.engine.global_batch import fit_global_batch, world_size_from_env
 from gadms.utils import add_common_args, build_runner, load_config
+from gadms.utils.paper_protocol import apply_paper_protocol
 
 
 def parse_args() -> argparse.Namespace:
@@ -33,6 +35,32 @@ def parse_args() -> argparse.Namespace:
         '--no-validate',
         action='store_true',
         help='skip validation during training')
+    scaling = parser.add_mutually_exclusive_group()
+    scaling.add_argument(
+        '--scale-batch',
+        action='store_true',
+        help="when processes x batch_size is not the recipe's global batch "
+        '(auto_scale_lr.base_batch_size), set batch_size to global batch / '
+        'processes (default: refuse to train)')
+    scaling.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='when processes x batch_size is not the recipe\'s global '
+        'batch, keep batch_size and scale the learning rate linearly '
+        "(MMEngine's auto_scale_lr)")
+    parser.add_argument(
+        '--paper-protocol',
+        action='store_true',
+        help='the protocol behind the paper\'s numbers (the released code): '
+        'select models on the test splits, keep the best checkpoint per '
+        'benchmark, fine-tune from the pretraining checkpoint best on '
+        'CUHK-PEDES (gadms.utils.paper_protocol)')
+    parser.add_argument(
+        '--dry-run',
+        action='store_true',
+        help='check the config and the global batch for the process count '
+        'of the launch (WORLD_SIZE or SLURM_NTASKS), print the resolved '
+        'config and exit without training')
     add_common_args(parser)
     return parser.parse_args()
 
@@ -57,6 +85,12 @@ def apply_train_args(cfg: Config, args: argparse.Namespace) -> Config:
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    if args.paper_protocol:
+        apply_paper_protocol(cfg)
+    if args.scale_batch:
+        cfg.global_batch_policy = 'scale_batch'
+    elif args.auto_scale_lr:
+        cfg.global_batch_policy = 'scale_lr'
     if args.no_validate:
         cfg.val_cfg = None
         cfg.val_dataloader = None
@@ -68,6 +102,17 @@ def apply_train_args(cfg: Config, args: argparse.Namespace) -> Config:
 def main() -> None:
     args = parse_args()
     cfg = apply_train_args(load_config(args), args)
+    # checked here too, before the model is built (the runner checks again
+    # with the process group's size)
+    try:
+        cfg.train_dataloader, cfg.auto_scale_lr = fit_global_batch(
+            cfg.train_dataloader, cfg.get('auto_scale_lr'),
+            world_size_from_env(), cfg.get('global_batch_policy', 'refuse'))
+    except ValueError as err:
+        raise SystemExit(f'{args.config}: {err}') from err
+    if args.dry_run:
+        print(cfg.pretty_text)
+        return
     build_runner(cfg).train()
 
 

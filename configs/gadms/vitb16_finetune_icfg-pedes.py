@@ -1,6 +1,7 @@
 # Fine-tune a GA-DMS pretraining checkpoint on ICFG-PEDES (IRRA recipe with the
-# GA-DMS script values: batch 128 on one GPU, lr 1e-5, 60 epochs; on N GPUs
-# set train_dataloader.batch_size=128 // N, see irra_finetune_vitb16.py).
+# GA-DMS script values: batch 128 on one GPU, lr 1e-5, 60 epochs; the global
+# batch of 128 is declared: on N GPUs add --scale-batch, see
+# irra_finetune_vitb16.py).
 _base_ = [
     '../_base_/models/irra_finetune_vitb16.py',
     '../_base_/datasets/icfg_pedes.py',
@@ -9,4 +10,5 @@ _base_ = [
 ]
 model = dict(id_head=dict(num_classes=3102))
 train_dataloader = dict(batch_size=128)
+auto_scale_lr = dict(base_batch_size=128)
 load_from = 'work_dirs/vitb16_webperson/epoch_30.pth'

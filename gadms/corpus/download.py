@@ -12,10 +12,12 @@ Input: COYO-700M / LAION-style parquet tables with ``key``, ``url`` and
                               width and height of the decoded image
     download_report.json      counts per status, images/s of the run
 
-Each bucket is downloaded by one Ray Data pipeline (a pool
-of :func:`download_batch` tasks, each running ``threads`` requests at a
-time), written to a temporary folder and renamed into ``images/``: a re-run
-skips finished buckets, and a killed driver leaves no half-written one.
+Buckets are downloaded ``shards_per_run`` at a time by one Ray Data
+pipeline (reader tasks streaming each bucket's URLs into a pool of
+:func:`download_batch` tasks, each running ``threads`` requests at a time),
+written to a temporary folder and each bucket renamed into ``images/``
+(:func:`~gadms.corpus.sharded.run_shard_groups`): a re-run skips finished
+buckets, and a killed driver leaves no half-written one.
 Ray retries the tasks of a killed worker process.
 
 Every request has a deadline for the whole answer and a size cap, transient
@@ -36,7 +38,8 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from functools import partial
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -46,14 +49,19 @@ import pyarrow.parquet as pq
 from gadms.image_limits import (DEFAULT_MAX_PIXELS, ImageLoadError,
                                 check_decoded_size)
 from .bounded_http import AnswerTooLarge, read_bounded
-from .sharded import (IO_CPUS, TASK_RETRY_ARGS, parquet_files,
-                      sorted_with_first, stable_bucket, value_counts,
-                      write_json, write_ray_parquet)
+from .sharded import (IO_CPUS, TASK_RETRY_ARGS, over_shards, parquet_files,
+                      run_shard_groups, sorted_with_first, stable_bucket,
+                      value_counts, write_json, write_ray_parquet)
 
 URL_COLUMNS = ('key', 'url', 'text')
 OPTIONAL_URL_COLUMNS = ('width', 'height')
 # headers that identify the requester: kept only on the URL's own origin
 PRIVATE_HEADERS = ('authorization', 'cookie', 'proxy-authorization')
+# the file of a bucket without rows (its key type is the URL table's)
+DOWNLOAD_SCHEMA = pa.schema([('key', pa.string()), ('url', pa.string()),
+                             ('text', pa.string()), ('status', pa.string()),
+                             ('image', pa.binary()), ('width', pa.int64()),
+                             ('height', pa.int64())])
 
 
 @dataclass
@@ -247,18 +255,31 @@ def url_tables(pattern: str) -> List[str]:
     return files
 
 
-def _download_part(source: str, target: str, options: DownloadOptions,
-                   concurrency: int, batch_size: int) -> None:
+def read_url_rows(batch: Dict[str, np.ndarray], urls: str,
+                  batch_size: int) -> Iterator[pa.Table]:
+    """For the bucket in ``batch`` (one row, ``shard``), the rows of its
+    deduplicated URL file with a ``shard`` column, ``batch_size`` at a
+    time."""
+    shard = batch['shard'][0]
+    for chunk in pq.ParquetFile(osp.join(urls, f'bucket={shard}.parquet')
+                                ).iter_batches(batch_size):
+        chunk = pa.Table.from_batches([chunk])
+        yield chunk.append_column(
+            'shard', pa.array([shard] * len(chunk), pa.string()))
+
+
+def _download_pipeline(group: List[str], urls: str, options: DownloadOptions,
+                       concurrency: int, batch_size: int):
+    """The Ray Data dataset of the download of the buckets ``group``: reader
+    tasks stream each bucket's URL file, download tasks fetch them."""
     import ray.data
-    part = target + '.part'
-    shutil.rmtree(part, ignore_errors=True)
-    write_ray_parquet(
-        ray.data.read_parquet(source, num_cpus=IO_CPUS).map_batches(
-            download_batch, fn_kwargs=dict(options=options),
-            compute=ray.data.TaskPoolStrategy(size=concurrency),
-            batch_size=batch_size, num_cpus=IO_CPUS, **TASK_RETRY_ARGS),
-        part)
-    os.replace(part, target)
+    tasks = ray.data.TaskPoolStrategy(size=concurrency)
+    return over_shards(group).map_batches(
+        read_url_rows, batch_size=1, num_cpus=IO_CPUS, compute=tasks,
+        fn_kwargs=dict(urls=urls, batch_size=batch_size),
+        **TASK_RETRY_ARGS).map_batches(
+        download_batch, fn_kwargs=dict(options=options), compute=tasks,
+        batch_size=batch_size, num_cpus=IO_CPUS, **TASK_RETRY_ARGS)
 
 
 def _with_bucket(table: pa.Table, num_buckets: int) -> pa.Table:
@@ -316,7 +337,8 @@ def _bucket_urls(urls: str, bucket_folder: str) -> str:
 def run_download_stage(inputs: str, out_dir: str,
                        options: DownloadOptions = DownloadOptions(),
                        concurrency: int = 2, batch_size: int = 64,
-                       num_partitions: int = 16) -> dict:
+                       num_partitions: int = 16,
+                       shards_per_run: int = 16) -> dict:
     """Download every URL of the tables matching ``inputs`` into
     ``out_dir`` (layout in the module docstring) and return the report.
 
@@ -328,6 +350,8 @@ def run_download_stage(inputs: str, out_dir: str,
         batch_size (int): URLs per download task.
         num_partitions (int): URL hash buckets (the unit of
             resumption): for 747M URLs, thousands.
+        shards_per_run (int): Buckets per Ray Data pipeline (what a killed
+            driver loses).
     """
     import ray
     os.makedirs(out_dir, exist_ok=True)
@@ -344,17 +368,24 @@ def run_download_stage(inputs: str, out_dir: str,
              for folder in pending])
     images = osp.join(out_dir, 'images')
     os.makedirs(images, exist_ok=True)
-    start, done_before = time.monotonic(), 0
-    downloaded = 0
-    for source in sorted(glob.glob(osp.join(urls, '*.parquet'))):
-        target = osp.join(images, osp.basename(source)[:-len('.parquet')])
-        rows = pq.read_metadata(source).num_rows
-        if osp.isdir(target):
-            done_before += rows
-            continue
-        _download_part(source, target, options, concurrency, batch_size)
-        downloaded += rows
+    # shard K is the bucket of urls/bucket=K.parquet and images/bucket=K/
+    buckets = sorted(osp.basename(f)[len('bucket='):-len('.parquet')]
+                     for f in glob.glob(osp.join(urls, 'bucket=*.parquet')))
+    pending = [b for b in buckets
+               if not osp.isdir(osp.join(images, f'bucket={b}'))]
+    start = time.monotonic()
+    run_shard_groups(pending, partial(
+        _download_pipeline, urls=urls, options=options,
+        concurrency=concurrency, batch_size=batch_size),
+        lambda bucket: osp.join(images, f'bucket={bucket}'),
+        DOWNLOAD_SCHEMA, osp.join(out_dir, 'images.part'), shards_per_run)
     seconds = time.monotonic() - start
+
+    def rows(bucket_names):
+        return sum(pq.read_metadata(osp.join(
+            urls, f'bucket={b}.parquet')).num_rows for b in bucket_names)
+    downloaded = rows(pending)
+    done_before = rows(buckets) - downloaded
     input_rows = sum(pq.read_metadata(f).num_rows
                      for f in url_tables(inputs))
     unique = sum(pq.read_metadata(f).num_rows

@@ -8,16 +8,17 @@ caption of a crop with a smaller id: a caption that several clean crops
 carry stays with the first of them only. Each reason is counted per
 caption.
 
-Deduplication is a groupby on the normalised caption, hash-partitioned:
+Deduplication is a groupby on the normalised caption, hash-partitioned,
+done by Ray Data's shuffle (no file per pair of shard and bucket):
 
 1. one task per crop shard pairs each crop's two captions, checks them and
-   writes one row per caption (``id``, ``key``, ``problem``) into
-   ``export.part/captions/bucket=K/`` by a hash of ``key``
-   (``write_parquet`` partitioned by bucket);
-2. one task per bucket, which holds every copy of its keys, marks all but
-   the first crop of each key ``duplicate`` and writes the dropped
-   captions into ``export.part/drops/shard=S/`` by crop shard;
-3. one task per crop shard joins its kept crops (the image bytes) with its
+   yields one row per caption (``id``, ``key``, ``problem``, ``bucket``: a
+   hash of ``key``);
+2. ``groupby('bucket')``: each bucket, which holds every copy of its keys,
+   marks all but the first crop of each key ``duplicate`` and yields the
+   dropped captions with their crop shard;
+3. ``groupby('shard')`` over those drops (and one marker row per shard):
+   each crop shard joins its kept crops (the image bytes) with its
    captions, leaves out the dropped ones and writes
    ``export.part/data/<shard>.parquet`` (rows sorted by id).
 
@@ -45,8 +46,7 @@ import pyarrow.parquet as pq
 from .caption_stage import caption_attempts
 from .filter_stage import crop_shard_folder, finished_crop_shards
 from .sharded import (IO_CPUS, TASK_RETRY_ARGS, over_shards, parquet_files,
-                      sorted_with_first, stable_bucket, value_counts,
-                      write_json, write_ray_parquet)
+                      sorted_with_first, stable_bucket, write_json)
 
 REFUSALS = re.compile(
     r"\b(i'?m sorry|i am sorry|i can(no|')t|i cannot|unable to|as an ai|"
@@ -66,6 +66,11 @@ CHECKED_SCHEMA = pa.schema([
 ])
 DROP_SCHEMA = pa.schema([('shard', pa.string()), ('id', pa.string()),
                          ('reason', pa.string())])
+COUNTS_SCHEMA = pa.schema([
+    ('shard', pa.string()), ('crops', pa.int64()), ('kept', pa.int64()),
+    ('not_captioned', pa.int64()),
+    ('reasons', pa.map_(pa.string(), pa.int64())),
+])
 
 
 def caption_problem(caption: Optional[str], min_words: int = 8
@@ -130,17 +135,13 @@ def check_shard_captions(batch: Dict[str, np.ndarray], out_dir: str,
     return pa.Table.from_pydict(rows, schema=CHECKED_SCHEMA)
 
 
-def bucket_drops(batch: Dict[str, np.ndarray]) -> pa.Table:
-    """Step 2 for the bucket folder in ``batch`` (one row): the captions to
-    drop (``DROP_SCHEMA``): those with a problem, and those of clean crops
-    whose key a clean crop with a smaller id carries too."""
-    table = pa.concat_tables(
-        pq.read_table(f, partitioning=None).select(
-            ['shard', 'id', 'key', 'problem', 'clean_crop'])
-        for f in parquet_files(batch['shard'][0], depth=0))
-    flagged = table.filter(pc.is_valid(table['problem']))
+def bucket_drops(bucket: pa.Table) -> pa.Table:
+    """Step 2 for one bucket (every ``CHECKED_SCHEMA`` row of its keys):
+    the captions to drop (``DROP_SCHEMA``): those with a problem, and those
+    of clean crops whose key a clean crop with a smaller id carries too."""
+    flagged = bucket.filter(pc.is_valid(bucket['problem']))
     clean, first = sorted_with_first(
-        table.filter(table['clean_crop']), 'key', 'id')
+        bucket.filter(bucket['clean_crop']), 'key', 'id')
     repeated = clean.filter(pa.array(~first))
     return pa.table(dict(
         shard=pa.concat_arrays([flagged['shard'].combine_chunks(),
@@ -153,21 +154,24 @@ def bucket_drops(batch: Dict[str, np.ndarray]) -> pa.Table:
         schema=DROP_SCHEMA)
 
 
-def write_shard(batch: Dict[str, np.ndarray], out_dir: str,
-                folder: str) -> pa.Table:
-    """Step 3 for the shard in ``batch`` (one row): write its kept crops
-    with their captions to ``folder/<shard>.parquet``; returns its counts
-    (``shard``, ``crops``, ``not_captioned``, ``kept``)."""
-    shard = batch['shard'][0]
+def shard_marker(batch: Dict[str, np.ndarray]) -> pa.Table:
+    """A ``DROP_SCHEMA`` row without an id for the shard in ``batch``: every
+    shard reaches step 3, with drops or without."""
+    return pa.table(dict(shard=pa.array(batch['shard'], pa.string()),
+                         id=pa.nulls(len(batch['shard']), pa.string()),
+                         reason=pa.nulls(len(batch['shard']), pa.string())),
+                    schema=DROP_SCHEMA)
+
+
+def write_shard(drops: pa.Table, out_dir: str, folder: str) -> pa.Table:
+    """Step 3 for one crop shard (its ``DROP_SCHEMA`` rows and marker):
+    write its kept crops with their captions to ``folder/<shard>.parquet``;
+    returns its counts (``shard``, ``crops``, ``not_captioned``, ``kept``)
+    and the reasons of its dropped captions (``reason``, ``count``)."""
+    shard = drops['shard'][0].as_py()
     captioned = shard_captions(out_dir, shard)
-    drops = [pq.read_table(f, columns=['id'], partitioning=None)['id']
-             for f in parquet_files(osp.join(out_dir, 'export.part',
-                                             'drops', f'shard={shard}'),
-                                    depth=0)]
-    dropped = pa.concat_arrays([c.combine_chunks() for c in drops]) \
-        if drops else pa.array([], pa.string())
-    captions = captioned.filter(pc.invert(pc.is_in(captioned['id'],
-                                                   dropped)))
+    captions = captioned.filter(pc.invert(pc.is_in(
+        captioned['id'], drops['id'].drop_null().combine_chunks())))
     crops = pa.concat_tables(
         pq.read_table(f, columns=['status', 'id', 'image'],
                       partitioning=None)
@@ -187,10 +191,14 @@ def write_shard(batch: Dict[str, np.ndarray], out_dir: str,
         path = osp.join(folder, f'{shard}.parquet')
         pq.write_table(table, path + '.part', row_group_size=100)
         os.replace(path + '.part', path)
+    reasons = pc.value_counts(drops['reason'].drop_null().combine_chunks())
     return pa.table(dict(
         shard=[shard], crops=[len(crops)], kept=[len(table)],
         not_captioned=[len(crops) - len(crops.select(['id']).join(
-            captioned.select(['id']), 'id', join_type='inner'))]))
+            captioned.select(['id']), 'id', join_type='inner'))],
+        reasons=[list(zip(reasons.field('values').to_pylist(),
+                          reasons.field('counts').to_pylist()))]),
+        schema=COUNTS_SCHEMA)
 
 
 def run_export_stage(out_dir: str, min_words: int = 8,
@@ -209,40 +217,34 @@ def run_export_stage(out_dir: str, min_words: int = 8,
     shards = finished_crop_shards(out_dir)
     work = osp.join(out_dir, 'export.part')
     shutil.rmtree(work, ignore_errors=True)
-    write_ray_parquet(
-        over_shards(shards).map_batches(
-            check_shard_captions, batch_size=1, num_cpus=IO_CPUS,
-            fn_kwargs=dict(out_dir=out_dir, min_words=min_words,
-                           num_buckets=num_buckets), **TASK_RETRY_ARGS),
-        osp.join(work, 'captions'), partition_cols=['bucket'])
-    buckets = sorted(p for p in (osp.join(work, 'captions', name)
-                                 for name in os.listdir(osp.join(
-                                     work, 'captions'))) if osp.isdir(p)) \
-        if osp.isdir(osp.join(work, 'captions')) else []
-    drops = osp.join(work, 'drops')
-    if buckets:
-        write_ray_parquet(
-            over_shards(buckets).map_batches(
-                bucket_drops, batch_size=1, num_cpus=IO_CPUS,
-                **TASK_RETRY_ARGS),
-            drops, partition_cols=['shard'])
     data = osp.join(work, 'data')
     os.makedirs(data)
-    counts = over_shards(shards).map_batches(
-        write_shard, batch_size=1, num_cpus=IO_CPUS,
+    checked = over_shards(shards).map_batches(
+        check_shard_captions, batch_size=1, num_cpus=IO_CPUS,
+        fn_kwargs=dict(out_dir=out_dir, min_words=min_words,
+                       num_buckets=num_buckets), **TASK_RETRY_ARGS)
+    drops = checked.groupby('bucket', num_partitions=num_buckets).map_groups(
+        bucket_drops, batch_format='pyarrow', num_cpus=IO_CPUS,
+        **TASK_RETRY_ARGS)
+    markers = over_shards(shards).map_batches(shard_marker,
+                                              num_cpus=IO_CPUS)
+    counts = drops.union(markers).groupby('shard').map_groups(
+        write_shard, batch_format='pyarrow', num_cpus=IO_CPUS,
         fn_kwargs=dict(out_dir=out_dir, folder=data),
         **TASK_RETRY_ARGS).take_all()
     num_files = _name_and_swap(data, osp.join(out_dir, 'data'))
     seconds = time.monotonic() - start
     crops = sum(row['crops'] for row in counts)
-    dropped = value_counts(parquet_files(drops), 'reason') \
-        if osp.isdir(drops) else {}
+    dropped: Dict[str, int] = {}
+    for row in counts:
+        for reason, count in row['reasons'] or ():  # a map: (key, value)
+            dropped[reason] = dropped.get(reason, 0) + count
     not_captioned = sum(row['not_captioned'] for row in counts)
     if not_captioned:
         dropped['not captioned'] = not_captioned
     report = dict(crops=crops, kept=sum(row['kept'] for row in counts),
-                  dropped_captions=dropped, shards=num_files,
-                  seconds=round(seconds, 2),
+                  dropped_captions=dict(sorted(dropped.items())),
+                  shards=num_files, seconds=round(seconds, 2),
                   crops_per_s=round(crops / seconds, 2) if seconds else None)
     shutil.rmtree(work, ignore_errors=True)
     write_json(osp.join(out_dir, 'export_report.json'), report)

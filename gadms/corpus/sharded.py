@@ -125,6 +125,7 @@ def run_shard_groups(shards: Sequence[str],
         group = list(shards[start:start + group_size])
         shutil.rmtree(work_folder, ignore_errors=True)
         write_ray_parquet(build(group), work_folder, partition_cols=['shard'])
+        _check_partitions(work_folder, group)
         for shard in group:
             written = osp.join(work_folder, f'shard={shard}')
             if not osp.isdir(written):
@@ -134,3 +135,17 @@ def run_shard_groups(shards: Sequence[str],
             os.makedirs(osp.dirname(target(shard)), exist_ok=True)
             os.replace(written, target(shard))
         shutil.rmtree(work_folder, ignore_errors=True)
+
+
+def _check_partitions(work_folder: str, group: Sequence[str]) -> None:
+    """Fail unless every folder Ray wrote is ``shard=<name>`` of a shard of
+    ``group`` (a name that the partitioned write escapes, or a row of
+    another shard, would otherwise be deleted with the work folder)."""
+    expected = {f'shard={shard}' for shard in group}
+    unexpected = sorted(set(os.listdir(work_folder)) - expected) \
+        if osp.isdir(work_folder) else []
+    if unexpected:
+        raise RuntimeError(
+            f'{work_folder}: partitions {unexpected} are not shards of this '
+            f'group {sorted(group)} (shard names must be plain: letters, '
+            'digits, "-", "_", ".")')

@@ -11,6 +11,9 @@ from .base import MAX_QUOTED, TextPersonDataset
 from .webperson_json import JsonCorpus
 from .webperson_parquet import ParquetCorpus, parquet_shards
 
+# whose identity a caption carries: its image's, or its own
+IDENTITIES = ('image', 'caption')
+
 
 @DATASETS.register_module()
 class WebPerson(TextPersonDataset):
@@ -24,8 +27,11 @@ class WebPerson(TextPersonDataset):
       shard-name order. Memory stays bounded: rows are read on demand.
 
     Each image gives two training samples, ``2 * i`` (caption1) and
-    ``2 * i + 1`` (caption2), with pid ``i``; these sample indices are
-    stable and address the GA-DMS score bank. Training split only.
+    ``2 * i + 1`` (caption2); these sample indices are stable and address
+    the GA-DMS score bank. Their identity (pid) is the image's, ``i``, so
+    that the two captions of an image are SDM positives of each other, or
+    with ``identity='caption'`` the sample's own index, as in the released
+    code, where sibling captions are negatives. Training split only.
 
     Args:
         data_root (str): Corpus folder.
@@ -35,6 +41,8 @@ class WebPerson(TextPersonDataset):
         subset (dict, optional): ``dict(num_images=100_000, seed=0)`` keeps
             that many images drawn at random; for one seed a smaller subset
             is contained in a larger one. Kept images stay in corpus order.
+        identity (str): ``'image'`` (default): one pid per image;
+            ``'caption'``: one pid per caption (the released code).
         check_captions (bool): Check every caption once on load: a null
             one is an error; an image with a caption that tokenises to
             nothing is dropped with a counted warning (an error with
@@ -56,12 +64,17 @@ class WebPerson(TextPersonDataset):
                  ann_file: str = 'annotations.json',
                  data_prefix: dict = dict(img_path='images'),
                  subset: Optional[dict] = None,
+                 identity: str = 'image',
                  check_captions: bool = True,
                  **kwargs) -> None:
         if kwargs.get('indices') is not None:
             raise ValueError('WebPerson: select images with subset=dict('
                              'num_images=..., seed=...), not indices')
+        if identity not in IDENTITIES:
+            raise ValueError(f'WebPerson: identity must be one of '
+                             f'{IDENTITIES}, got {identity!r}')
         self.subset = subset
+        self.identity = identity
         self.check_captions = check_captions
         super().__init__(
             split='train',
@@ -142,7 +155,11 @@ class WebPerson(TextPersonDataset):
         return 2 * len(self.rows)
 
     def sample_pids(self) -> np.ndarray:
-        return np.arange(len(self)) // 2
+        return np.arange(len(self)) // self._samples_per_pid
+
+    @property
+    def _samples_per_pid(self) -> int:
+        return 2 if self.identity == 'image' else 1
 
     def get_data_info(self, idx: int) -> dict:
         if idx < 0:
@@ -152,7 +169,7 @@ class WebPerson(TextPersonDataset):
         folder = self.data_prefix['img_path'] if self.is_json else ''
         data_info = dict(
             img_path=osp.join(folder, row['image_path']),
-            pid=image_idx,
+            pid=idx // self._samples_per_pid,
             image_id=image_idx,
             captions=[row['captions'][caption_idx]],
             caption_idx=caption_idx,

@@ -23,6 +23,10 @@
   train_cfg.max_epochs=1`` on a config with a warm-up) runs: a scheduler
   that would start after the last epoch is dropped, and one that would end
   after it ends with it, each with a logged note.
+- A recipe that declares its global batch (``auto_scale_lr``) is refused
+  on a process count that would change it, unless the config's
+  ``global_batch_policy`` scales the batch or the learning rate
+  (:mod:`gadms.engine.global_batch`).
 """
 import contextlib
 import copy
@@ -43,6 +47,7 @@ from gadms.registry import RUNNERS
 from .checkpoint_loading import (CheckpointError, check_fit,
                                  has_training_state, load_into,
                                  model_state_dict, read_checkpoint)
+from .global_batch import fit_global_batch
 from .work_dir_lock import WorkDirLock
 
 
@@ -150,6 +155,10 @@ class GADMSRunner(Runner):
         return checkpoint
 
     def train(self):
+        if isinstance(self._train_dataloader, dict):  # not yet built
+            self._train_dataloader, self.auto_scale_lr = fit_global_batch(
+                self._train_dataloader, self.auto_scale_lr, self.world_size,
+                self.cfg.get('global_batch_policy', 'refuse'))
         lock = WorkDirLock(self.work_dir) if is_main_process() else (
             contextlib.nullcontext())
         with lock:

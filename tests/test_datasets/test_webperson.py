@@ -59,6 +59,17 @@ def test_parquet_shards_two_samples_per_image(corpus, synth_images):
     assert dataset.sample_pids().tolist() == [i // 2 for i in range(20)]
 
 
+def test_caption_identities_as_in_the_released_code(corpus):
+    dataset = _parquet(corpus, identity='caption',
+                       subset=dict(num_images=4, seed=1))
+    pids = [dataset.get_data_info(i)['pid'] for i in range(len(dataset))]
+    assert pids == list(range(8)) == dataset.sample_pids().tolist()
+    images = [dataset.get_data_info(i)['image_id'] for i in range(8)]
+    assert images == [0, 0, 1, 1, 2, 2, 3, 3]  # still pairs of captions
+    with pytest.raises(ValueError, match="identity must be one of.*'pid'"):
+        _parquet(corpus, identity='pid')
+
+
 def test_json_form_matches_parquet_form(corpus):
     from_json = WebPerson(data_root=osp.join(corpus, 'json'))
     from_parquet = _parquet(corpus)

@@ -58,6 +58,9 @@ def parse_args() -> argparse.Namespace:
     download.add_argument('--partitions', type=int, default=16,
                           help='parts of the deduplicated URL table (the '
                           'unit a re-run skips when finished)')
+    download.add_argument('--shards-per-run', type=int, default=16,
+                          help='parts per Ray Data pipeline (what a killed '
+                          'driver loses)')
     download.add_argument('--timeout', type=float, default=10.0,
                           help='seconds for a whole request')
     download.add_argument('--retries', type=int, default=2)
@@ -227,7 +230,7 @@ def main() -> None:
             resize_max_side=args.resize_max_side, threads=args.threads)
         report = run_download_stage(args.url_tables, args.out_dir, options,
                                     args.concurrency, args.batch_size,
-                                    args.partitions)
+                                    args.partitions, args.shards_per_run)
     elif args.stage == 'templates':
         embedder = embed
         if args.embed_with:

@@ -1,2 +1,2 @@
 # Table 9.4 row 7 (full GA-DMS): GASS, noise-masked SDM and MTP.
-_base_ = ['../vitb16_webperson.py']
+_base_ = ['./webperson-500k.py']

@@ -1,0 +1,49 @@
+"""run_shard_groups: each shard's rows renamed into place, group by group."""
+import os
+import os.path as osp
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from gadms.corpus.sharded import run_shard_groups
+
+SCHEMA = pa.schema([('value', pa.int64())])
+
+
+def _rows(values_by_shard: dict):
+    """A build function: the rows of each shard of the group."""
+
+    def build(group):
+        import ray.data
+        rows = [dict(shard=shard, value=v) for shard in group
+                for v in values_by_shard[shard]]
+        return ray.data.from_items(rows)
+    return build
+
+
+def _values(folder: str) -> list:
+    table = pa.concat_tables(
+        pq.read_table(osp.join(folder, f), partitioning=None)
+        for f in sorted(os.listdir(folder)))
+    return sorted(table['value'].to_pylist())
+
+
+def test_every_shard_lands_in_its_folder(ray_local, tmp_path):
+    values = {'a': [1, 2], 'b': [], 'c': [3], 'd': [4, 5, 6]}
+    out = tmp_path / 'out'
+    run_shard_groups(list(values), _rows(values), lambda s: str(out / s),
+                     SCHEMA, str(tmp_path / 'work'), group_size=3)
+    assert sorted(os.listdir(out)) == ['a', 'b', 'c', 'd']
+    for shard, expected in values.items():
+        assert _values(str(out / shard)) == expected  # b: an empty file
+    assert not osp.exists(tmp_path / 'work')
+
+
+def test_a_shard_name_the_write_escapes_fails_loudly(ray_local, tmp_path):
+    values = {'bucket=1': [1, 2]}
+    with pytest.raises(RuntimeError, match='bucket=1'):
+        run_shard_groups(list(values), _rows(values),
+                         lambda s: str(tmp_path / 'out' / s), SCHEMA,
+                         str(tmp_path / 'work'), group_size=4)
+    assert not osp.exists(tmp_path / 'out')
