@@ -1,5 +1,6 @@
 """Constants shared by the tests (importable: pytest puts this folder on
 ``sys.path`` for ``conftest.py``)."""
+import importlib.util
 import os.path as osp
 import struct
 import subprocess
@@ -17,6 +18,16 @@ def run_tool(*args: str) -> subprocess.CompletedProcess:
     """``python ARGS`` from the repository root, output captured."""
     return subprocess.run([sys.executable, *args], cwd=REPO_ROOT,
                           capture_output=True, text=True)
+
+
+def tool_module(path: str):
+    """The tool script ``path`` (relative to the repository) imported as a
+    module, to call its ``parse_args`` or ``main`` in this process."""
+    spec = importlib.util.spec_from_file_location(
+        osp.splitext(osp.basename(path))[0], osp.join(REPO_ROOT, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def pixel_bomb(width: int = 20000, height: int = 20000) -> bytes:

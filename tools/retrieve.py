@@ -27,7 +27,8 @@ from terminaltables import AsciiTable
 from gadms.apis import TextPersonInferencer
 from gadms.registry import DATASETS
 from gadms.utils import (add_cfg_options_arg, add_checkpoint_args,
-                         apply_checkpoint_args, read_config)
+                         add_data_args, apply_checkpoint_args,
+                         read_tool_config)
 from gadms.visualization import draw_retrieval
 
 
@@ -56,6 +57,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--batch-size', type=int, default=64)
     add_checkpoint_args(parser)
     add_cfg_options_arg(parser)
+    add_data_args(parser)
     return parser.parse_args()
 
 
@@ -69,7 +71,7 @@ def main() -> None:
     args = parse_args()
     apply_checkpoint_args(args)
     inferencer = TextPersonInferencer(
-        read_config(args.config, args.cfg_options), args.checkpoint,
+        read_tool_config(args), args.checkpoint,
         args.device, args.partial_load)
     dataset = None
     if args.gallery in ('test', 'val'):

@@ -1,7 +1,9 @@
-"""Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT``."""
+"""Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT``, or CLIP
+weights zero-shot: ``python tools/test.py CONFIG --pretrained ViT-B-16.pt``."""
 import argparse
 
 from mmengine.fileio import dump
+from mmengine.model import is_model_wrapper
 
 from gadms.evaluation import NonFiniteScoresError
 from gadms.utils import add_common_args, build_runner, load_config
@@ -11,7 +13,13 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Evaluate text-to-image person retrieval')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', nargs='?',
+                        help='gadms checkpoint file (or --pretrained)')
+    parser.add_argument(
+        '--pretrained',
+        help='evaluate these CLIP weights zero-shot instead of a '
+        'checkpoint: any file the backbone reads as `pretrained` (OpenAI '
+        'ViT-B-16.pt, an open_clip or CLIP state dict)')
     parser.add_argument(
         '--out', help='dump the metrics to this file (json/pkl/yaml)')
     parser.add_argument(
@@ -21,7 +29,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--rankings-topk', type=int, default=10,
                         help='gallery images per query in --out-rankings')
     add_common_args(parser)
-    return parser.parse_args()
+    args = parser.parse_args()
+    if (args.checkpoint is None) == (args.pretrained is None):
+        parser.error('give a checkpoint or --pretrained CLIP weights, '
+                     'not both')
+    return args
 
 
 def main() -> None:
@@ -31,20 +43,26 @@ def main() -> None:
     # evaluation loads every key of the model, whatever a training config
     # allows for its load_from, unless --partial-load
     cfg.load_partial = args.partial_load
-    # all weights come from the checkpoint: do not read the backbone's
-    # initial CLIP weights
-    cfg.model.backbone.pretrained = None
+    # all weights come from the checkpoint, or all the backbone's from
+    # --pretrained (the heads that testing does not use stay initialised)
+    cfg.model.backbone.pretrained = args.pretrained
     if args.out_rankings:
         evaluators = cfg.test_evaluator if isinstance(
             cfg.test_evaluator, list) else [cfg.test_evaluator]
         for evaluator in evaluators:
             evaluator.update(rankings_file=args.out_rankings,
                              rankings_topk=args.rankings_topk)
+    runner = build_runner(cfg)
+    if args.pretrained:
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        model.init_weights()  # reads backbone.pretrained
     try:
-        metrics = build_runner(cfg).test()
+        metrics = runner.test()
     except NonFiniteScoresError as err:
-        raise SystemExit(f'checkpoint {args.checkpoint} cannot be scored: '
-                         f'{err}') from err
+        weights = f'checkpoint {args.checkpoint}' if args.checkpoint else (
+            f'CLIP weights {args.pretrained}')
+        raise SystemExit(f'{weights} cannot be scored: {err}') from err
     if args.out:
         dump(metrics, args.out)
 

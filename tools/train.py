@@ -49,6 +49,17 @@ def parse_args() -> argparse.Namespace:
         'batch, keep batch_size and scale the learning rate linearly '
         "(MMEngine's auto_scale_lr)")
     parser.add_argument(
+        '--tensorboard',
+        action='store_true',
+        help='also log losses and metrics for TensorBoard (MMEngine\'s '
+        'TensorboardVisBackend: WORK_DIR/<run>/vis_data/events.out.*; '
+        'needs the tensorboard package, requirements/optional.txt)')
+    parser.add_argument(
+        '--wandb',
+        action='store_true',
+        help="also log to Weights & Biases (MMEngine's WandbVisBackend; "
+        'needs wandb; WANDB_MODE=offline keeps the run local)')
+    parser.add_argument(
         '--paper-protocol',
         action='store_true',
         help='the protocol behind the paper\'s numbers (the released code): '
@@ -85,6 +96,10 @@ def apply_train_args(cfg: Config, args: argparse.Namespace) -> Config:
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    for flag, backend in (('tensorboard', 'TensorboardVisBackend'),
+                          ('wandb', 'WandbVisBackend')):
+        if getattr(args, flag):
+            cfg.visualizer.vis_backends.append(dict(type=backend))
     if args.paper_protocol:
         apply_paper_protocol(cfg)
     if args.scale_batch:

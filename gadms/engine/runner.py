@@ -23,6 +23,8 @@
   train_cfg.max_epochs=1`` on a config with a warm-up) runs: a scheduler
   that would start after the last epoch is dropped, and one that would end
   after it ends with it, each with a logged note.
+- The console gets a short header; the environment, the full config and
+  the hook order go to the run's log file only (``FileOnlyFilter``).
 - A recipe that declares its global batch (``auto_scale_lr``) is refused
   on a process count that would change it, unless the config's
   ``global_batch_policy`` scales the batch or the learning rate
@@ -113,6 +115,23 @@ def remove_partial_files(folder: str) -> None:
                   logger='current', level=logging.WARNING)
 
 
+class FileOnlyFilter(logging.Filter):
+    """Keep the Runner's once-per-run reports (the environment, the whole
+    config, the hook order: hundreds of lines) and MMEngine's internal
+    deprecation notices off the console; the log file's handler, which has
+    no such filter, still writes them."""
+
+    PREFIXES = ('\n' + '-' * 60 + '\nSystem environment:', 'Config:\n',
+                'Hooks will be executed in the following order',
+                # MMEngine's own deprecation notices, logged by its
+                # checkpoint hook on every run (nothing for a user to do)
+                '"FileClient" will be deprecated in future',
+                '"HardDiskBackend" is the alias of "LocalBackend"')
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.PREFIXES)
+
+
 @RUNNERS.register_module()
 class GADMSRunner(Runner):
     """:class:`mmengine.runner.Runner` with atomic checkpoint writes,
@@ -121,6 +140,21 @@ class GADMSRunner(Runner):
 
     Selected by ``runner_type = 'GADMSRunner'`` (``default_runtime.py``).
     """
+
+    def build_logger(self, log_level='INFO', log_file=None, **kwargs):
+        logger = super().build_logger(log_level, log_file, **kwargs)
+        for handler in logger.handlers:
+            if not isinstance(handler, logging.FileHandler):  # the console
+                handler.addFilter(FileOnlyFilter())
+        return logger
+
+    def _log_env(self, env_cfg: dict) -> None:
+        super()._log_env(env_cfg)
+        log_file = osp.join(self.log_dir, f'{self.timestamp}.log')
+        self.logger.info(
+            f'{self.experiment_name}: {self.world_size} process(es), seed '
+            f'{self.seed}, work dir {self.work_dir}; environment, config and '
+            f'hook order in {log_file}')
 
     def save_checkpoint(self, out_dir: str, filename: str, *args,
                         **kwargs) -> None:

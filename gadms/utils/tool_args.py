@@ -15,10 +15,7 @@ from gadms.registry import RUNNERS
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``tools/train.py`` and ``tools/test.py``."""
     parser.add_argument('--work-dir', help='the dir to save logs and models')
-    parser.add_argument(
-        '--data-root',
-        help="read the config's data from this folder (every dataloader's "
-        'dataset; the config must read a single data folder)')
+    add_data_args(parser)
     add_cfg_options_arg(parser)
     parser.add_argument(
         '--launcher',
@@ -82,8 +79,7 @@ def load_config(args: argparse.Namespace) -> Config:
     cfg = read_config(args.config, args.cfg_options)
     if args.partial_load:
         cfg.load_partial = True
-    if args.data_root is not None:
-        set_data_root(cfg, args.data_root)
+    apply_data_args(cfg, args)
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -103,7 +99,26 @@ def set_data_root(cfg: Config, data_root: str) -> None:
         ValueError: the config reads several data folders (e.g. WebPerson
             and three benchmarks) or none.
     """
-    found = set()
+    _set_dataset_field(cfg, 'data_root', data_root, '--data-root')
+    cfg.data_root = data_root
+
+
+def set_ann_file(cfg: Config, ann_file: str) -> None:
+    """Give every dataset of the train/val/test dataloaders the annotation
+    file ``ann_file`` (relative to its data root; e.g. IRRA's
+    ``ICFG_PEDES.json``).
+
+    Raises:
+        ValueError: the config reads several data folders or none.
+    """
+    _set_dataset_field(cfg, 'ann_file', ann_file, '--ann-file')
+
+
+def _set_dataset_field(cfg: Config, key: str, value: str,
+                       option: str) -> None:
+    """Set ``key`` on every dataset that has a ``data_root``; they must
+    all read one folder (``option`` names the tool option in the error)."""
+    found, parts = set(), []
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(name)
         if not loader:
@@ -112,13 +127,48 @@ def set_data_root(cfg: Config, data_root: str) -> None:
         for part in dataset.get('datasets', [dataset]):
             if 'data_root' in part:
                 found.add(part['data_root'])
-                part['data_root'] = data_root
+                parts.append(part)
     if len(found) != 1:
         raise ValueError(
-            f'--data-root needs a config that reads one data folder; this '
+            f'{option} needs a config that reads one data folder; this '
             f'one reads {len(found)} ({sorted(found)}): set each with '
             '--cfg-options')
-    cfg.data_root = data_root
+    for part in parts:
+        part[key] = value
+
+
+def read_tool_config(args: argparse.Namespace) -> Config:
+    """``args.config`` with ``--cfg-options``, ``--data-root`` and
+    ``--ann-file`` applied (for tools that do not build a Runner)."""
+    cfg = read_config(args.config, args.cfg_options)
+    apply_data_args(cfg, args)
+    return cfg
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    """``--data-root`` and ``--ann-file``, for every tool that reads a
+    config's datasets."""
+    parser.add_argument(
+        '--data-root',
+        help="read the config's data from this folder (every dataloader's "
+        'dataset; the config must read a single data folder)')
+    parser.add_argument(
+        '--ann-file',
+        help="every dataset's annotation file, relative to its data root "
+        "(e.g. IRRA's ICFG_PEDES.json; the config must read a single data "
+        'folder)')
+
+
+def apply_data_args(cfg: Config, args: argparse.Namespace) -> None:
+    """Apply the options of :func:`add_data_args` to ``cfg``; a bad use
+    exits naming the option."""
+    try:
+        if args.data_root is not None:
+            set_data_root(cfg, args.data_root)
+        if args.ann_file is not None:
+            set_ann_file(cfg, args.ann_file)
+    except ValueError as err:
+        raise SystemExit(str(err)) from err
 
 
 def build_runner(cfg: Config) -> Runner:

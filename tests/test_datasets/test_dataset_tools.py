@@ -1,14 +1,17 @@
 """tools/misc/check_dataset.py and tools/dataset_converters/*."""
 import json
+import os
 import os.path as osp
 import subprocess
 import sys
 
 import pytest
-from common import REPO_ROOT
+from common import REPO_ROOT, tool_module
 
 from gadms.datasets import (CUHKPEDES, RSTPReid, WebPerson,
                             export_synth_person)
+from gadms.registry import DATASETS
+from gadms.utils import load_config, read_tool_config, register_all_modules
 
 SIZES = ['--train-ids', '4', '--val-ids', '2', '--test-ids', '2',
          '--images-per-identity', '2']
@@ -234,3 +237,55 @@ def test_checker_reads_relative_roots_and_counts_empty_captions(
     assert warned['caption that tokenises to nothing'] == [
         "data/CUHK-PEDES/reid_raw.json record 4: '&nbsp;' (dropped by the "
         'reader)']
+
+
+def test_check_prints_no_empty_errors_table(rstp_root):
+    out = _tool('tools/misc/check_dataset.py', 'rstpreid', rstp_root)
+    assert '+errors' not in out and '+warnings' in out
+
+
+@pytest.fixture(scope='module')
+def irra_icfg_root(tmp_path_factory) -> str:
+    """ICFG-PEDES in IRRA's naming: ICFG_PEDES.json."""
+    root = _write_benchmark(tmp_path_factory, 'icfg-pedes')
+    os.rename(osp.join(root, 'ICFG-PEDES.json'),
+              osp.join(root, 'ICFG_PEDES.json'))
+    return root
+
+
+def test_check_suggests_the_annotation_file_in_the_folder(irra_icfg_root):
+    out = _tool('tools/misc/check_dataset.py', 'icfg-pedes', irra_icfg_root,
+                expect=1)
+    assert 'the folder holds ICFG_PEDES.json: pass --ann-file ' \
+        'ICFG_PEDES.json' in out
+    out = _tool('tools/misc/check_dataset.py', 'icfg-pedes', irra_icfg_root,
+                '--ann-file', 'ICFG_PEDES.json')
+    assert 'OK: 0 errors' in out
+
+
+@pytest.mark.parametrize('tool', [
+    'tools/train.py', 'tools/test.py', 'tools/retrieve.py',
+    'tools/analysis_tools/visualize_token_scores.py'])
+def test_every_dataset_tool_takes_data_root_and_ann_file(
+        tool, irra_icfg_root, monkeypatch):
+    register_all_modules()
+    config = osp.join(REPO_ROOT, 'configs/gadms/gadms_tiny_icfg-pedes.py')
+    extra = {'tools/train.py': [], 'tools/test.py': ['model.pth'],
+             'tools/retrieve.py': ['model.pth', '--gallery', 'test',
+                                   '--query', 'a man'],
+             'tools/analysis_tools/visualize_token_scores.py': ['model.pth']}
+    module = tool_module(tool)
+    for ann_file in (None, 'ICFG_PEDES.json'):
+        options = ['--ann-file', ann_file] if ann_file else []
+        monkeypatch.setattr(sys, 'argv', [tool, config, *extra[tool],
+                                          '--data-root', irra_icfg_root,
+                                          *options])
+        args = module.parse_args()
+        cfg = load_config(args) if tool in (
+            'tools/train.py', 'tools/test.py') else read_tool_config(args)
+        dataset = dict(cfg.test_dataloader.dataset, pipeline=[])
+        if ann_file is None:  # the reader's default name is not there
+            with pytest.raises(FileNotFoundError, match='ICFG-PEDES.json'):
+                DATASETS.build(dataset).full_init()
+        else:
+            assert len(DATASETS.build(dataset)) > 0

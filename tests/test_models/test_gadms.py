@@ -1,7 +1,10 @@
+import os.path as osp
+
 import pytest
 import torch
 import torch.nn.functional as F
-from common import EOT, MASK, SOT
+from common import EOT, MASK, REPO_ROOT, SOT
+from mmengine.config import Config
 from tiny_models import tiny_backbone_cfg
 
 from gadms.models.utils import TokenScoreBank
@@ -130,3 +133,18 @@ def test_mtp_head_loss_only_on_labelled_positions():
     # IRRA initialisation scales
     std = head.cross_attn.in_proj_weight.std().item()
     assert std == pytest.approx(32**-0.5, rel=0.1)
+
+
+def test_fine_tuning_logs_its_random_mlm_as_loss_mlm():
+    head = MODELS.build(dict(type='MTPHead', embed_dim=32, depth=1, heads=2,
+                             loss_name='loss_mlm'))
+    labels = torch.zeros(1, 77, dtype=torch.long)
+    labels[0, 2] = 5
+    losses = head.loss(torch.randn(1, 77, 32), torch.randn(1, 9, 32), labels)
+    assert set(losses) == {'loss_mlm'}
+    with pytest.raises(ValueError, match="must start with 'loss'"):
+        MODELS.build(dict(type='MTPHead', embed_dim=32, depth=1, heads=2,
+                          loss_name='mlm'))
+    finetune = Config.fromfile(osp.join(
+        REPO_ROOT, 'configs/gadms/vitb16_finetune_cuhk-pedes.py'))
+    assert finetune.model.mtp_head.loss_name == 'loss_mlm'

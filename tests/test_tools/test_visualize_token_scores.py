@@ -7,10 +7,12 @@ import sys
 import cv2
 import numpy as np
 import torch
-from common import EOT, REPO_ROOT, SOT
+from common import EOT, REPO_ROOT, SOT, tool_module
 from mmengine.config import Config
 
-from gadms.datasets.transforms import get_tokenizer
+from gadms.apis import TextPersonInferencer
+from gadms.datasets.transforms import MASK_TOKEN_ID, get_tokenizer
+from gadms.models.utils import keyed_uniform
 from gadms.registry import MODELS
 from gadms.visualization.token_scores import draw_token_scores, word_rows
 
@@ -21,18 +23,61 @@ def test_pieces_merge_into_words_with_their_scores():
     # SOT, jek, yll, wears, red, EOT
     assert ids[:6].tolist()[0] == SOT and ids[5] == EOT
     scores = np.array([0.0, 0.2, 0.7, 0.05, 0.9, 0.0] + [0.0] * 71)
-    noise = (1 - scores) > 0.9
-    informative = scores > 0.1
-    rows = word_rows(tokenizer.words(ids), scores, noise, informative)
-    assert rows == [
-        dict(text='jekyll', score=0.7, noise=False, informative=True),
-        dict(text='wears', score=0.05, noise=True, informative=False),
-        dict(text='red', score=0.9, noise=False, informative=True),
-    ]
+    p_noise = np.array([0, 0.1, 0.2, 0.15, 0, 0] + [0.0] * 71)
+    p_info = np.array([0, 0.3, 0.3, 0.05, 0.3, 0] + [0.0] * 71)
+    noise_drawn = np.zeros(77, bool)
+    noise_drawn[2] = True  # one piece of "jekyll" replaced
+    mtp_drawn = np.zeros(77, bool)
+    mtp_drawn[4] = True
+    rows = word_rows(tokenizer.words(ids), scores, p_noise, p_info,
+                     noise_drawn, mtp_drawn)
+    assert [r['text'] for r in rows] == ['jekyll', 'wears', 'red']
+    assert [r['score'] for r in rows] == [0.7, 0.05, 0.9]
+    # a word is selected when any of its pieces is: 1 - (0.9 * 0.8)
+    np.testing.assert_allclose([r['p_noise'] for r in rows],
+                               [0.28, 0.15, 0.0])
+    np.testing.assert_allclose([r['p_info'] for r in rows],
+                               [0.51, 0.05, 0.3])
+    assert [r['noise'] for r in rows] == [True, False, False]
+    assert [r['informative'] for r in rows] == [False, False, True]
     picture = draw_token_scores(np.zeros((128, 48, 3), np.uint8), rows)
     # the most informative word sits on an almost pure red background
     fade = int(round(255 * (1 - 0.9)))
     assert (np.all(picture == (fade, fade, 255), axis=2)).sum() > 100
+
+
+def test_the_drawn_masks_are_the_necks(monkeypatch):
+    """With fixed rates (the 'uniform' policy) the tool's probabilities and
+    its one draw follow from the keyed uniforms alone: position j of
+    caption t is selected in the noise view iff u(seed, step, t, j, 0) <
+    rate (purposes 3-5 for the MTP view, which forces its first word when
+    nothing is selected)."""
+    tool = tool_module('tools/analysis_tools/visualize_token_scores.py')
+    config = Config.fromfile(osp.join(
+        REPO_ROOT, 'configs/gadms/gadms_tiny_synthperson.py'))
+    config.merge_from_dict({'model.neck.policy': 'uniform',
+                            'model.neck.uniform_rates': (0.3, 0.4),
+                            'model.neck.seed': 7})
+    inferencer = TextPersonInferencer(config)
+    captions = ['a man in a grey coat with a black bag', 'a woman in red',
+                'someone']
+    image = np.zeros((96, 32, 3), np.uint8)
+    triples = [(image, caption, None) for caption in captions]
+    scorer = tool.model_scorer(inferencer.model, False)
+    scored = tool.score(inferencer, triples, scorer, step=5)
+    ids = scored['text_ids']
+    eligible = (ids > 0) & (ids < MASK_TOKEN_ID)
+    keys = torch.arange(3)[:, None]
+    positions = torch.arange(77)[None, :]
+    noise = (keyed_uniform(7, 5, keys, positions, 0) < 0.3) & eligible
+    mtp = (keyed_uniform(7, 5, keys, positions, 3) < 0.4) & eligible
+    none = ~mtp.any(dim=1)
+    mtp[none, 1] = eligible[none, 1]
+    assert torch.equal(scored['noise'], noise)
+    assert torch.equal(scored['mtp'], mtp)
+    assert noise.any() and mtp.any()
+    torch.testing.assert_close(scored['p_noise'], 0.3 * eligible.float())
+    torch.testing.assert_close(scored['p_info'], 0.4 * eligible.float())
 
 
 def _tool(config: str, checkpoint: str, *options: str

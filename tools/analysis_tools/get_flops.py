@@ -12,12 +12,18 @@ about one partial text forward plus backward and is left out.
 """
 import argparse
 import os.path as osp
+import warnings
 from typing import Callable, List, Tuple
 
 import numpy as np
 import torch
-from fvcore.nn import FlopCountAnalysis
-from fvcore.nn.jit_handles import get_shape
+
+with warnings.catch_warnings():
+    # fvcore scripts its focal losses with torch.jit on import
+    warnings.filterwarnings('ignore', category=FutureWarning,
+                            message='`torch.jit.script` is deprecated')
+    from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn.jit_handles import get_shape
 from mmengine.registry import init_default_scope
 from terminaltables import AsciiTable
 from torch import nn
@@ -98,11 +104,15 @@ def measure(model: nn.Module) -> List[Tuple[str, int, int]]:
     return rows
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config')
     add_cfg_options_arg(parser)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     init_default_scope('gadms')
     cfg = read_config(args.config, args.cfg_options)
     cfg.model.backbone.pretrained = None  # counting needs no weights

@@ -8,11 +8,12 @@
 Scores each caption against its image with the model's scorer (a model
 without one, e.g. CLIP-SDM, needs ``--default-scorer``: a
 ``GradAttnScorer`` over its last text layers), merges BPE pieces into
-words, and marks the words the dual mask would treat as noise-like
-(``1 - s > noise_gamma``, the centre of the noise view's sigmoid) or as
-informative (``s > info_gamma``, the MTP view's centre). Writes one PNG per
-caption, ``overview.png`` (all captions stacked), one thumbnail per image
-and an ``index.html``.
+words, and shows for each word its score, the probability that each view
+of the model's dual-mask neck masks it (bars: grey the SDM view, green the
+MTP view) and one actual draw of the neck's masks (``--step``): struck out
+if the SDM view replaced it, boxed if the MTP view made it a target.
+Writes one PNG per caption, ``overview.png`` (all captions stacked), one
+thumbnail per image and an ``index.html``.
 """
 import argparse
 import os
@@ -23,9 +24,11 @@ import numpy as np
 import torch
 
 from gadms.apis import TextPersonInferencer
+from gadms.datasets.transforms import MASK_TOKEN_ID
 from gadms.registry import DATASETS, MODELS
 from gadms.utils import (add_cfg_options_arg, add_checkpoint_args,
-                         apply_checkpoint_args, read_config)
+                         add_data_args, apply_checkpoint_args,
+                         read_tool_config)
 from gadms.visualization import draw_token_scores
 from gadms.visualization import token_scores_html, word_rows
 
@@ -37,7 +40,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--split', default='test',
                         help="the config's split to draw captions from")
     parser.add_argument('--num', type=int, default=8,
-                        help='images of the split to show')
+                        help='images of the split to show, each with all '
+                        'its captions (SynthPerson and CUHK-PEDES: two)')
+    parser.add_argument('--step', type=int, default=0,
+                        help='the training step whose mask draw is shown '
+                        '(the draws are keyed by caption and step)')
     parser.add_argument('--image', help='an image file instead of a split')
     parser.add_argument('--caption', nargs='+', help='its caption(s)')
     parser.add_argument('--out-dir', default='work_dirs/token_scores')
@@ -47,6 +54,7 @@ def parse_args() -> argparse.Namespace:
                         'has no scorer of its own')
     add_checkpoint_args(parser)
     add_cfg_options_arg(parser)
+    add_data_args(parser)
     return parser.parse_args()
 
 
@@ -91,9 +99,12 @@ def model_scorer(model, default: bool):
 
 
 @torch.no_grad()
-def score(inferencer: TextPersonInferencer, triples: list,
-          scorer) -> tuple:
-    """Scores ``[T, L]``, the noise-like and informative masks, and ids."""
+def score(inferencer: TextPersonInferencer, triples: list, scorer,
+          step: int) -> dict:
+    """The token scores ``[T, L]``, each view's masking probabilities, one
+    draw of the neck's masks (the model's neck, keyed by the caption's
+    number, ``step`` and the neck's seed or else the config's
+    ``randomness.seed``, as in training) and the ids."""
     model = inferencer.model
     neck = getattr(model, 'neck', None) or MODELS.build(
         dict(type='DualMaskNeck'))
@@ -105,28 +116,44 @@ def score(inferencer: TextPersonInferencer, triples: list,
     images = model.data_preprocessor.normalise_images(
         torch.from_numpy(pixels).permute(0, 3, 1, 2).to(inferencer.device))
     image_tokens = model.backbone.encode_image(images)
-    scores = scorer(model.backbone, text_ids, image_tokens).cpu()
-    noise = (1 - scores) > neck.noise_gamma
-    informative = scores > neck.info_gamma
-    return scores.numpy(), noise.numpy(), informative.numpy(), text_ids.cpu()
+    scores = scorer(model.backbone, text_ids, image_tokens)
+    p_noise, p_info = neck.view_probs(text_ids, scores)
+    if neck.seed is None:  # training keys the draws by the run's seed
+        torch.manual_seed(inferencer.cfg.get('randomness', {}).get('seed',
+                                                                   0))
+    views = neck(text_ids, scores, sample_keys=torch.arange(
+        len(triples), device=text_ids.device), step=step)
+    eligible = (text_ids > 0) & (text_ids < MASK_TOKEN_ID)
+    no_targets = torch.zeros_like(eligible)
+    return dict(scores=scores, p_noise=p_noise * eligible,
+                p_info=p_info * eligible, noise=views.noise_labels != 0,
+                mtp=no_targets if views.mtp_labels is None else (
+                    views.mtp_labels != 0),
+                text_ids=text_ids,
+                full_bar=float(max(p_noise.max(), p_info.max(), 0.05)))
 
 
 def main() -> None:
     args = parse_args()
     apply_checkpoint_args(args)
     inferencer = TextPersonInferencer(
-        read_config(args.config, args.cfg_options), args.checkpoint,
+        read_tool_config(args), args.checkpoint,
         args.device, args.partial_load)
     scorer = model_scorer(inferencer.model, args.default_scorer)
     triples = samples(args, inferencer)
-    scores, noise, informative, text_ids = score(inferencer, triples, scorer)
+    scored = {k: v.cpu().numpy() if torch.is_tensor(v) else v
+              for k, v in score(inferencer, triples, scorer,
+                                args.step).items()}
     os.makedirs(args.out_dir, exist_ok=True)
     captions, thumbnails, pictures, image_names = [], [], [], {}
     for i, (image, _, path) in enumerate(triples):
-        rows = word_rows(inferencer.tokenizer.words(text_ids[i]), scores[i],
-                         noise[i], informative[i])
+        rows = word_rows(
+            inferencer.tokenizer.words(torch.from_numpy(
+                scored['text_ids'][i])), *(scored[k][i] for k in (
+                    'scores', 'p_noise', 'p_info', 'noise', 'mtp')))
         captions.append(rows)
-        pictures.append(draw_token_scores(image, rows))
+        pictures.append(draw_token_scores(image, rows,
+                                          full_bar=scored['full_bar']))
         cv2.imwrite(osp.join(args.out_dir, f'caption_{i:03d}.png'),
                     pictures[-1])
         if path not in image_names:  # one thumbnail per image

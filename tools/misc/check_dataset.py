@@ -15,6 +15,7 @@ mismatches and repeated captions are warnings. ``--out`` writes the report
 as JSON.
 """
 import argparse
+import glob
 import json
 import os.path as osp
 import sys
@@ -48,6 +49,8 @@ class Report:
             print(table.table)
         for title, problems in (('errors', self.errors),
                                 ('warnings', self.warnings)):
+            if not problems:  # the verdict line says "0 errors"
+                continue
             rows = [['kind', 'count', f'first {MAX_LISTED}']]
             rows += [[kind, len(items), '\n'.join(items[:MAX_LISTED])]
                      for kind, items in problems.items()]
@@ -82,6 +85,19 @@ def check_images(samples: List[dict], decode: bool, report: Report) -> None:
     progress.close()
 
 
+def other_annotation_files(ann_file: str) -> str:
+    """When ``ann_file`` is missing, a hint naming the JSON files next to
+    it (e.g. IRRA's ``ICFG_PEDES.json`` for ``ICFG-PEDES.json``)."""
+    if osp.exists(ann_file):
+        return ''
+    found = sorted(osp.basename(p) for p in glob.glob(
+        osp.join(osp.dirname(ann_file), '*.json')))
+    if not found:
+        return ''
+    return (f'; the folder holds {", ".join(found)}: pass --ann-file '
+            f'{found[0]}')
+
+
 def check_benchmark(kind: str, data_root: str, ann_file: str,
                     decode: bool, report: Report, **reader_options) -> None:
     """Run the reader's checks over every record of every split."""
@@ -94,7 +110,8 @@ def check_benchmark(kind: str, data_root: str, ann_file: str,
     try:
         records = loader.read_records()
     except (OSError, ValueError) as err:
-        report.errors['annotation file'].append(str(err))
+        report.errors['annotation file'].append(
+            str(err) + other_annotation_files(loader.ann_file))
         return
     counts = {split: [set(), 0, 0] for split in loader.SPLITS}
     parsed, samples, train_ids = [], [], []

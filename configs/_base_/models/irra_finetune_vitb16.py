@@ -14,7 +14,8 @@ model = dict(
     scorer=None,
     neck=dict(_delete_=True, type='DualMaskNeck', policy='random',
               random_ratio=0.15),
-    mtp_head=dict(loss=dict(loss_weight=1.0)),
+    # IRRA's random 15% MLM, logged as loss_mlm
+    mtp_head=dict(loss=dict(loss_weight=1.0), loss_name='loss_mlm'),
     id_head=dict(type='IdentityHead', num_classes=11003,
                  loss=dict(type='mmpretrain.CrossEntropyLoss',
                            loss_weight=1.0)),

@@ -29,6 +29,9 @@ class MTPHead(BaseModule):
             ``loss_weight`` is GA-DMS's ``beta`` (paper 0.4, code 0.3), its
             ``norm_scope`` / ``group_size`` what the cross-entropy is
             averaged over (see :class:`MaskedTokenLoss`).
+        loss_name (str): Name of the logged loss: ``'loss_mtp'`` for GA-DMS's
+            score-guided masked token prediction, ``'loss_mlm'`` for the
+            fine-tuning's random 15% masked language modelling.
     """
 
     def __init__(self,
@@ -37,9 +40,14 @@ class MTPHead(BaseModule):
                  heads: int = 8,
                  vocab_size: int = VOCAB_SIZE,
                  loss: dict = dict(type='MaskedTokenLoss'),
+                 loss_name: str = 'loss_mtp',
                  init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
+        if not loss_name.startswith('loss'):
+            raise ValueError("loss_name must start with 'loss' (MMEngine "
+                             f'sums only those), got {loss_name!r}')
         self.loss_module = MODELS.build(loss)
+        self.loss_name = loss_name
         self.ln_pre_t = LayerNorm(embed_dim)
         self.ln_pre_i = LayerNorm(embed_dim)
         self.cross_attn = nn.MultiheadAttention(
@@ -79,7 +87,7 @@ class MTPHead(BaseModule):
 
     def loss(self, text_tokens: torch.Tensor, image_tokens: torch.Tensor,
              labels: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """``{'loss_mtp': scalar}``: the predictions at the positions where
+        """``{loss_name: scalar}``: the predictions at the positions where
         ``labels [B, N]`` != 0, scored by the loss module (every rank calls
         it, even without masked tokens: it gathers the masked counts)."""
         hidden = self(text_tokens, image_tokens)
@@ -88,4 +96,4 @@ class MTPHead(BaseModule):
         if not selected.any():
             # keep every parameter in the graph (DDP) with a zero loss
             loss = loss + hidden.sum() * 0.0
-        return dict(loss_mtp=loss)
+        return {self.loss_name: loss}

@@ -117,6 +117,25 @@ class DualMaskNeck(nn.Module):
             self.lam * (scores - self.info_gamma))
         return p_noise, p_info
 
+    def view_probs(self, text_ids: torch.Tensor,
+                   scores: Optional[torch.Tensor] = None
+                   ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The probability ``[B, N]`` that the noise (SDM) view and the MTP
+        view select each position under the policy, before the
+        eligibility of the token and the forced first-word mask: 0 for a
+        view the policy leaves alone (``'off'``; the noise view of
+        ``'random'``)."""
+        zeros = torch.zeros(text_ids.shape, device=text_ids.device)
+        if self.policy == 'off':
+            return zeros, zeros
+        if self.policy == 'random':
+            return zeros, zeros + self.random_ratio
+        if self.policy == 'uniform':
+            return zeros + self.uniform_rates[0], zeros + self.uniform_rates[1]
+        if scores is None:
+            raise ValueError("the 'score' policy needs token scores")
+        return self.selection_probs(scores.to(text_ids.device))
+
     def forward(self,
                 text_ids: torch.Tensor,
                 scores: Optional[torch.Tensor] = None,
@@ -139,22 +158,12 @@ class DualMaskNeck(nn.Module):
         # each view draws three uniforms (selection, replacement kind,
         # random id): purposes 0-2 for the noise view, 3-5 for the MTP view,
         # so the two views' masks are independent draws
+        p_noise, p_info = self.view_probs(text_ids, scores)
         if self.policy == 'random':
-            probs = torch.full(text_ids.shape, self.random_ratio,
-                               device=text_ids.device)
             mtp_ids, mtp_labels = self._corrupt(
-                text_ids, probs, 'bert', self.force_one_mtp,
+                text_ids, p_info, 'bert', self.force_one_mtp,
                 lambda purpose: uniform(3 + purpose))
             return MaskedViews(text_ids, untouched, mtp_ids, mtp_labels)
-        if self.policy == 'uniform':
-            p_noise, p_info = (torch.full(text_ids.shape, rate,
-                                          device=text_ids.device)
-                               for rate in self.uniform_rates)
-        elif scores is None:
-            raise ValueError("the 'score' policy needs token scores")
-        else:
-            p_noise, p_info = self.selection_probs(scores.to(
-                text_ids.device))
         noise_ids, noise_labels = self._corrupt(text_ids, p_noise,
                                                 self.noise_replace,
                                                 self.force_one_noise,
