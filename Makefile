@@ -11,9 +11,10 @@ BASELINE_DIR := work_dirs/demo_baseline
 .PHONY: demo demo-baseline test venv clean
 
 $(STAMP): requirements/runtime.txt requirements/tests.txt \
-		requirements/corpus.txt setup.py
+		requirements/corpus.txt requirements/constraints.txt setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -r requirements/runtime.txt -r requirements/tests.txt \
+	$(PY) -m pip install -c requirements/constraints.txt \
+		-r requirements/runtime.txt -r requirements/tests.txt \
 		-r requirements/corpus.txt
 	$(PY) -m pip install --no-deps --no-build-isolation -e .
 	touch $@

@@ -1,4 +1,5 @@
 """The slurm launcher on CPU: two srun-like tasks train together on gloo."""
+import glob
 import os
 import os.path as osp
 import socket
@@ -36,8 +37,12 @@ def test_slurm_launcher_on_cpu(tmp_path):
             stderr=subprocess.STDOUT, text=True))
     logs = [task.communicate(timeout=300)[0] for task in tasks]
     assert [task.returncode for task in tasks] == [0, 0], logs[0][-3000:]
-    assert 'Distributed launcher: slurm' in logs[0]
-    assert 'Distributed training: True' in logs[0]
+    assert '2 process(es)' in logs[0]  # the console header
+    log_file, = glob.glob(osp.join(tmp_path, '*', '*.log'))
+    with open(log_file) as f:  # the environment report is in the log file
+        logged = f.read()
+    assert 'Distributed launcher: slurm' in logged
+    assert 'Distributed training: True' in logged
     # 64 captions / (2 ranks x 8) = 4 iterations an epoch
     assert 'Epoch(train) [2][4/4]' in logs[0]
     assert osp.isfile(osp.join(tmp_path, 'epoch_2.pth'))
