@@ -50,9 +50,8 @@ from gadms.image_limits import (DEFAULT_MAX_PIXELS, ImageLoadError,
                                 check_decoded_size)
 from .bounded_http import AnswerTooLarge, read_bounded
 from .sharded import (IO_CPUS, TASK_RETRY_ARGS, over_shards, parquet_files,
-                      return_freed_memory, run_shard_groups,
-                      sorted_with_first, stable_bucket, value_counts,
-                      write_json, write_ray_parquet)
+                      run_shard_groups, sorted_with_first, stable_bucket,
+                      value_counts, write_json, write_ray_parquet)
 
 URL_COLUMNS = ('key', 'url', 'text')
 OPTIONAL_URL_COLUMNS = ('width', 'height')
@@ -237,7 +236,6 @@ def download_batch(batch: Dict[str, np.ndarray],
            if name not in ('width', 'height')}
     for name in ('status', 'image', 'width', 'height'):
         out[name] = [result[name] for result in results]
-    return_freed_memory()
     return out
 
 

@@ -46,8 +46,7 @@ import pyarrow.parquet as pq
 from .caption_stage import caption_attempts
 from .filter_stage import crop_shard_folder, finished_crop_shards
 from .sharded import (IO_CPUS, TASK_RETRY_ARGS, over_shards, parquet_files,
-                      return_freed_memory, sorted_with_first, stable_bucket,
-                      write_json)
+                      sorted_with_first, stable_bucket, write_json)
 
 REFUSALS = re.compile(
     r"\b(i'?m sorry|i am sorry|i can(no|')t|i cannot|unable to|as an ai|"
@@ -192,15 +191,13 @@ def write_shard(drops: pa.Table, out_dir: str, folder: str) -> pa.Table:
         path = osp.join(folder, f'{shard}.parquet')
         pq.write_table(table, path + '.part', row_group_size=100)
         os.replace(path + '.part', path)
-    counts = dict(shard=[shard], crops=[len(crops)], kept=[len(table)],
-                  not_captioned=[len(crops) - len(crops.select(['id']).join(
-                      captioned.select(['id']), 'id', join_type='inner'))])
-    del crops, kept, table  # the shard's image bytes
-    return_freed_memory()
     reasons = pc.value_counts(drops['reason'].drop_null().combine_chunks())
     return pa.table(dict(
+        shard=[shard], crops=[len(crops)], kept=[len(table)],
+        not_captioned=[len(crops) - len(crops.select(['id']).join(
+            captioned.select(['id']), 'id', join_type='inner'))],
         reasons=[list(zip(reasons.field('values').to_pylist(),
-                          reasons.field('counts').to_pylist()))], **counts),
+                          reasons.field('counts').to_pylist()))]),
         schema=COUNTS_SCHEMA)
 
 

@@ -36,8 +36,8 @@ from gadms.image_limits import (DEFAULT_MAX_PIXELS, ImageLoadError,
                                 check_decoded_size)
 from .filtering import Detection, PersonFilterRules
 from .sharded import (ACTOR_RETRY_ARGS, IO_CPUS, TASK_RETRY_ARGS,
-                      over_shards, parquet_files, return_freed_memory,
-                      run_shard_groups, value_counts, write_json)
+                      over_shards, parquet_files, run_shard_groups,
+                      value_counts, write_json)
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 UNREADABLE = ('unreadable image', 'oversized image')
@@ -158,7 +158,6 @@ def read_downloaded_images(batch: Dict[str, np.ndarray],
                 shard=pa.array([shard] * len(chunk), pa.string()),
                 source=pc.cast(chunk['key'], pa.string()),
                 image=chunk['image']))
-            return_freed_memory()
 
 
 class DetectAndCrop:
@@ -233,10 +232,7 @@ class DetectAndCrop:
                 add(status='kept', box=[x1, y1, x2, y2],
                     id=f'{shard}/{source}_{k}.{"png" if png else "jpg"}',
                     image=_encode(crop, png), **row)
-        table = pa.Table.from_pydict(rows, schema=CROP_SCHEMA)
-        del decoded
-        return_freed_memory()
-        return table
+        return pa.Table.from_pydict(rows, schema=CROP_SCHEMA)
 
 
 def _encode(crop: np.ndarray, png: bool) -> bytes:

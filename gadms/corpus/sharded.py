@@ -9,8 +9,6 @@ place. A shard's folder therefore exists only when all its rows were
 written: a re-run skips it, and a killed driver leaves no half-written
 shard behind (the temporary folder is cleared by the next run).
 """
-import ctypes
-import ctypes.util
 import glob
 import json
 import os
@@ -40,28 +38,6 @@ ACTOR_RETRY_ARGS = dict(max_restarts=WORKER_RETRIES,
 # (ray[data] is pinned) without a warning per pipeline
 warnings.filterwarnings('ignore', message='`ray_remote_args` is deprecated',
                         module=r'gadms\.corpus\.')
-
-
-def _libc_malloc_trim():
-    """glibc's ``malloc_trim``, or None on another C library."""
-    name = ctypes.util.find_library('c')
-    try:
-        return ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
-        return None
-
-
-_MALLOC_TRIM = _libc_malloc_trim()
-
-
-def return_freed_memory() -> None:
-    """Hand the memory a finished batch freed back to the OS. A Ray worker
-    process lives for many tasks and otherwise keeps the high-water mark of
-    its allocators (Arrow's pool, glibc's per-thread arenas after threaded
-    downloads and decoding), which grows with the tasks it has run."""
-    pa.default_memory_pool().release_unused()
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
 
 
 def write_json(path: str, content: dict) -> None:
