@@ -221,16 +221,25 @@ def full_sort_statistics(similarity, query_pids, gallery_pids, topk):
     return hits, ap, inp, valid
 
 
-@pytest.mark.parametrize('levels', [None, 3, 2])
+ROUNDINGS = {
+    'none': lambda s: s,
+    'fp16': lambda s: s.half().float(),  # an fp16 gallery
+    'bf16': lambda s: s.bfloat16().float(),  # bf16 autocast
+    '0.1': lambda s: (s * 10).round() / 10,
+    '3 levels': lambda s: (s * 3).floor() / 3,
+    '2 levels': lambda s: (s * 2).floor() / 2,
+}
+
+
+@pytest.mark.parametrize('rounding', list(ROUNDINGS))
 @pytest.mark.parametrize('seed', [0, 1, 2])
-def test_rank_counting_equals_the_full_sort(levels, seed):
-    """Identical per-query statistics, ties included: ``levels`` quantises
-    the similarities so most of a row is tied (2: only two values)."""
+def test_rank_counting_equals_the_full_sort(rounding, seed):
+    """Identical per-query statistics, ties included: the roundings tie
+    more and more of a row (2 levels: only two values)."""
     from gadms.evaluation.metrics.retrieval import _rank_statistics
     generator = torch.Generator().manual_seed(seed)
-    similarity = torch.rand(60, 45, generator=generator)
-    if levels is not None:
-        similarity = (similarity * levels).floor() / levels
+    similarity = ROUNDINGS[rounding](
+        torch.rand(60, 45, generator=generator) * 0.6 + 0.1)
     gallery_pids = torch.randint(0, 12, (45, ), generator=generator)
     # some query identities are absent from the gallery
     query_pids = torch.randint(0, 15, (60, ), generator=generator)
