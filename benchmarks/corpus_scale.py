@@ -75,12 +75,14 @@ class WorkerPeaks:
         from gadms.utils.peak_memory import ray_worker_pids, resident_mib
         self.peaks, self.largest_sum, self.driver = {}, 0.0, 0.0
         self.stage, self.stage_sums, self.titles = None, {}, {}
+        self.ran = {}  # pid -> the titles seen: what the worker ran
         self._stop = threading.Event()
 
         def sample():
             while not self._stop.wait(0.25):
                 private = resident_mib(ray_worker_pids(), 'RssAnon')
                 for pid, mib in private.items():
+                    self.ran.setdefault(pid, set()).add(_title(pid))
                     if mib > self.peaks.get(pid, 0):
                         self.peaks[pid] = mib
                         self.titles[pid] = (self.stage, _title(pid))
@@ -170,8 +172,15 @@ def run_one(images: int, cpus: int, images_per_shard: int, web: str,
         worker_peak_mib_sum=round(workers.largest_sum),
         workers=len(workers.peaks),
         worker_sum_by_stage=workers.stage_sums,
-        largest_worker=workers.titles[max(workers.peaks,
-                                          key=workers.peaks.get)])
+        largest_worker=_largest(workers))
+
+
+def _largest(workers: 'WorkerPeaks') -> dict:
+    """The largest worker: its peak, the stage and title at the peak, and
+    the titles it was seen with (the tasks and actors it ran)."""
+    pid = max(workers.peaks, key=workers.peaks.get)
+    return dict(mib=round(workers.peaks[pid]), at=workers.titles[pid],
+                ran=sorted(workers.ran[pid]))
 
 
 def table(results: list) -> str:
