@@ -76,13 +76,17 @@ class WorkerPeaks:
         self.peaks, self.largest_sum, self.driver = {}, 0.0, 0.0
         self.stage, self.stage_sums, self.titles = None, {}, {}
         self.ran = {}  # pid -> the titles seen: what the worker ran
+        self.by_title = {}  # title -> the largest RssAnon seen under it
         self._stop = threading.Event()
 
         def sample():
             while not self._stop.wait(0.25):
                 private = resident_mib(ray_worker_pids(), 'RssAnon')
                 for pid, mib in private.items():
-                    self.ran.setdefault(pid, set()).add(_title(pid))
+                    title = _title(pid)
+                    self.ran.setdefault(pid, set()).add(title)
+                    self.by_title[title] = max(mib,
+                                               self.by_title.get(title, 0))
                     if mib > self.peaks.get(pid, 0):
                         self.peaks[pid] = mib
                         self.titles[pid] = (self.stage, _title(pid))
@@ -110,14 +114,16 @@ def run_one(images: int, cpus: int, images_per_shard: int, web: str,
     import ray
     from ray.data import DataContext
 
-    from gadms.corpus import (ContrastBoxDetector, DownloadOptions,
+    from gadms.corpus import (CORPUS_RUNTIME_ENV, ContrastBoxDetector,
+                              DownloadOptions,
                               FilterOptions, PersonFilterRules,
                               ServerCaptionBackend, run_caption_stage,
                               run_download_stage, run_export_stage,
                               run_filter_stage)
     from gadms.corpus.caption_stage import openai_servers
     ray.init(address='local', num_cpus=cpus, include_dashboard=False,
-             log_to_driver=False, configure_logging=False)
+             log_to_driver=False, configure_logging=False,
+             runtime_env=CORPUS_RUNTIME_ENV)
     DataContext.get_current().enable_progress_bars = False
     table = osp.join(folder, 'urls.parquet')
     pq.write_table(pa.table(dict(
@@ -172,7 +178,9 @@ def run_one(images: int, cpus: int, images_per_shard: int, web: str,
         worker_peak_mib_sum=round(workers.largest_sum),
         workers=len(workers.peaks),
         worker_sum_by_stage=workers.stage_sums,
-        largest_worker=_largest(workers))
+        largest_worker=_largest(workers),
+        peak_by_title={t: round(m) for t, m in sorted(
+            workers.by_title.items(), key=lambda item: -item[1])})
 
 
 def _largest(workers: 'WorkerPeaks') -> dict:

@@ -22,9 +22,10 @@ import cv2
 import numpy as np
 from ray import cloudpickle
 
-from gadms.corpus import (FilterOptions, PrecomputedDetector,
-                          ServerCaptionBackend, run_caption_stage,
-                          run_export_stage, run_filter_stage)
+from gadms.corpus import (CORPUS_RUNTIME_ENV, FilterOptions,
+                          PrecomputedDetector, ServerCaptionBackend,
+                          run_caption_stage, run_export_stage,
+                          run_filter_stage)
 from gadms.corpus.caption_stage import answered_captions
 from gadms.corpus.filter_stage import kept_crops
 from gadms.datasets import SynthPerson
@@ -220,7 +221,8 @@ def build_corpus(out_dir: str, num_scenes: int, seed: int = 1,
     started = not ray.is_initialized()
     if started:
         ray.init(address='local', include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+                 log_to_driver=False, configure_logging=False,
+                 runtime_env=CORPUS_RUNTIME_ENV)
     try:
         return _build_corpus(out_dir, num_scenes, seed, errors)
     finally:

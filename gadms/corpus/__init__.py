@@ -12,6 +12,7 @@ from .export_stage import caption_problem, run_export_stage
 from .filter_stage import FilterOptions, run_filter_stage
 from .filtering import (ContrastBoxDetector, Detection, PersonFilterRules,
                         PrecomputedDetector, UltralyticsDetector)
+from .sharded import CORPUS_RUNTIME_ENV
 from .templates import build_template_bank, load_template_bank, make_template
 
 __all__ = [
@@ -22,5 +23,5 @@ __all__ = [
     'DownloadOptions', 'FilterOptions', 'run_download_stage',
     'run_filter_stage', 'run_caption_stage', 'run_export_stage',
     'draw_template', 'caption_problem', 'make_template',
-    'build_template_bank', 'load_template_bank'
+    'build_template_bank', 'load_template_bank', 'CORPUS_RUNTIME_ENV'
 ]

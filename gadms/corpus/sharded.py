@@ -33,6 +33,18 @@ WORKER_RETRIES = 3
 TASK_RETRY_ARGS = dict(max_retries=WORKER_RETRIES)
 ACTOR_RETRY_ARGS = dict(max_restarts=WORKER_RETRIES,
                         max_task_retries=WORKER_RETRIES)
+# The Ray job's environment for the corpus stages (``ray.init(...,
+# runtime_env=CORPUS_RUNTIME_ENV)``), so that a worker's memory does not
+# grow with the corpus (docs/benchmarks.md). Arrow's default allocator in
+# the pyarrow wheels (mimalloc) kept what the many threads of a download
+# task freed: a worker that ran the downloads of 20,000 images held 299 MiB
+# with it, 149 MiB with the C library's allocator. glibc, in turn, raises
+# its mmap threshold after freeing a large block and then serves image-
+# sized buffers from a heap that fragments; a fixed threshold returns them
+# to the system (132 MiB; the export's worst worker 84 instead of 196-252
+# MiB over its imports in test_export.py's memory test).
+CORPUS_RUNTIME_ENV = dict(env_vars=dict(ARROW_DEFAULT_MEMORY_POOL='system',
+                                        MALLOC_MMAP_THRESHOLD_='131072'))
 # Ray 2.60 warns that remote arguments given to map_batches are deprecated
 # in favour of named ones, but has no named retry limits: keep them
 # (ray[data] is pinned) without a warning per pipeline

@@ -8,8 +8,9 @@ def ray_local():
     takes seconds); Ray Data's progress bars off, so logs stay short."""
     import ray
     from ray.data import DataContext
+    from gadms.corpus import CORPUS_RUNTIME_ENV
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
+             configure_logging=False, runtime_env=CORPUS_RUNTIME_ENV)
     DataContext.get_current().enable_progress_bars = False
     yield ray
     ray.shutdown()

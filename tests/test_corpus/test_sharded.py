@@ -5,6 +5,7 @@ import os.path as osp
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from common import tool_module
 
 from gadms.corpus.sharded import run_shard_groups
 
@@ -47,3 +48,28 @@ def test_a_shard_name_the_write_escapes_fails_loudly(ray_local, tmp_path):
                          lambda s: str(tmp_path / 'out' / s), SCHEMA,
                          str(tmp_path / 'work'), group_size=4)
     assert not osp.exists(tmp_path / 'out')
+
+
+def test_corpus_workers_use_the_system_allocator(ray_local):
+    """CORPUS_RUNTIME_ENV reaches the workers: Arrow allocates with the C
+    library there (mimalloc kept freed memory, docs/benchmarks.md)."""
+
+    @ray_local.remote
+    def backend() -> str:
+        return pa.default_memory_pool().backend_name
+    assert ray_local.get(backend.remote()) == 'system'
+
+
+@pytest.mark.parametrize('address', [None, 'ray://head:10001'])
+def test_cli_starts_ray_with_the_corpus_environment(monkeypatch, address):
+    import argparse
+
+    import ray
+
+    from gadms.corpus import CORPUS_RUNTIME_ENV
+    cli = tool_module('tools/dataset_converters/build_webperson_corpus.py')
+    calls = []
+    monkeypatch.setattr(ray, 'init', lambda **kwargs: calls.append(kwargs))
+    cli.init_ray(argparse.Namespace(address=address, num_cpus=1,
+                                    num_gpus=0))
+    assert calls[0]['runtime_env'] == CORPUS_RUNTIME_ENV

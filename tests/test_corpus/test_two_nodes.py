@@ -41,8 +41,9 @@ run_export_stage(out + '/corpus', num_buckets=2)
 ONE_NODE = '''
 import ray
 from ray.data import DataContext
+from gadms.corpus import CORPUS_RUNTIME_ENV
 ray.init(address='local', num_cpus=2, include_dashboard=False,
-         log_to_driver=False)
+         log_to_driver=False, runtime_env=CORPUS_RUNTIME_ENV)
 DataContext.get_current().enable_progress_bars = False
 '''
 TWO_NODES = '''
@@ -52,7 +53,9 @@ from ray.data import DataContext
 cluster = Cluster(initialize_head=True,
                   head_node_args=dict(num_cpus=1, include_dashboard=False))
 cluster.add_node(num_cpus=1)
-ray.init(address=cluster.address, log_to_driver=False)
+from gadms.corpus import CORPUS_RUNTIME_ENV
+ray.init(address=cluster.address, log_to_driver=False,
+         runtime_env=CORPUS_RUNTIME_ENV)
 cluster.wait_for_nodes()
 print('nodes', len([node for node in ray.nodes() if node['Alive']]))
 DataContext.get_current().enable_progress_bars = False

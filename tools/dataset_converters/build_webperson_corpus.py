@@ -171,14 +171,17 @@ def init_ray(args: argparse.Namespace) -> None:
     (in a pipe the log stays bounded)."""
     import ray
     from ray.data import DataContext
+
+    from gadms.corpus import CORPUS_RUNTIME_ENV
     if args.address:
-        ray.init(address=args.address, log_to_driver=False)
+        ray.init(address=args.address, log_to_driver=False,
+                 runtime_env=CORPUS_RUNTIME_ENV)
     else:
         # 'local': a new Ray on this machine, never a stale one that a
         # killed `ray start` left in /tmp/ray/ray_current_cluster
         ray.init(address='local', num_cpus=args.num_cpus,
                  num_gpus=args.num_gpus, include_dashboard=False,
-                 log_to_driver=False)
+                 log_to_driver=False, runtime_env=CORPUS_RUNTIME_ENV)
     DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
 
 
