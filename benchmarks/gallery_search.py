@@ -26,7 +26,6 @@ import time
 
 import torch
 
-from gadms.apis.search import DEFAULT_CHUNK
 
 DIM = 512
 
@@ -120,7 +119,9 @@ def main() -> None:
                         default=['gadms-fp16', 'gadms-fp32', 'faiss'])
     parser.add_argument('--queries', type=int, default=256)
     parser.add_argument('--topk', type=int, default=10)
-    parser.add_argument('--chunk', type=int, default=DEFAULT_CHUNK)
+    parser.add_argument('--chunk', type=int,
+                        help='gallery rows per step (default: '
+                        'gadms.apis.search.default_chunk_rows)')
     parser.add_argument('--side-by-side', action='store_true')
     parser.add_argument('--child', nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -145,8 +146,8 @@ def main() -> None:
         for backend in args.backends:
             run = subprocess.run(
                 [sys.executable, __file__, '--child', str(size), backend,
-                 '--queries', str(args.queries), '--topk', str(args.topk),
-                 '--chunk', str(args.chunk)],
+                 '--queries', str(args.queries), '--topk', str(args.topk)]
+                + (['--chunk', str(args.chunk)] if args.chunk else []),
                 capture_output=True, text=True)
             if run.returncode:
                 print(f'| {size:,} | {backend} | failed: '

@@ -24,7 +24,7 @@ from gadms.engine.checkpoint_loading import (GALLERY_INDEX_KEYS,
 from gadms.registry import DATASETS, MODELS, TRANSFORMS
 from gadms.utils.atomic import atomic_torch_save
 from gadms.utils.progress import Progress
-from .search import DEFAULT_CHUNK, chunked_topk, faiss_topk
+from .search import chunked_topk, faiss_topk
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 ImageInput = Union[str, np.ndarray]
@@ -441,13 +441,16 @@ class TextPersonInferencer:
                captions: Union[str, Sequence[str]],
                index: GalleryIndex,
                topk: int = 10,
-               chunk_size: int = DEFAULT_CHUNK,
+               chunk_size: Optional[int] = None,
                backend: str = 'torch') -> List[List[dict]]:
         """Rank the gallery for each caption (text to image).
 
         ``backend='torch'`` scans the index in chunks (bounded memory, fp16
-        storage kept, ties by gallery order); ``'faiss'`` uses faiss'
-        exact flat index (faster on CPU, copies the gallery to fp32).
+        storage kept, ties by gallery order, ``chunk_size`` gallery rows
+        per step, by default :func:`~gadms.apis.search.default_chunk_rows`);
+        ``'faiss'`` uses faiss' exact flat index (copies the gallery to
+        fp32; the two run at about the same speed on CPU,
+        docs/benchmarks.md).
 
         Returns:
             list[list[dict]]: per caption, ``topk`` hits ``dict(rank, path,

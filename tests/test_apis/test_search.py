@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from gadms.apis import chunked_topk, faiss_topk
+from gadms.apis.search import BLOCK_ROWS, default_chunk_rows
 
 
 @pytest.fixture(params=['onednn', 'torch.mm'])
@@ -29,6 +30,40 @@ def test_chunked_topk_equals_a_stable_full_sort_with_ties(chunk_size, k,
     expected_scores, expected_indices = _reference(queries, gallery, k)
     assert torch.equal(indices, expected_indices)
     assert torch.equal(scores, expected_scores)
+
+
+@pytest.mark.parametrize('chunk_size', [None, 300])
+@pytest.mark.parametrize('k', [1, 5, 10])
+@pytest.mark.parametrize('step', [1 / 8, 1 / 64, 0.0])
+def test_block_preselection_equals_a_stable_full_sort(chunk_size, k, step,
+                                                      matrix_product):
+    """Chunks of more than k blocks take their top k from the k best
+    blocks. Features rounded to ``step`` give ties of every kind: at the
+    k-th value inside the chosen blocks, between block maxima, and none
+    (0.0: continuous). 1,007 rows: the last block of a chunk is short,
+    and its last row is query 0's best match."""
+    generator = torch.Generator().manual_seed(k)
+    gallery = torch.randn(1007, 6, generator=generator)
+    queries = torch.randn(30, 6, generator=generator)
+    gallery[-1] = queries[0] * 4
+    if step:
+        gallery = (gallery / step).round() * step
+        queries = (queries / step).round() * step
+    assert 1007 % BLOCK_ROWS and 1007 > k * BLOCK_ROWS
+    scores, indices = chunked_topk(queries, gallery, k, chunk_size)
+    expected_scores, expected_indices = _reference(queries, gallery, k)
+    assert torch.equal(indices, expected_indices)
+    torch.testing.assert_close(scores, expected_scores)
+
+
+@pytest.mark.parametrize('queries, gallery, rows', [
+    (256, 10_000, 10_000),    # at most two chunks: one step
+    (256, 100_000, 8192),     # 2**21 / 256 similarities per chunk
+    (6156, 1_000_000, 1024),  # many queries: the fewest rows
+    (1, 10**7, 8192),         # one query: the most rows
+])
+def test_default_chunk_rows(queries, gallery, rows):
+    assert default_chunk_rows(queries, gallery) == rows
 
 
 def test_fp16_gallery_and_random_features(matrix_product):
