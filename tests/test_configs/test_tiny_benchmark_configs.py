@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from common import REPO_ROOT
+from common import REPO_ROOT, run_tool_main
 from mmengine.config import Config
 from tiny_models import SHRINK_OPTIONS
 
@@ -33,8 +33,8 @@ def _run(*args: str) -> str:
 @pytest.mark.parametrize('layout', ['cuhk-pedes', 'icfg-pedes', 'rstpreid'])
 def test_tiny_config_trains_and_tests_on_layout_data(layout, tmp_path):
     root = str(tmp_path / layout)
-    _run('tools/dataset_converters/synth_person_to_benchmark.py', root,
-         '--layout', layout, *SIZES)
+    run_tool_main('tools/dataset_converters/synth_person_to_benchmark.py',
+                  root, '--layout', layout, *SIZES)
     config = f'configs/gadms/gadms_tiny_{layout}.py'
     work_dir = str(tmp_path / 'work')
     _run('tools/train.py', config, '--work-dir', work_dir, '--data-root',

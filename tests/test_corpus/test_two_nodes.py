@@ -15,9 +15,8 @@ from corpus_scenes import exported_rows
 from gadms.corpus.loopback import FakeCaptionServer, SceneWeb
 
 # the stages as a user runs them, with the test detector and one server;
-# argv: URL table, output folder, caption server URL
+# ARGS: URL table, output folder, caption server URL
 ALL_STAGES = '''
-import sys
 from functools import partial
 from gadms.corpus import (ContrastBoxDetector, DownloadOptions,
                           FilterOptions, PersonFilterRules,
@@ -26,7 +25,7 @@ from gadms.corpus import (ContrastBoxDetector, DownloadOptions,
                           run_filter_stage)
 from gadms.corpus.caption_stage import openai_servers
 
-table, out, url = sys.argv[1:4]
+table, out, url = ARGS
 run_download_stage(table, out + '/web', DownloadOptions(
     timeout=5, retries=0, threads=2), concurrency=2, batch_size=2,
     num_partitions=3)
@@ -38,15 +37,9 @@ run_caption_stage(out + '/corpus', ServerCaptionBackend(partial(
     [f'Template {k}: a [person] in [colour].' for k in range(8)])
 run_export_stage(out + '/corpus', num_buckets=2)
 '''
-ONE_NODE = '''
-import ray
-from ray.data import DataContext
-from gadms.corpus import CORPUS_RUNTIME_ENV
-ray.init(address='local', num_cpus=2, include_dashboard=False,
-         log_to_driver=False, runtime_env=CORPUS_RUNTIME_ENV)
-DataContext.get_current().enable_progress_bars = False
-'''
 TWO_NODES = '''
+import sys
+ARGS = sys.argv[1:4]
 import ray
 from ray.cluster_utils import Cluster
 from ray.data import DataContext
@@ -73,18 +66,16 @@ def _crops(out: str) -> list:
                                                    r['detection']))
 
 
-def test_two_nodes_write_what_one_node_writes(tmp_path):
+def test_two_nodes_write_what_one_node_writes(ray_local, tmp_path):
+    """One node: the session's local Ray (2 CPUs) in this process; two
+    nodes: a cluster of two one-CPU nodes in a child process."""
     web, server = SceneWeb(), FakeCaptionServer()
     urls = [f'{web.base}/scene/{i}.jpg' for i in range(10)]
     urls += [f'{web.base}/missing/1', urls[3]]  # a 404, a repeated URL
     table = str(tmp_path / 'urls.parquet')
     pq.write_table(pa.table(dict(key=[f'k{i:02d}' for i in range(12)],
                                  url=urls, text=['t'] * 12)), table)
-    one = subprocess.run(
-        [sys.executable, '-c', ONE_NODE + ALL_STAGES, table, str(tmp_path / 'one'),
-         server.url], cwd=REPO_ROOT, capture_output=True, text=True,
-        timeout=300)
-    assert one.returncode == 0, one.stderr[-3000:]
+    exec(ALL_STAGES, dict(ARGS=(table, str(tmp_path / 'one'), server.url)))
     two = subprocess.run(
         [sys.executable, '-c', TWO_NODES + ALL_STAGES + SHUT_DOWN, table,
          str(tmp_path / 'two'), server.url], cwd=REPO_ROOT,

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from common import REPO_ROOT, tool_module
+from common import REPO_ROOT, run_tool_main, tool_module
 
 from gadms.datasets import (CUHKPEDES, RSTPReid, WebPerson,
                             export_synth_person)
@@ -29,8 +29,8 @@ def _write_benchmark(tmp_path_factory, layout: str) -> str:
     """A SynthPerson folder in a benchmark's ``layout``, written by the
     converter tool."""
     root = str(tmp_path_factory.mktemp('tools') / layout)
-    _tool('tools/dataset_converters/synth_person_to_benchmark.py', root,
-          '--layout', layout, *SIZES)
+    run_tool_main('tools/dataset_converters/synth_person_to_benchmark.py',
+                  root, '--layout', layout, *SIZES)
     return root
 
 
@@ -87,10 +87,12 @@ def test_check_lists_every_problem(rstp_root, tmp_path):
 def test_subset_tool_writes_the_configured_subset(layout, ann_file,
                                                   tmp_path):
     corpus, out = str(tmp_path / 'corpus'), str(tmp_path / 'subset')
-    _tool('tools/dataset_converters/synth_person_to_benchmark.py', corpus,
-          '--layout', layout, '--rows-per-shard', '3', *SIZES)
-    _tool('tools/dataset_converters/build_webperson_subset.py', corpus, out,
-          '--ann-file', ann_file, '--num-images', '5', '--seed', '1')
+    run_tool_main('tools/dataset_converters/synth_person_to_benchmark.py',
+                  corpus, '--layout', layout, '--rows-per-shard', '3',
+                  *SIZES)
+    run_tool_main('tools/dataset_converters/build_webperson_subset.py',
+                  corpus, out, '--ann-file', ann_file, '--num-images', '5',
+                  '--seed', '1')
     expected = WebPerson(data_root=corpus, ann_file=ann_file,
                          subset=dict(num_images=5, seed=1))
     written = WebPerson(data_root=out, ann_file=ann_file)
