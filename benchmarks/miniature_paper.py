@@ -35,7 +35,8 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from benchmarks.miniature import arms as arm_configs  # noqa: E402
-from benchmarks.miniature.corpus import build_corpus  # noqa: E402
+from benchmarks.miniature.corpus import (annotate_corpus,  # noqa: E402
+                                         build_corpus)
 from benchmarks.miniature.shapes import write_shapes_corpus  # noqa: E402
 from benchmarks.miniature.transfer import (test_dataloader,  # noqa: E402
                                            write_test_sets)
@@ -44,7 +45,9 @@ from benchmarks.score_diagnostics import (control_statistics,  # noqa: E402
 
 REPO_ROOT = arm_configs.REPO_ROOT
 MAIN_ARMS = ('CLIP-SDM', 'GA-DMS', arm_configs.CONSTANT_ARM,
-             arm_configs.UNIFORM_ARM, 'GA-DMS, rank scores')
+             arm_configs.UNIFORM_ARM, 'GA-DMS, rank scores',
+             arm_configs.ORACLE_ARM, arm_configs.ORACLE_UNIFORM_ARM,
+             'oracle, no MTP')
 ABLATION_ARMS = tuple(name for name in arm_configs.ARMS
                       if name.startswith('row'))
 SIZES = dict(full=dict(shapes=1500, stage0_epochs=10, scenes=600, epochs=5,
@@ -101,6 +104,7 @@ def stage1_corpus(root: str, sizes: dict) -> str:
     if not osp.exists(osp.join(folder, 'corpus.done')):
         report = build_corpus(folder, sizes['scenes'])
         _write_atomic(osp.join(folder, 'corpus.done'), json.dumps(report))
+    annotate_corpus(folder)  # also a corpus built before the oracle arms
     return folder
 
 
@@ -275,6 +279,11 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def _wanted(args: argparse.Namespace, *arms: str) -> bool:
+    """Whether ``--arms`` asks for any of ``arms`` (all arms without it)."""
+    return args.arms is None or any(arm in args.arms for arm in arms)
+
+
 def main() -> None:
     from terminaltables import AsciiTable
     args = parse_args()
@@ -292,11 +301,22 @@ def main() -> None:
                                   reference['checkpoint'])
     specs.update(arm_configs.control_arms(controls['mean_score'],
                                           controls['rates']))
+    specs.update(arm_configs.ORACLE_ARMS)
+    oracle = train_and_test(root, arm_configs.ORACLE_ARM, args.seeds[0],
+                            specs[arm_configs.ORACLE_ARM], context, results
+                            ) if _wanted(args, arm_configs.ORACLE_ARM,
+                                         arm_configs.ORACLE_UNIFORM_ARM) \
+        else None
+    if oracle:
+        oracle_controls = control_statistics(oracle['config'],
+                                             oracle['checkpoint'])
+        specs[arm_configs.ORACLE_UNIFORM_ARM] = arm_configs.uniform_arm(
+            oracle_controls['rates'])
     plan = [(arm, seed) for seed in args.seeds for arm in MAIN_ARMS]
     plan += [(arm, seed) for seed in args.ablation_seeds
              for arm in ABLATION_ARMS]
     for arm, seed in plan:
-        if args.arms is None or arm in args.arms:
+        if _wanted(args, arm):
             train_and_test(root, arm, seed, specs[arm], context, results)
 
     arms = list(MAIN_ARMS + ABLATION_ARMS)
@@ -317,10 +337,18 @@ def main() -> None:
             ('row 5: GASS, MTP', 'CLIP-SDM'),
             ('GA-DMS', 'row 6: GASS, SDM*'),
             ('GA-DMS', 'row 5: GASS, MTP'),
+            (arm_configs.ORACLE_ARM, 'CLIP-SDM'),
+            (arm_configs.ORACLE_ARM, 'GA-DMS'),
+            (arm_configs.ORACLE_ARM, arm_configs.ORACLE_UNIFORM_ARM),
+            ('oracle, no MTP', 'CLIP-SDM'),
+            (arm_configs.ORACLE_ARM, 'oracle, no MTP'),
         ]),
         selectivity=selectivity, separation=separation)
     report = [f'controls from GA-DMS seed {args.seeds[0]}: '
               f'{json.dumps(controls)}']
+    if oracle:
+        report.append(f'oracle rates from its seed {args.seeds[0]}: '
+                      f'{json.dumps(oracle_controls)}')
     for name, table in tables.items():
         print(AsciiTable(table, name).table)
         report.append(f'### {name}\n\n{_markdown(table)}')

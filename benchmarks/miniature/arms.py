@@ -21,6 +21,10 @@ TRAIN_PIPELINE = [
     dict(type='TokenizeCaption', context_length=77),
     dict(type='PackTextPersonInputs'),
 ]
+# the oracle arms also place each caption's recorded noise spans on its
+# tokens (AnnotatedTokenScorer reads them)
+ANNOTATED_TRAIN_PIPELINE = TRAIN_PIPELINE[:-1] + [
+    dict(type='AnnotateTokens', context_length=77), TRAIN_PIPELINE[-1]]
 TEST_PIPELINE = [
     dict(type='LoadPersonImage'),
     dict(type='Resize', scale=IMAGE_SIZE[::-1], keep_ratio=False),
@@ -47,8 +51,25 @@ ARMS: Dict[str, Tuple[dict, bool]] = {
     'row 5: GASS, MTP': (dict(neck=dict(noise_alpha=0.0)), True),
     'row 6: GASS, SDM*': (dict(mtp_head=None), True),
 }
+# oracle arms: the injected noise's tokens score 0, the rest 1 (read from
+# the corpus' noise spans); their arms train on ANNOTATED_TRAIN_PIPELINE
+ORACLE = dict(scorer=dict(_delete_=True, type='AnnotatedTokenScorer'))
+ORACLE_ARM = 'GA-DMS, oracle scores'
+ORACLE_ARMS = {
+    ORACLE_ARM: (ORACLE, True),
+    'oracle, no MTP': (dict(ORACLE, mtp_head=None), True),
+}
 CONSTANT_ARM = 'constant scores'
 UNIFORM_ARM = 'uniform masking'
+ORACLE_UNIFORM_ARM = 'uniform masking at the oracle rates'
+
+
+def uniform_arm(rates: Tuple[float, float]) -> Tuple[dict, bool]:
+    """Masks drawn uniformly over the tokens at the rates ``(p_n, p_i)``:
+    how many tokens a scorer's masks hide, without which."""
+    return (dict(scorer=None, neck=dict(
+        policy='uniform', uniform_rates=tuple(round(r, 5) for r in rates))),
+        False)
 
 
 def control_arms(mean_score: float, rates: Tuple[float, float]) -> dict:
@@ -57,9 +78,7 @@ def control_arms(mean_score: float, rates: Tuple[float, float]) -> dict:
     return {
         CONSTANT_ARM: (dict(scorer=dict(_delete_=True, type='RandomScorer',
                                         value=round(mean_score, 5))), True),
-        UNIFORM_ARM: (dict(scorer=None, neck=dict(
-            policy='uniform',
-            uniform_rates=tuple(round(r, 5) for r in rates))), False),
+        UNIFORM_ARM: uniform_arm(rates),
     }
 
 
@@ -79,21 +98,26 @@ def stage0_config(corpus: str, epochs: int) -> str:
 
 def arm_config(changes: dict, keeps_bank: bool, corpus: str, weights: str,
                epochs: int, batch_size: int, test_loader: dict) -> str:
-    """An arm's stage-1 training and stage-2 test config (Python text)."""
+    """An arm's stage-1 training and stage-2 test config (Python text);
+    an arm scored by AnnotatedTokenScorer trains on the annotated
+    pipeline."""
     base = osp.join(REPO_ROOT, 'configs/gadms/gadms_tiny_synthperson.py')
     model = dict(backbone=dict(pretrained=weights), **changes)
     hooks = [dict(type='ScoreBankHook', context_length=77)] \
         if keeps_bank else []
     return (_lines('_base_', [base]) + _lines('model', model) +
             _lines('custom_hooks', hooks) +
-            _train_lines(corpus, epochs, batch_size) +
+            _train_lines(corpus, epochs, batch_size, annotated=(
+                changes.get('scorer') or {}).get(
+                    'type') == 'AnnotatedTokenScorer') +
             _lines('val_dataloader', None) + _lines('val_cfg', None) +
             _lines('val_evaluator', None) +
             _lines('test_dataloader', test_loader) +
             _lines('test_evaluator', dict(type='TextPersonRetrievalMetric')))
 
 
-def _train_lines(corpus: str, epochs: int, batch_size: int = 64) -> str:
+def _train_lines(corpus: str, epochs: int, batch_size: int = 64,
+                 annotated: bool = False) -> str:
     loader = dict(
         batch_size=batch_size,
         num_workers=0,
@@ -101,7 +125,8 @@ def _train_lines(corpus: str, epochs: int, batch_size: int = 64) -> str:
         sampler=dict(type='ResumableSampler', shuffle=True),
         drop_last=True,
         dataset=dict(_delete_=True, type='WebPerson', data_root=corpus,
-                     ann_file='data', pipeline=TRAIN_PIPELINE))
+                     ann_file='data', pipeline=ANNOTATED_TRAIN_PIPELINE
+                     if annotated else TRAIN_PIPELINE))
     return (_lines('train_dataloader', loader) +
             _lines('train_cfg', dict(max_epochs=epochs,
                                      val_interval=epochs + 1)) +

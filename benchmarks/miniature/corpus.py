@@ -8,6 +8,7 @@ parquet shards. The captioner knows each crop's true attributes and makes
 the errors MLLM captioners make, recording where it put them, so the
 token-score diagnostic knows which tokens are noise.
 """
+import glob
 import hashlib
 import json
 import os
@@ -247,6 +248,37 @@ def _build_corpus(out_dir: str, num_scenes: int, seed: int,
     exported = run_export_stage(out_dir)
     write_noise_spans(out_dir, captioner)
     return dict(filter=filtered, caption=captioned, export=exported)
+
+
+def annotate_corpus(out_dir: str) -> None:
+    """Add ``caption1_noise_spans`` and ``caption2_noise_spans`` (``[[start,
+    end], ...]`` of every kind of injected noise) from ``noise_spans.json``
+    to the exported shards under ``data/``, each rewritten atomically; the
+    oracle arms read them (``AnnotateTokens``, ``AnnotatedTokenScorer``).
+    Shards that have them are left alone."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    with open(osp.join(out_dir, 'noise_spans.json')) as f:
+        spans = json.load(f)
+    spans_type = pa.list_(pa.list_(pa.int64()))
+    for shard in sorted(glob.glob(osp.join(out_dir, 'data', '*.parquet'))):
+        table = pq.read_table(shard)
+        if 'caption1_noise_spans' in table.column_names:
+            continue
+        paths = table['image_path'].to_pylist()
+        for field in ('caption1', 'caption2'):
+            column = []
+            for path, caption in zip(paths, table[field].to_pylist()):
+                known = spans.get(path, {})
+                if caption not in known:
+                    raise RuntimeError(f'{shard}: no noise spans recorded '
+                                       f'for {path} {field} {caption!r}')
+                column.append([[start, end]
+                               for _, start, end in known[caption]])
+            table = table.append_column(f'{field}_noise_spans',
+                                        pa.array(column, spans_type))
+        pq.write_table(table, shard + '.part')
+        os.replace(shard + '.part', shard)
 
 
 def _same(captioner: SimulatedMLLMCaptioner) -> SimulatedMLLMCaptioner:

@@ -7,7 +7,9 @@ which) that stays the same across runs. Output::
 
     captions/<shard>/attempt-<n>/*.parquet   shard, id, which, template,
                                              caption, error (null when
-                                             the caption came back)
+                                             the caption came back),
+                                             word_confidences (with
+                                             logprobs, else null)
     caption_report.json
 
 A run writes a new attempt folder per shard (renamed into place when the
@@ -44,6 +46,8 @@ from .sharded import (ACTOR_RETRY_ARGS, IO_CPUS, TASK_RETRY_ARGS,
                       over_shards, parquet_files, run_shard_groups,
                       value_counts, write_json)
 
+WORD_CONFIDENCES = pa.list_(pa.struct([('word', pa.string()),
+                                       ('confidence', pa.float64())]))
 CAPTION_SCHEMA = pa.schema([
     ('shard', pa.string()),
     ('id', pa.string()),          # the crop's id (filter stage)
@@ -51,6 +55,9 @@ CAPTION_SCHEMA = pa.schema([
     ('template', pa.string()),
     ('caption', pa.string()),
     ('error', pa.string()),       # 'ErrorType: message', null when ok
+    # [(word, probability)] from the answer's token log-probabilities, when
+    # the captioner returns them (OpenAIChatCaptioner(logprobs=True))
+    ('word_confidences', WORD_CONFIDENCES),
 ])
 # the request columns the backends receive: CAPTION_SCHEMA's first four
 # and the crop's encoded bytes
@@ -109,26 +116,33 @@ class CaptionBackend(ABC):
 class CaptionRequests:
     """The captioning actor: answers a batch of requests with ``threads``
     of them in flight through ``make_captioner()`` (built once per actor),
-    a callable ``(image bytes, template) -> caption``."""
+    a callable ``(image bytes, template) -> caption`` or ``-> (caption,
+    word_confidences)``."""
 
     def __init__(self, make_captioner: Callable[[], Callable],
                  threads: int) -> None:
         self.captioner = make_captioner()
         self.pool = ThreadPoolExecutor(max(1, threads))
 
-    def _answer(self, image: bytes, template: str) -> Tuple[str, str]:
+    def _answer(self, image: bytes, template: str) -> tuple:
+        """``(caption, error, word confidences)``, one of the first two
+        None."""
         try:
-            return self.captioner(image, template), None
+            answer = self.captioner(image, template)
         except Exception as err:  # recorded in the row, retried by a re-run
-            return None, f'{type(err).__name__}: {err}'
+            return None, f'{type(err).__name__}: {err}', None
+        caption, words = answer if isinstance(answer, tuple) else (answer,
+                                                                  None)
+        return caption, None, words and [
+            dict(word=word, confidence=p) for word, p in words]
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> pa.Table:
         answers = list(self.pool.map(self._answer, batch['image'],
                                      batch['template']))
         columns = {name: list(batch[name])
                    for name in CAPTION_SCHEMA.names[:4]}
-        columns['caption'] = [a[0] for a in answers]
-        columns['error'] = [a[1] for a in answers]
+        for k, name in enumerate(('caption', 'error', 'word_confidences')):
+            columns[name] = [a[k] for a in answers]
         return pa.Table.from_pydict(columns, schema=CAPTION_SCHEMA)
 
 
@@ -204,7 +218,8 @@ def vllm_answer(row: dict) -> dict:
     error = row.get('__inference_error__') or None
     return dict({name: row[name] for name in CAPTION_SCHEMA.names[:4]},
                 caption=None if error else row['generated_text'],
-                error=f'InferenceError: {error}' if error else None)
+                error=f'InferenceError: {error}' if error else None,
+                word_confidences=None)
 
 
 @dataclass

@@ -3,10 +3,13 @@ import base64
 import http.client
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.request
-from typing import Optional
+from typing import Optional, Tuple, Union
+
+import numpy as np
 
 from .bounded_http import AnswerTooLarge, read_bounded
 
@@ -54,6 +57,10 @@ class OpenAIChatCaptioner:
         max_response_bytes (int): Longest answer read; a longer one fails.
         max_tokens (int): Caption length cap.
         temperature (float): Sampling temperature.
+        logprobs (bool): Ask for the answer's token log-probabilities
+            (vLLM and OpenAI servers return them with ``logprobs: true``)
+            and return ``(caption, word_confidences)`` instead of the
+            caption alone (:func:`word_confidences`).
 
     Redirects are not followed (they would carry the API key to another
     host), and an answer whose ``content`` is not a string fails: both
@@ -70,7 +77,8 @@ class OpenAIChatCaptioner:
                  max_tokens: int = 160,
                  temperature: float = 0.7,
                  max_response_bytes: int = 1 << 20,
-                 api_key: Optional[str] = None) -> None:
+                 api_key: Optional[str] = None,
+                 logprobs: bool = False) -> None:
         self.url = base_url.rstrip('/') + '/chat/completions'
         self.model = model
         self.api_key = api_key or os.environ.get(api_key_env)
@@ -80,6 +88,7 @@ class OpenAIChatCaptioner:
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.max_response_bytes = max_response_bytes
+        self.logprobs = logprobs
         self._opener = urllib.request.build_opener(_NoRedirects)
 
     def _request(self, image: bytes, template: str) -> urllib.request.Request:
@@ -92,20 +101,28 @@ class OpenAIChatCaptioner:
                 dict(type='text', text=PROMPT.format(template=template)),
                 dict(type='image_url', image_url=dict(url=data_url)),
             ])])
+        if self.logprobs:
+            body['logprobs'] = True
         headers = {'Content-Type': 'application/json'}
         if self.api_key:
             headers['Authorization'] = f'Bearer {self.api_key}'
         return urllib.request.Request(self.url, json.dumps(body).encode(),
                                       headers)
 
-    def __call__(self, image: bytes, template: str) -> str:
-        """Caption PNG/JPEG ``image`` bytes guided by ``template``."""
+    def __call__(self, image: bytes,
+                 template: str) -> Union[str, Tuple[str, Optional[list]]]:
+        """Caption PNG/JPEG ``image`` bytes guided by ``template``; with
+        ``logprobs``, the caption and its word confidences."""
         error: Optional[str] = None
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2**(attempt - 1))
             try:
-                return self._content(self._ask(image, template))
+                answer = self._ask(image, template)
+                content = self._content(answer)
+                if not self.logprobs:
+                    return content
+                return content, word_confidences(content, answer)
             except urllib.error.HTTPError as err:
                 error = f'HTTP {err.code} from {self.url}'
                 if 300 <= err.code < 400:
@@ -146,6 +163,31 @@ class OpenAIChatCaptioner:
             raise _Malformed(f'content is a {type(content).__name__}, not '
                              'a string')
         return content
+
+
+def word_confidences(content: str, answer: dict) -> Optional[list]:
+    """``[[word, probability], ...]`` of an answer's words (runs of
+    non-space characters), from the token log-probabilities of an
+    OpenAI-compatible answer (``choices[0].logprobs.content``: one
+    ``{token, logprob}`` per generated token, in order): a word's
+    probability is exp of the sum of the log-probabilities of the tokens
+    overlapping it. None when the answer has no log-probabilities or its
+    tokens do not spell the caption (a tokenizer's partial UTF-8 pieces).
+
+    A low probability marks a word the model was unsure of, which is a
+    heuristic for hallucination, not a guarantee: a confidently wrong
+    colour scores high, and a rare correct word low.
+    """
+    tokens = ((answer['choices'][0].get('logprobs') or {}).get('content')
+              or [])
+    if not tokens or ''.join(t['token'] for t in tokens) != content:
+        return None
+    ends = np.cumsum([len(t['token']) for t in tokens])
+    starts = ends - [len(t['token']) for t in tokens]
+    logprobs = np.array([t['logprob'] for t in tokens], dtype=np.float64)
+    return [[word.group(), float(np.exp(logprobs[
+        (starts < word.end()) & (ends > word.start())].sum()))]
+            for word in re.finditer(r'\S+', content)]
 
 
 class TransformersCaptioner:

@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .caption_stage import caption_attempts
+from .caption_stage import WORD_CONFIDENCES, caption_attempts
 from .filter_stage import crop_shard_folder, finished_crop_shards
 from .sharded import (IO_CPUS, TASK_RETRY_ARGS, over_shards, parquet_files,
                       sorted_with_first, stable_bucket, write_json)
@@ -92,24 +92,58 @@ def normalised(caption: str) -> str:
     return ' '.join(re.findall(r'\w+', caption.lower()))
 
 
-def shard_captions(out_dir: str, shard: str) -> pa.Table:
-    """``id``, ``caption1``, ``caption2`` of the crops of ``shard`` that
-    have both captions (the answered rows of all attempts)."""
+def _answers(file: str, word_confidences: bool) -> pa.Table:
+    """A caption attempt file's ``id, which, caption, error`` and, asked
+    for, ``word_confidences`` (null in files written without it)."""
+    columns = ['id', 'which', 'caption', 'error']
+    if not word_confidences:
+        return pq.read_table(file, columns=columns, partitioning=None)
+    names = pq.read_schema(file).names
+    table = pq.read_table(file, columns=columns + [
+        c for c in ('word_confidences', ) if c in names], partitioning=None)
+    if 'word_confidences' not in names:
+        table = table.append_column('word_confidences', pa.nulls(
+            len(table), WORD_CONFIDENCES))
+    return table
+
+
+def shard_captions(out_dir: str, shard: str,
+                   word_confidences: bool = False) -> pa.Table:
+    """``id``, ``caption1``, ``caption2`` (and with ``word_confidences``,
+    ``caption1_word_confidences`` and ``caption2_word_confidences``) of the
+    crops of ``shard`` that have both captions (the answered rows of all
+    attempts)."""
     files = [f for a in caption_attempts(out_dir, shard)
              for f in parquet_files(a, depth=0)]
+    extra = ['word_confidences'] if word_confidences else []
     if not files:
-        return pa.table(dict(id=pa.array([], pa.string()),
-                             caption1=pa.array([], pa.string()),
-                             caption2=pa.array([], pa.string())))
-    table = pa.concat_tables(
-        pq.read_table(f, columns=['id', 'which', 'caption', 'error'],
-                      partitioning=None) for f in files)
+        return pa.table({
+            name: pa.array([], kind) for name, kind in [
+                ('id', pa.string()), ('caption1', pa.string()),
+                ('caption2', pa.string())] + [
+                    (f'caption{w}_word_confidences', WORD_CONFIDENCES)
+                    for w in (1, 2) if word_confidences]})
+    table = pa.concat_tables(_answers(f, word_confidences) for f in files)
     table = table.filter(pc.is_null(table['error']))
     first, second = (
         table.filter(pc.equal(table['which'], which))
-        .select(['id', 'caption']).rename_columns(['id', f'caption{which}'])
+        .select(['id', 'caption'] + extra).rename_columns(
+            ['id', f'caption{which}'] + [f'caption{which}_{c}'
+                                         for c in extra])
         for which in (1, 2))
-    return first.join(second, 'id', join_type='inner').sort_by('id')
+    return _join_on_id(first, second)
+
+
+def _join_on_id(left: pa.Table, right: pa.Table) -> pa.Table:
+    """The inner join of two tables on their unique ``id`` column, sorted
+    by id (Arrow's ``join`` does not carry list columns along)."""
+    position = pc.index_in(left['id'], value_set=right['id'])
+    both = pc.is_valid(position)
+    left, right = left.filter(both), right.take(position.filter(both))
+    for name in right.column_names:
+        if name != 'id':
+            left = left.append_column(name, right[name])
+    return left.sort_by('id')
 
 
 def check_shard_captions(batch: Dict[str, np.ndarray], out_dir: str,
@@ -163,13 +197,15 @@ def shard_marker(batch: Dict[str, np.ndarray]) -> pa.Table:
                     schema=DROP_SCHEMA)
 
 
-def write_shard(drops: pa.Table, out_dir: str, folder: str) -> pa.Table:
+def write_shard(drops: pa.Table, out_dir: str, folder: str,
+                word_confidences: bool = False) -> pa.Table:
     """Step 3 for one crop shard (its ``DROP_SCHEMA`` rows and marker):
-    write its kept crops with their captions to ``folder/<shard>.parquet``;
-    returns its counts (``shard``, ``crops``, ``not_captioned``, ``kept``)
-    and the reasons of its dropped captions (``reason``, ``count``)."""
+    write its kept crops with their captions (and their word confidences,
+    asked for) to ``folder/<shard>.parquet``; returns its counts
+    (``shard``, ``crops``, ``not_captioned``, ``kept``) and the reasons of
+    its dropped captions (``reason``, ``count``)."""
     shard = drops['shard'][0].as_py()
-    captioned = shard_captions(out_dir, shard)
+    captioned = shard_captions(out_dir, shard, word_confidences)
     captions = captioned.filter(pc.invert(pc.is_in(
         captioned['id'], drops['id'].drop_null().combine_chunks())))
     crops = pa.concat_tables(
@@ -177,16 +213,21 @@ def write_shard(drops: pa.Table, out_dir: str, folder: str) -> pa.Table:
                       partitioning=None)
         for f in parquet_files(crop_shard_folder(out_dir, shard), depth=0))
     crops = crops.filter(pc.equal(crops['status'], 'kept'))
-    kept = crops.select(['id', 'image']).join(
-        captions, 'id', join_type='inner').sort_by('id')
-    table = pa.table(dict(
+    kept = _join_on_id(crops.select(['id', 'image']), captions)
+    schema = WEBPERSON_SCHEMA
+    columns = dict(
         image=pa.StructArray.from_arrays(
             [kept['image'].combine_chunks(), kept['id'].combine_chunks()],
             fields=list(WEBPERSON_SCHEMA.field('image').type)),
         image_path=kept['id'], caption1=pc.utf8_trim_whitespace(
             kept['caption1']),
-        caption2=pc.utf8_trim_whitespace(kept['caption2'])),
-        schema=WEBPERSON_SCHEMA)
+        caption2=pc.utf8_trim_whitespace(kept['caption2']))
+    if word_confidences:
+        names = [f'caption{w}_word_confidences' for w in (1, 2)]
+        columns.update({name: kept[name] for name in names})
+        schema = pa.schema(list(schema) + [(name, WORD_CONFIDENCES)
+                                           for name in names])
+    table = pa.table(columns, schema=schema)
     if len(table):
         path = osp.join(folder, f'{shard}.parquet')
         pq.write_table(table, path + '.part', row_group_size=100)
@@ -202,7 +243,8 @@ def write_shard(drops: pa.Table, out_dir: str, folder: str) -> pa.Table:
 
 
 def run_export_stage(out_dir: str, min_words: int = 8,
-                     num_buckets: int = 16) -> dict:
+                     num_buckets: int = 16,
+                     word_confidences: bool = False) -> dict:
     """Clean, deduplicate and export the captioned crops of ``out_dir``
     into ``out_dir/data`` (module docstring). Returns (and writes) the
     report.
@@ -212,6 +254,10 @@ def run_export_stage(out_dir: str, min_words: int = 8,
         min_words (int): Shorter captions are ``truncated``.
         num_buckets (int): Hash buckets of the caption groupby (one task
             each; thousands for WebPerson's 10M captions).
+        word_confidences (bool): Also export each caption's word
+            confidences (``caption1_word_confidences``,
+            ``caption2_word_confidences``; null where the caption stage
+            ran without ``logprobs``), which ``AnnotateTokens`` reads.
     """
     start = time.monotonic()
     shards = finished_crop_shards(out_dir)
@@ -230,7 +276,8 @@ def run_export_stage(out_dir: str, min_words: int = 8,
                                               num_cpus=IO_CPUS)
     counts = drops.union(markers).groupby('shard').map_groups(
         write_shard, batch_format='pyarrow', num_cpus=IO_CPUS,
-        fn_kwargs=dict(out_dir=out_dir, folder=data),
+        fn_kwargs=dict(out_dir=out_dir, folder=data,
+                       word_confidences=word_confidences),
         **TASK_RETRY_ARGS).take_all()
     num_files = _name_and_swap(data, osp.join(out_dir, 'data'))
     seconds = time.monotonic() - start

@@ -45,7 +45,9 @@ class FakeCaptionServer(LoopbackServer):
     request of that image (a str, or an int: that HTTP error); past its
     script, or without one, the caption is a sentence made of the digest
     and the template, so the same request always gets the same caption.
-    ``requests`` counts the requests per digest."""
+    ``requests`` counts the requests per digest. Asked for ``logprobs``,
+    it splits the answer into tokens of 3 characters (the last shorter)
+    and gives token ``k`` the log-probability ``-0.05 * (k % 4)``."""
 
     def __init__(self, delay: float = 0.0) -> None:
         self.scripts: Dict[str, List[Union[str, int]]] = {}
@@ -72,8 +74,14 @@ class FakeCaptionServer(LoopbackServer):
                 if isinstance(answer, int):
                     self.send_error(answer)
                     return
-                _send(self, 200, json.dumps(dict(choices=[dict(
-                    message=dict(content=answer))])).encode())
+                choice = dict(message=dict(content=answer))
+                if body.get('logprobs'):
+                    choice['logprobs'] = dict(content=[
+                        dict(token=answer[k:k + 3],
+                             logprob=-0.05 * (k // 3 % 4))
+                        for k in range(0, len(answer), 3)])
+                _send(self, 200, json.dumps(dict(
+                    choices=[choice])).encode())
 
             def log_message(self, *args):
                 pass

@@ -179,4 +179,6 @@ class WebPerson(TextPersonDataset):
             split=self.split)
         if 'img_bytes' in row:
             data_info['img_bytes'] = row['img_bytes']
+        if 'caption_annotations' in row:
+            data_info['caption_annotations'] = row['caption_annotations']
         return data_info

@@ -14,6 +14,14 @@ from .transforms.tokenizer import SURELY_TOKENISED_RE2, tokenises_to_nothing
 from .webperson_json import CAPTION_FIELDS
 
 PARQUET_COLUMNS = ('image', 'image_path') + CAPTION_FIELDS
+# optional per-caption annotations for AnnotatedTokenScorer (see
+# gadms/datasets/transforms/token_annotation.py): list<list<int64>> of
+# [start, end] noise spans, or list<struct<word, confidence>>
+ANNOTATION_COLUMNS = {
+    f'{field}_{kind}': (field, kind)
+    for field in CAPTION_FIELDS
+    for kind in ('noise_spans', 'word_confidences')
+}
 
 
 class ParquetCorpus:
@@ -46,13 +54,22 @@ class ParquetCorpus:
         self._readers: Dict[int, pq.ParquetFile] = {}
         self._cache: Dict[Tuple[int, int], pa.Table] = {}
         group_sizes = []
-        for file in files:
+        self.annotation_columns: Tuple[str, ...] = ()
+        for index, file in enumerate(files):
             try:
                 metadata = pq.read_metadata(file)
             except (pa.ArrowInvalid, OSError) as err:
                 raise ValueError(f'{file}: not a readable parquet shard '
                                  f'(torn or corrupt: {err})') from err
-            self._check_schema(file, metadata.schema.to_arrow_schema())
+            schema = metadata.schema.to_arrow_schema()
+            self._check_schema(file, schema)
+            annotated = tuple(c for c in ANNOTATION_COLUMNS
+                              if c in schema.names)
+            if index and annotated != self.annotation_columns:
+                raise ValueError(
+                    f'{file}: annotation columns {list(annotated)} differ '
+                    f'from {list(self.annotation_columns)} of {files[0]}')
+            self.annotation_columns = annotated
             group_sizes.append([
                 metadata.row_group(i).num_rows
                 for i in range(metadata.num_row_groups)
@@ -125,7 +142,8 @@ class ParquetCorpus:
             if len(self._cache) >= self.cache_size:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[key] = self._readers[file_index].read_row_group(
-                group, columns=list(PARQUET_COLUMNS))
+                group,
+                columns=list(PARQUET_COLUMNS + self.annotation_columns))
         return self._cache[key]
 
     def row(self, index: int) -> dict:
@@ -143,11 +161,26 @@ class ParquetCorpus:
             raise ValueError(f'{self.files[file_index]} row {local}, column '
                              '"image_path": null (every row needs its '
                              "image's path)")
-        return dict(
+        row = dict(
             image_path=image_path,
             captions=[table[f][offset].as_py() for f in CAPTION_FIELDS],
             img_bytes=image or b'',
             source=f'{self.files[file_index]} row {local}')
+        if self.annotation_columns:
+            row['caption_annotations'] = self._annotations(table, offset)
+        return row
+
+    def _annotations(self, table: pa.Table, offset: int) -> List[dict]:
+        """Each caption's annotation dict from the annotation columns."""
+        annotations = {field: {} for field in CAPTION_FIELDS}
+        for column in self.annotation_columns:
+            field, kind = ANNOTATION_COLUMNS[column]
+            value = table[column][offset].as_py()
+            if value is not None and kind == 'word_confidences':
+                value = [[w['word'], w['confidence']] for w in value]
+            if value is not None:
+                annotations[field][kind] = value
+        return [annotations[field] for field in CAPTION_FIELDS]
 
     def __getstate__(self) -> dict:
         # open file handles are per process

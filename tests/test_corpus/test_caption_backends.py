@@ -1,6 +1,7 @@
 """Caption backends without a Ray pipeline: servers taking turns, the
 vLLM request and answer rows, the test detector."""
 import base64
+import hashlib
 import json
 
 import cv2
@@ -10,7 +11,7 @@ from gadms.corpus import (ContrastBoxDetector, RoundRobin, VLLMCaptionBackend,
                           draw_template)
 from gadms.corpus.caption_stage import (CAPTION_SCHEMA, openai_servers,
                                         vllm_answer, vllm_request)
-from gadms.corpus.captioners import PROMPT
+from gadms.corpus.captioners import PROMPT, word_confidences
 from gadms.corpus.loopback import FakeCaptionServer
 
 
@@ -83,3 +84,47 @@ def test_vllm_backend_builds_its_ray_data_llm_processor(ray_local, tmp_path):
     assert [type(stage).__name__ for stage in processor.stages.values()] \
         == ['PrepareMultimodalStage', 'ChatTemplateStage', 'TokenizeStage',
             'vLLMEngineStage', 'DetokenizeStage']
+
+
+def _fake_confidences(caption: str) -> list:
+    """The fake server's rule written out per word: tokens are the
+    3-character pieces ``[3k, 3k + 3)`` with log-probability ``-0.05 * (k %
+    4)``; a word gets exp of the sum over the pieces it touches."""
+    words, start = [], 0
+    for word in caption.split(' '):
+        end = start + len(word)
+        pieces = range(start // 3, (end - 1) // 3 + 1)
+        words.append([word, float(np.exp(sum(-0.05 * (k % 4)
+                                             for k in pieces)))])
+        start = end + 1
+    return words
+
+
+def test_logprobs_become_word_confidences():
+    server = FakeCaptionServer()
+    server.scripts = {hashlib.sha1(b'img').hexdigest(): [
+        'A man in a red coat.']}
+    captioner = openai_servers([server.url], model='m', logprobs=True)
+    caption, words = captioner(b'img', 'a [person]')
+    server.close()
+    assert caption == 'A man in a red coat.'
+    assert [w for w, _ in words] == caption.split(' ')
+    np.testing.assert_allclose([p for _, p in words],
+                               [p for _, p in _fake_confidences(caption)])
+    # 'A m|an |in |a r|ed |coa|t.': 'man' spans tokens 0 and 1
+    assert words[1][1] == np.exp(-0.05)
+
+
+def test_logprobs_that_do_not_spell_the_caption_are_left_out():
+    answer = dict(choices=[dict(message=dict(content='a red coat'),
+                                logprobs=dict(content=[
+                                    dict(token='a re', logprob=-0.1),
+                                    dict(token='d', logprob=-0.2)]))])
+    assert word_confidences('a red coat', answer) is None
+    assert word_confidences('a red coat', dict(choices=[dict(
+        message=dict(content='a red coat'))])) is None
+    answer['choices'][0]['logprobs']['content'].append(
+        dict(token=' coat', logprob=-0.3))
+    np.testing.assert_allclose(
+        [p for _, p in word_confidences('a red coat', answer)],
+        np.exp([-0.1, -0.3, -0.3]))

@@ -20,6 +20,7 @@ from gadms.corpus import (FilterOptions, PrecomputedDetector,
 from gadms.corpus.caption_stage import openai_servers
 from gadms.corpus.loopback import FakeCaptionServer
 from gadms.datasets import LoadPersonImage, WebPerson
+from gadms.datasets.transforms import AnnotateTokens, get_tokenizer
 
 pytestmark = pytest.mark.usefixtures('ray_local')
 
@@ -150,6 +151,40 @@ def test_failed_captions_are_recorded_and_only_they_retried(scenes,
     failed = [r for r in first.to_pylist() if r['error']]
     assert len(failed) == 2 and 'HTTP 500' in failed[0]['error']
     server.close()
+
+
+def test_logprobs_reach_the_training_pipeline(scenes, tmp_path):
+    """caption with logprobs -> export with word confidences -> WebPerson
+    -> AnnotateTokens: each token carries its word's probability by the
+    fake server's rule (test_caption_backends._fake_confidences)."""
+    from test_caption_backends import _fake_confidences
+    out = str(tmp_path / 'corpus')
+    _filter(scenes, out, shard_size=4)
+    server = FakeCaptionServer()
+    run_caption_stage(out, _backend(server.url, logprobs=True), TEMPLATES)
+    server.close()
+    report = run_export_stage(out, num_buckets=2, word_confidences=True)
+    # two templates: crops whose captions drew the same one lose them
+    assert report['kept'] >= 2
+    dataset = WebPerson(data_root=out, ann_file='data')
+    tokenizer = get_tokenizer(77)
+    for index in (0, 3):
+        info = dataset.get_data_info(index)
+        caption = info['captions'][0]
+        words = info['caption_annotations'][index % 2]['word_confidences']
+        np.testing.assert_allclose([p for _, p in words], [
+            p for _, p in _fake_confidences(caption)])
+        row = AnnotateTokens()(info)['token_annotation'][0]
+        # every piece of a word carries the word's probability
+        expected = [0.0]
+        for word, p in _fake_confidences(caption):
+            expected += [p] * len(tokenizer.encode(word))
+        np.testing.assert_allclose(row[:len(expected)], expected,
+                                   rtol=1e-6)
+    # without the option, the corpus has the four published columns
+    run_export_stage(out, num_buckets=2)
+    assert 'caption_annotations' not in WebPerson(
+        data_root=out, ann_file='data').get_data_info(0)
 
 
 def test_same_stem_images_get_their_own_crops(scenes, tmp_path):

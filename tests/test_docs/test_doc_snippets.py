@@ -48,7 +48,7 @@ SNIPPETS = config_snippets('configs.md') + config_snippets('datasets.md')
 
 
 def test_the_docs_have_snippets():
-    assert sum('scorer=' in s for s in SNIPPETS) == 2
+    assert sum('scorer=' in s for s in SNIPPETS) == 3
     assert any('IdentityBalancedSampler' in s for s in SNIPPETS)
 
 

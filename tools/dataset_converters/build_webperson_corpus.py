@@ -144,6 +144,12 @@ def parse_args() -> argparse.Namespace:
     caption.add_argument('--device', default='cpu')
     caption.add_argument('--seed', type=int, default=0)
     caption.add_argument('--shards-per-run', type=int, default=64)
+    caption.add_argument('--logprobs', action='store_true',
+                         help='--base-url servers only: record each '
+                         "caption's word probabilities from the answer's "
+                         'token log-probabilities (export them with '
+                         'export --word-confidences); a heuristic signal '
+                         'of hallucinated words, not a guarantee')
     add_ray_args(caption)
 
     export = stages.add_parser('export', help='stage 3 (Ray Data)')
@@ -151,6 +157,10 @@ def parse_args() -> argparse.Namespace:
     export.add_argument('--min-words', type=int, default=8)
     export.add_argument('--buckets', type=int, default=16,
                         help='hash buckets of the caption deduplication')
+    export.add_argument('--word-confidences', action='store_true',
+                        help='also export the word confidences recorded by '
+                        'caption --logprobs (columns caption1_word_'
+                        'confidences, caption2_word_confidences)')
     add_ray_args(export)
     return parser.parse_args()
 
@@ -194,6 +204,9 @@ def read_captions(path: str) -> list:
 
 
 def caption_backend(args: argparse.Namespace):
+    if args.logprobs and not args.base_url:
+        raise SystemExit('--logprobs needs --base-url (OpenAI-compatible '
+                         'servers return token log-probabilities)')
     if args.vllm_model:
         return VLLMCaptionBackend(args.vllm_model, engines=args.actors,
                                   batch_size=args.batch_size)
@@ -204,7 +217,7 @@ def caption_backend(args: argparse.Namespace):
         make = partial(openai_servers, args.base_url, model=args.model,
                        api_key=os.environ.get(args.api_key_env),
                        timeout=args.timeout, retries=args.retries,
-                       backoff=args.backoff)
+                       backoff=args.backoff, logprobs=args.logprobs)
         return ServerCaptionBackend(make, args.actors, args.concurrency,
                                     args.batch_size)
     make = partial(TransformersCaptioner, args.model_path, args.device)
@@ -267,7 +280,8 @@ def main() -> None:
             load_template_bank(args.templates), args.seed,
             args.shards_per_run, readers=max(1, args.actors))
     else:
-        report = run_export_stage(args.out_dir, args.min_words, args.buckets)
+        report = run_export_stage(args.out_dir, args.min_words, args.buckets,
+                                  args.word_confidences)
     print(json.dumps(report, indent=1))
 
 

@@ -28,7 +28,8 @@ class PackTextPersonInputs(BaseTransform):
                  meta_keys: Sequence[str] = ('sample_idx', 'image_id',
                                              'img_path', 'captions',
                                              'ori_shape', 'img_shape',
-                                             'benchmark', 'split')):
+                                             'benchmark', 'split',
+                                             'token_annotation')):
         self.meta_keys = tuple(meta_keys)
 
     def transform(self, results: dict) -> dict:

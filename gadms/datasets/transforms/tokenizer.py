@@ -61,6 +61,34 @@ class CLIPTokenizer:
         """Return the BPE ids of ``text`` without SOT/EOT or padding."""
         return self._bpe.encode(text)
 
+    def word_pieces(self, text: str) -> List[Tuple[int, int, List[int]]]:
+        """The BPE ids of ``text`` word by word, each with its character
+        span in ``text``: ``[(start, end, ids), ...]``. Joined, the ids are
+        :meth:`encode`'s.
+
+        CLIP splits text into words (runs of letters, single digits, runs
+        of punctuation, English clitics) before BPE, so a word's pieces
+        never straddle two words.
+
+        Raises:
+            ValueError: CLIP's cleaning (ftfy's fixes, HTML unescaping)
+                changes ``text``: its words cannot be placed on its
+                characters.
+        """
+        bpe = self._bpe
+        words = []
+        for match in bpe.pat.finditer(text):
+            symbols = ''.join(bpe.byte_encoder[b]
+                              for b in match.group().lower().encode('utf-8'))
+            words.append((match.start(), match.end(),
+                          [bpe.encoder[p] for p in bpe.bpe(symbols).split()]))
+        if [i for *_, ids in words for i in ids] != self.encode(text):
+            raise ValueError(
+                "CLIP's text cleaning (ftfy, HTML unescaping) changes this "
+                f'text, so its characters cannot be mapped to tokens: '
+                f'{text!r}')
+        return words
+
     def words(self, token_ids: Sequence[int]) -> List[Tuple[str, List[int]]]:
         """Merge BPE pieces back into words.
 

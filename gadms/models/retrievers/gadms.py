@@ -135,7 +135,8 @@ class GADMS(CLIPSDM):
         if self.id_head is not None:
             losses.update(self.id_head.loss(image_feats, text_feats, pids))
         if self.scorer is not None and self.score_bank is not None:
-            scores = self.scorer(self.backbone, text_ids, image_tokens)
+            scores = self.scorer(self.backbone, text_ids, image_tokens,
+                                 data_samples)
             self.score_bank.update(
                 self._sample_indices(data_samples).to(scores.device), scores)
         return losses

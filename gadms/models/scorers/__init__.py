@@ -1,3 +1,4 @@
+from .annotated_scorer import AnnotatedTokenScorer
 from .attention_scorer import AttentionScorer
 from .base import BaseTokenScorer
 from .cosine_scorer import CosineScorer
@@ -7,5 +8,5 @@ from .utils import content_mask, multi_scale_pool, normalise_scores
 
 __all__ = [
     'BaseTokenScorer', 'GradAttnScorer', 'AttentionScorer', 'CosineScorer',
-    'RandomScorer', 'content_mask', 'multi_scale_pool', 'normalise_scores'
+    'RandomScorer', 'AnnotatedTokenScorer', 'content_mask', 'multi_scale_pool', 'normalise_scores'
 ]

@@ -35,8 +35,11 @@ class AttentionScorer(BaseTokenScorer):
         self.heads = heads
 
     @torch.no_grad()
-    def forward(self, backbone: BaseCLIPBackbone, text_ids: torch.Tensor,
-                image_tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self,
+                backbone: BaseCLIPBackbone,
+                text_ids: torch.Tensor,
+                image_tokens: torch.Tensor,
+                data_samples: Optional[list] = None) -> torch.Tensor:
         dense = backbone.encode_text_dense(text_ids, self.num_layers,
                                            self.heads)
         rows = torch.arange(text_ids.shape[0], device=text_ids.device)

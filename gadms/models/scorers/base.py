@@ -17,8 +17,10 @@ class BaseTokenScorer(nn.Module, metaclass=ABCMeta):
     A scorer maps a batch of clean captions and their images to one score
     in [0, 1] per caption token: :meth:`forward` takes the CLIP
     ``backbone``, ``text_ids [B, N]`` and ``image_tokens [B, 1 + HW, D]``
-    (token 0 the global image feature) and returns detached fp32 ``[B,
-    N]`` scores, 0 at SOT, EOT and padding. Subclasses compute raw
+    (token 0 the global image feature), and the batch's ``data_samples``
+    for scorers that read what the dataset carries
+    (:class:`AnnotatedTokenScorer`), and returns detached fp32 ``[B, N]``
+    scores, 0 at SOT, EOT and padding. Subclasses compute raw
     non-negative scores and pass them through :meth:`normalise`.
 
     Normalisation: ``'minmax'`` (GA-DMS) maps the raw scores to [0, 1] by
@@ -69,7 +71,10 @@ class BaseTokenScorer(nn.Module, metaclass=ABCMeta):
         return scores * content
 
     @abstractmethod
-    def forward(self, backbone: BaseCLIPBackbone, text_ids: torch.Tensor,
-                image_tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self,
+                backbone: BaseCLIPBackbone,
+                text_ids: torch.Tensor,
+                image_tokens: torch.Tensor,
+                data_samples: Optional[list] = None) -> torch.Tensor:
         """``[B, N]`` ids and ``[B, 1 + HW, D]`` image tokens -> ``[B, N]``
         scores in [0, 1]."""

@@ -33,8 +33,11 @@ class CosineScorer(BaseTokenScorer):
         super().__init__(norm_scope, group_size, norm, power)
 
     @torch.no_grad()
-    def forward(self, backbone: BaseCLIPBackbone, text_ids: torch.Tensor,
-                image_tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self,
+                backbone: BaseCLIPBackbone,
+                text_ids: torch.Tensor,
+                image_tokens: torch.Tensor,
+                data_samples: Optional[list] = None) -> torch.Tensor:
         text_tokens = F.normalize(
             backbone.encode_text(text_ids).float(), dim=-1)
         patches = F.normalize(image_tokens[:, 1:].float(), dim=-1)

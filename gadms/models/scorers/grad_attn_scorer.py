@@ -64,8 +64,11 @@ class GradAttnScorer(BaseTokenScorer):
         self.attn_norm = attn_norm
         self.relu = relu
 
-    def forward(self, backbone: BaseCLIPBackbone, text_ids: torch.Tensor,
-                image_tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self,
+                backbone: BaseCLIPBackbone,
+                text_ids: torch.Tensor,
+                image_tokens: torch.Tensor,
+                data_samples: Optional[list] = None) -> torch.Tensor:
         device_type = text_ids.device.type
         image_feats = backbone.pool_image(image_tokens).detach().float()
         with torch.enable_grad(), torch.autocast(device_type, enabled=False):

@@ -25,8 +25,11 @@ class RandomScorer(BaseTokenScorer):
         self.value = value
 
     @torch.no_grad()
-    def forward(self, backbone: BaseCLIPBackbone, text_ids: torch.Tensor,
-                image_tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self,
+                backbone: BaseCLIPBackbone,
+                text_ids: torch.Tensor,
+                image_tokens: torch.Tensor,
+                data_samples: Optional[list] = None) -> torch.Tensor:
         mask = content_mask(text_ids).float()
         if self.value is not None:
             return mask * self.value
