@@ -38,6 +38,45 @@ def test_probabilities_match_the_formulas_and_table():
     assert info[2].item() == pytest.approx(0.15)
 
 
+# method.md's table of the two presets: (score, p_n, P([MASK]) in the
+# noise view) by hand from 0.2 * sigmoid(20 * ((1 - s) - 0.9)) with BERT's
+# 80% [MASK], and 1.0 * sigmoid(60 * ((1 - s) - 0.9)), every one [MASK]
+PRESET_TABLE = {
+    'paper': [(0.0, 0.1762, 0.1409), (0.05, 0.1462, 0.1170),
+              (0.1, 0.1, 0.08), (0.2, 0.0238, 0.0191), (0.5, 0.0001, 0.0001),
+              (1.0, 0.0, 0.0)],
+    'hard': [(0.0, 0.9975, 0.9975), (0.05, 0.9526, 0.9526), (0.1, 0.5, 0.5),
+             (0.2, 0.0025, 0.0025), (0.5, 0.0, 0.0), (1.0, 0.0, 0.0)],
+}
+
+
+@pytest.mark.parametrize('preset', ['paper', 'hard'])
+def test_noise_mask_presets_match_the_table(preset):
+    torch.manual_seed(0)
+    neck = MODELS.build(dict(type='DualMaskNeck', noise_mask=preset,
+                             force_one_noise=False))
+    table = torch.tensor(PRESET_TABLE[preset])
+    noise, _ = neck.selection_probs(table[:, 0])
+    torch.testing.assert_close(noise, table[:, 1], atol=6e-5, rtol=0)
+    # the replacement: [MASK] in 80% (paper) or all (hard) of selections
+    rows = 4000
+    ids = _captions(rows)
+    views = neck(ids, torch.zeros(rows, 77))
+    selected = views.noise_labels[:, 1:40] != 0
+    masked = (views.noise_ids[:, 1:40] == MASK) & selected
+    share = masked.sum().item() / selected.sum().item()
+    assert share == (1.0 if preset == 'hard' else pytest.approx(0.8,
+                                                                abs=0.01))
+
+
+def test_a_preset_and_its_settings_are_not_mixed():
+    with pytest.raises(ValueError, match=r"noise_mask='hard' sets "
+                       r"\['lam'\]: give either"):
+        MODELS.build(dict(type='DualMaskNeck', noise_mask='hard', lam=30))
+    with pytest.raises(ValueError, match="noise_mask must be one of"):
+        MODELS.build(dict(type='DualMaskNeck', noise_mask='soft'))
+
+
 def test_empirical_selection_rates_within_three_standard_errors():
     torch.manual_seed(0)
     neck = MODELS.build(dict(type='DualMaskNeck', force_one_mtp=False))
