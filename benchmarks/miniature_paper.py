@@ -12,8 +12,10 @@ captioner; stage 2 tests direct transfer on three SynthPerson-derived test
 sets in the CUHK-PEDES, ICFG-PEDES and RSTPReid layouts, in one
 ``tools/test.py`` run per model. Arms: CLIP-SDM, GA-DMS, two controls
 (masks from GA-DMS's mean score; uniform masks at GA-DMS's mean rates),
-GA-DMS with rank-normalised signed scores (no ReLU), and the paper's
-ablation rows 2-6 (rows 1 and 7 are CLIP-SDM and GA-DMS).
+GA-DMS with rank-normalised signed scores (no ReLU), the oracle arms
+(``AnnotatedTokenScorer`` on the corpus' recorded noise spans: GA-DMS with
+them, without MTP, and uniform masks at the oracle's rates), and the
+paper's ablation rows 2-6 (rows 1 and 7 are CLIP-SDM and GA-DMS).
 
 ``--from-scratch`` skips stage 0: stage 1 trains every arm from random
 weights (learning rate 3e-4, stage 0's), with its runs, results and
