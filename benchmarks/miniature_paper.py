@@ -279,6 +279,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--from-scratch', action='store_true',
                         help='no stage 0: stage 1 starts from random weights '
                         '(results under WORK_ROOT/from_scratch)')
+    parser.add_argument('--epochs', type=int,
+                        help='stage-1 epochs of --from-scratch (default: '
+                        "the size's; results under "
+                        'WORK_ROOT/from_scratch_e<EPOCHS>)')
     parser.add_argument('--arms', nargs='+', default=None,
                         help='run only these arms (GA-DMS always runs '
                         'first: the controls are derived from it)')
@@ -296,11 +300,17 @@ def _wanted(args: argparse.Namespace, *arms: str) -> bool:
 def main() -> None:
     from terminaltables import AsciiTable
     args = parse_args()
-    sizes = SIZES['fast' if args.fast else 'full']
+    sizes = dict(SIZES['fast' if args.fast else 'full'])
+    if args.epochs and not args.from_scratch:
+        raise SystemExit('--epochs goes with --from-scratch')
     data_root = osp.abspath(args.work_root)
     os.makedirs(data_root, exist_ok=True)
-    root = osp.join(data_root, 'from_scratch') if args.from_scratch \
-        else data_root
+    root = data_root
+    if args.from_scratch:
+        root = osp.join(data_root, 'from_scratch')
+        if args.epochs:
+            sizes['epochs'] = args.epochs
+            root += f'_e{args.epochs}'
     os.makedirs(root, exist_ok=True)
     context = dict(sizes=sizes,
                    weights=None if args.from_scratch else stage0(
