@@ -105,6 +105,9 @@ class SynthPerson(TextPersonDataset):
                         photo=photo,
                         captions=[c['caption'] for c in captions],
                         caption_noise=[c['noise'] for c in captions],
+                        caption_annotations=[
+                            dict(noise_spans=c['noise_spans'])
+                            for c in captions],
                         attributes=attrs.to_dict()))
         return records
 

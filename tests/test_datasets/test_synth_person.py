@@ -4,6 +4,7 @@ import pytest
 from gadms.datasets import SynthPerson
 from gadms.datasets.synth.attributes import COLOURS, PersonAttributes
 from gadms.datasets.synth.captions import NOISE_CLAUSES
+from gadms.datasets.transforms import get_tokenizer, token_values
 from gadms.datasets.synth.render import render_person
 
 SMALL = dict(num_identities=dict(train=6, val=2, test=3),
@@ -90,6 +91,39 @@ def test_caption_noise_rates():
         assert noisy_info['caption_noise'][0] == ['clause', 'wrong_word']
     with pytest.raises(ValueError, match='noise_rate'):
         SynthPerson(split='train', noise_rate=1.5, **SMALL)
+
+
+def test_noise_spans_mark_the_clause_and_the_wrong_word():
+    """The spans point at exactly the injected clause and the replaced
+    colour word (the only word that differs from the clean caption), and
+    placed on CLIP's tokens they zero exactly those words' pieces."""
+    clean = SynthPerson(split='train', **SMALL)
+    noisy = SynthPerson(
+        split='train', noise_rate=1.0, wrong_attribute_rate=1.0, **SMALL)
+    tokenizer = get_tokenizer(77)
+    for i in range(0, len(clean), 2):  # caption 0 of each image
+        caption = noisy.get_data_info(i)['captions'][0]
+        spans = noisy.get_data_info(i)['caption_annotations'][0][
+            'noise_spans']
+        (c_start, c_end), (w_start, w_end) = spans
+        assert caption[c_start:c_end] in NOISE_CLAUSES
+        wrong = caption[w_start:w_end]
+        assert wrong in COLOURS
+        without_clause = (caption[:c_start] + caption[c_end:]).split()
+        differing = [(a, b) for a, b in zip(
+            without_clause, clean.get_data_info(i)['captions'][0].split())
+            if a != b]
+        assert len(differing) == 1 and differing[0][0].strip('.,') == wrong
+        values = token_values(caption, dict(noise_spans=spans), tokenizer)
+        ids = tokenizer([caption])[0]
+        zeroed = tokenizer.decode([ids[p] for p in range(1, 76)
+                                   if values[p] == 0 and ids[p]])
+        marked = sorted([(c_start, caption[c_start:c_end]),
+                         (w_start, wrong)])
+        assert zeroed.replace(' ', '') == ''.join(
+            text for _, text in marked).lower().replace(' ', '')
+    assert clean.get_data_info(0)['caption_annotations'] == [
+        dict(noise_spans=[]), dict(noise_spans=[])]
 
 
 def test_bad_arguments():

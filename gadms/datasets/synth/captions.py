@@ -6,7 +6,7 @@ caption noise mimics web text: clauses that say nothing about the person, and
 occasionally a wrong colour word.
 """
 import re
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -137,20 +137,35 @@ def _detail_sentences(p: _Phrases, shape: Callable) -> List[str]:
     return [details[i] for i in order]
 
 
-def _add_noise_clause(caption: str, rng: np.random.Generator) -> str:
+def _add_noise_clause(caption: str,
+                      rng: np.random.Generator) -> Tuple[str, List[int]]:
+    """The caption with a clause before or after it, and the clause's
+    ``[start, end]`` characters."""
     clause = _choice(rng, NOISE_CLAUSES)
-    return f'{clause} {caption}' if rng.random() < 0.3 else \
-        f'{caption} {clause}'
+    if rng.random() < 0.3:
+        return f'{clause} {caption}', [0, len(clause)]
+    return f'{caption} {clause}', [len(caption) + 1,
+                                   len(caption) + 1 + len(clause)]
 
 
-def _swap_colour_word(caption: str, rng: np.random.Generator) -> str:
+def _swap_colour_word(caption: str, rng: np.random.Generator,
+                      spans: List[List[int]]
+                      ) -> Tuple[str, Optional[List[int]]]:
+    """The caption with one colour word replaced by another colour, and
+    the new word's ``[start, end]`` (None when the caption has no colour
+    word). ``spans`` of the old caption are moved in place to the new
+    one's characters."""
     pattern = r'\b(' + '|'.join(COLOUR_WORDS) + r')\b'
     matches = list(re.finditer(pattern, caption))
     if not matches:
-        return caption
+        return caption, None
     match = _choice(rng, matches)
     wrong = _choice(rng, [c for c in COLOURS if c != match.group(1)])
-    return caption[:match.start()] + wrong + caption[match.end():]
+    shift = len(wrong) - len(match.group(1))
+    for span in spans:
+        span[:] = [p + shift if p >= match.end() else p for p in span]
+    return (caption[:match.start()] + wrong + caption[match.end():],
+            [match.start(), match.start() + len(wrong)])
 
 
 def _capitalise(sentence: str) -> str:
@@ -176,8 +191,11 @@ def generate_captions(attrs: PersonAttributes,
             caption is replaced by a wrong colour.
 
     Returns:
-        list[dict]: ``{'caption': str, 'noise': list of str}`` where
-        ``noise`` names what was injected (``'clause'``, ``'wrong_word'``).
+        list[dict]: ``{'caption': str, 'noise': list of str,
+        'noise_spans': list of [start, end]}`` where ``noise`` names what
+        was injected (``'clause'``, ``'wrong_word'``) and ``noise_spans``
+        its characters in the caption, in the same order (the annotation
+        ``AnnotateTokens`` reads).
     """
     phrases = _Phrases(attrs, rng)
     shape_order = rng.permutation(len(SENTENCE_SHAPES))
@@ -186,14 +204,16 @@ def generate_captions(attrs: PersonAttributes,
         shape = SENTENCE_SHAPES[shape_order[i % len(SENTENCE_SHAPES)]]
         sentences = shape(phrases) + _detail_sentences(phrases, shape)
         caption = ' '.join(_capitalise(s) for s in sentences)
-        noise = []
+        noise, spans = [], []
         if rng.random() < noise_rate:
-            caption = _add_noise_clause(caption, rng)
+            caption, span = _add_noise_clause(caption, rng)
             noise.append(NOISE_CLAUSE)
+            spans.append(span)
         if rng.random() < wrong_attribute_rate:
-            swapped = _swap_colour_word(caption, rng)
-            if swapped != caption:
-                caption = swapped
+            caption, span = _swap_colour_word(caption, rng, spans)
+            if span is not None:
                 noise.append(NOISE_WRONG_WORD)
-        captions.append(dict(caption=caption, noise=noise))
+                spans.append(span)
+        captions.append(dict(caption=caption, noise=noise,
+                             noise_spans=spans))
     return captions
