@@ -192,6 +192,18 @@ class TextPersonDataset(BaseDataset):
         """The record's captions that tokenise to nothing."""
         return [c for c in record['captions'] if tokenises_to_nothing(c)]
 
+    @staticmethod
+    def _keep_captions(record: dict, keep: List[bool]) -> dict:
+        """``record`` with only the captions where ``keep`` is true, and
+        their ``caption_annotations`` when it has them (aligned by
+        position)."""
+        record = dict(record, captions=[
+            c for c, k in zip(record['captions'], keep) if k])
+        if record.get('caption_annotations') is not None:
+            record['caption_annotations'] = [
+                a for a, k in zip(record['caption_annotations'], keep) if k]
+        return record
+
     def drop_empty_captions(self, records: List[dict]) -> List[dict]:
         """``records`` without their captions that tokenise to nothing, and
         without the records left with none; a counted warning quotes the
@@ -207,9 +219,9 @@ class TextPersonDataset(BaseDataset):
                 kept.append(record)
                 continue
             dropped += [f'{self._where(record, index)}: {c!r}' for c in empty]
-            captions = [c for c in record['captions'] if c not in empty]
-            if captions:
-                kept.append(dict(record, captions=captions))
+            keep = [c not in empty for c in record['captions']]
+            if any(keep):
+                kept.append(self._keep_captions(record, keep))
             else:
                 emptied += 1
         if not dropped:

@@ -126,6 +126,16 @@ def test_noise_spans_mark_the_clause_and_the_wrong_word():
         dict(noise_spans=[]), dict(noise_spans=[])]
 
 
+def test_dropped_captions_take_their_annotations_along():
+    dataset = SynthPerson(split='train', **SMALL)
+    spans = [dict(noise_spans=[[0, k + 1]]) for k in range(3)]
+    kept = dataset.drop_empty_captions([dict(
+        img_path='a.png', captions=['a man', '&nbsp;', 'a red coat'],
+        caption_annotations=spans)])
+    assert kept[0]['captions'] == ['a man', 'a red coat']
+    assert kept[0]['caption_annotations'] == [spans[0], spans[2]]
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="unknown split 'dev'"):
         SynthPerson(split='dev', **SMALL)
