@@ -4,8 +4,25 @@ from gadms.registry import TRANSFORMS
 from .tokenizer import get_tokenizer
 
 
+class CaptionTokensTransform(BaseTransform):
+    """Base of the transforms that work on a sample's captions as rows of
+    ``context_length`` CLIP tokens (``TokenizeCaption``,
+    ``AnnotateTokens``).
+
+    Args:
+        context_length (int): Tokens per caption. Defaults to 77.
+    """
+
+    def __init__(self, context_length: int = 77) -> None:
+        self.context_length = context_length
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}'
+                f'(context_length={self.context_length})')
+
+
 @TRANSFORMS.register_module()
-class TokenizeCaption(BaseTransform):
+class TokenizeCaption(CaptionTokensTransform):
     """Tokenise the captions of a sample with the CLIP BPE tokenizer.
 
     **Required Keys:** ``captions`` (list of str, one for a training sample,
@@ -19,9 +36,6 @@ class TokenizeCaption(BaseTransform):
         context_length (int): Tokens per caption. Defaults to 77.
     """
 
-    def __init__(self, context_length: int = 77) -> None:
-        self.context_length = context_length
-
     def transform(self, results: dict) -> dict:
         captions = results['captions']
         if isinstance(captions, str) or not captions:
@@ -30,7 +44,3 @@ class TokenizeCaption(BaseTransform):
                 f'{captions!r} (image {results.get("img_path")})')
         results['text_ids'] = get_tokenizer(self.context_length)(captions)
         return results
-
-    def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}'
-                f'(context_length={self.context_length})')

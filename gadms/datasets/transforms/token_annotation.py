@@ -21,9 +21,9 @@ import re
 from typing import Optional
 
 import numpy as np
-from mmcv.transforms import BaseTransform
 
 from gadms.registry import TRANSFORMS
+from .text import CaptionTokensTransform
 from .tokenizer import CLIPTokenizer, get_tokenizer
 
 ANNOTATION_KINDS = ('noise_spans', 'word_confidences')
@@ -112,7 +112,7 @@ def token_values(caption: str,
 
 
 @TRANSFORMS.register_module()
-class AnnotateTokens(BaseTransform):
+class AnnotateTokens(CaptionTokensTransform):
     """Place the annotations of a sample's captions on their tokens, for
     :class:`~gadms.models.scorers.AnnotatedTokenScorer`.
 
@@ -128,9 +128,6 @@ class AnnotateTokens(BaseTransform):
     Args:
         context_length (int): Tokens per caption. Defaults to 77.
     """
-
-    def __init__(self, context_length: int = 77) -> None:
-        self.context_length = context_length
 
     def transform(self, results: dict) -> dict:
         captions = results['captions']
@@ -154,7 +151,3 @@ class AnnotateTokens(BaseTransform):
             for k, (caption, annotation) in enumerate(zip(captions, chosen))
         ])
         return results
-
-    def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}'
-                f'(context_length={self.context_length})')
