@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/miniature_paper.py            # full table
     .venv/bin/python benchmarks/miniature_paper.py --fast     # smoke run
+    .venv/bin/python benchmarks/miniature_paper.py --regime hallucination
 
 Stage 0 aligns a tiny CLIP on coloured shapes with clean captions (another
 domain) and saves it as an OpenAI-layout state dict; stage 1 continues
@@ -16,6 +17,18 @@ GA-DMS with rank-normalised signed scores (no ReLU), the oracle arms
 (``AnnotatedTokenScorer`` on the corpus' recorded noise spans: GA-DMS with
 them, without MTP, and uniform masks at the oracle's rates), and the
 paper's ablation rows 2-6 (rows 1 and 7 are CLIP-SDM and GA-DMS).
+
+``--regime hallucination`` (issue #27) builds its own stage-1 corpus in
+which half the captions have one colour word replaced by a wrong one and
+nothing else is wrong, and runs the arms of masking strength and scorer
+quality: CLIP-SDM, GA-DMS, the oracle at the paper's strength and hard
+(``noise_mask='hard'``), GASS hard, GASS hard with a per-caption budget of
+1 or 2 tokens, and the hard oracle with a fraction q of its token labels
+flipped (``--sweep-seeds`` for the last two kinds). Its report adds each
+scorer's AUC on correct vs wrong colour words and what its noise view
+masks; ``curve.json`` and ``curve.png`` (``benchmarks/plot_masking_curve.py``)
+hold the R1 / mAP gain over CLIP-SDM against that AUC. Results under
+``<work root>/hallucination``; stage 0 and the test sets are shared.
 
 ``--from-scratch`` skips stage 0: stage 1 trains every arm from random
 weights (learning rate 3e-4, stage 0's), with its runs, results and
@@ -32,10 +45,9 @@ import json
 import os
 import os.path as osp
 import statistics
-import subprocess
 import sys
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
@@ -46,8 +58,11 @@ from benchmarks.miniature.corpus import (annotate_corpus,  # noqa: E402
 from benchmarks.miniature.shapes import write_shapes_corpus  # noqa: E402
 from benchmarks.miniature.transfer import (test_dataloader,  # noqa: E402
                                            write_test_sets)
-from benchmarks.score_diagnostics import (control_statistics,  # noqa: E402
+from benchmarks.plot_masking_curve import draw_quality_curve  # noqa: E402
+from benchmarks.score_diagnostics import (bank_statistics,  # noqa: E402
+                                          control_statistics,
                                           selectivity_table)
+from gadms.utils.forked_tools import run_forked_tool  # noqa: E402
 
 REPO_ROOT = arm_configs.REPO_ROOT
 MAIN_ARMS = ('CLIP-SDM', 'GA-DMS', arm_configs.CONSTANT_ARM,
@@ -69,12 +84,10 @@ def _write_atomic(path: str, text: str) -> None:
 
 
 def _run(*args: str, log: str) -> None:
-    """Run a gadms tool with this interpreter; its output goes to ``log``
-    (shown on failure)."""
-    with open(log, 'a', encoding='utf-8') as out:
-        done = subprocess.run([sys.executable, *args], cwd=REPO_ROOT,
-                              stdout=out, stderr=subprocess.STDOUT)
-    if done.returncode:
+    """Run a gadms tool in a process forked from a server that imported
+    the tools' dependencies once (3-4 s saved per run); its output goes to
+    ``log`` (shown on failure)."""
+    if run_forked_tool(args, log, cwd=REPO_ROOT):
         with open(log, encoding='utf-8') as f:
             tail = f.read()[-3000:]
         raise RuntimeError(f'{args[0]} failed ({log}):\n{tail}')
@@ -105,10 +118,14 @@ def stage0(root: str, sizes: dict) -> str:
     return weights
 
 
-def stage1_corpus(root: str, sizes: dict) -> str:
+def stage1_corpus(root: str, sizes: dict,
+                  errors: Optional[dict] = None) -> str:
+    """The stage-1 corpus under ``root/corpus``, built once, with the
+    simulated captioner's ``errors`` (its defaults without)."""
     folder = osp.join(root, 'corpus')
     if not osp.exists(osp.join(folder, 'corpus.done')):
-        report = build_corpus(folder, sizes['scenes'])
+        report = build_corpus(folder, sizes['scenes'],
+                              **(dict(errors=errors) if errors else {}))
         _write_atomic(osp.join(folder, 'corpus.done'), json.dumps(report))
     annotate_corpus(folder)  # also a corpus built before the oracle arms
     return folder
@@ -156,8 +173,8 @@ def train_and_test(root: str, arm: str, seed: int, spec: tuple,
     config = osp.join(folder, 'config.py')
     epochs = context['sizes']['epochs']
     _write_atomic(config, arm_configs.arm_config(
-        *spec, context['corpus'], context['weights'], epochs,
-        context['sizes']['batch'],
+        arm_configs.ArmSpec(*spec), context['corpus'], context['weights'],
+        epochs, context['sizes']['batch'],
         test_dataloader(context['test_roots'],
                         arm_configs.TEST_PIPELINE)))
     start = time.time()
@@ -211,24 +228,36 @@ def results_table(rows: List[dict], arms: List[str]) -> List[List[str]]:
     return table
 
 
+def paired_difference(rows: List[dict], first: str, second: str,
+                      metric: str) -> Optional[tuple]:
+    """``first - second`` of the mean ``metric`` (R1 or mAP over the
+    three sets), paired by seed: (mean, standard error, seeds), or None
+    with fewer than two common seeds."""
+    by_seed = {}
+    for r in rows:
+        if r['arm'] in (first, second):
+            by_seed.setdefault(r['seed'], {})[r['arm']] = r['metrics']
+    pairs = [v for v in by_seed.values() if len(v) == 2]
+    if len(pairs) < 2:
+        return None
+    diffs = [p[first][f't2i/{metric}'] - p[second][f't2i/{metric}']
+             for p in pairs]
+    return (statistics.mean(diffs),
+            statistics.stdev(diffs) / len(diffs)**0.5, len(pairs))
+
+
 def paired_table(rows: List[dict], pairs: List[tuple]) -> List[List[str]]:
     """Paired differences over common seeds (mean R1 and mAP over the
     three sets): mean difference and its standard error."""
     table = [['difference', 'seeds', 'R1', 'SE', 'mAP', 'SE']]
     for first, second in pairs:
-        by_seed = {}
-        for r in rows:
-            if r['arm'] in (first, second):
-                by_seed.setdefault(r['seed'], {})[r['arm']] = r['metrics']
-        pairs_found = [v for v in by_seed.values() if len(v) == 2]
-        if len(pairs_found) < 2:
+        found = [paired_difference(rows, first, second, metric)
+                 for metric in ('R1', 'mAP')]
+        if found[0] is None:
             continue
-        cells = [f'{first} - {second}', str(len(pairs_found))]
-        for metric in ('R1', 'mAP'):
-            diffs = [p[first][f't2i/{metric}'] - p[second][f't2i/{metric}']
-                     for p in pairs_found]
-            se = statistics.stdev(diffs) / len(diffs)**0.5
-            cells += [f'{statistics.mean(diffs):+.2f}', f'{se:.2f}']
+        cells = [f'{first} - {second}', str(found[0][2])]
+        for mean, se, _ in found:
+            cells += [f'{mean:+.2f}', f'{se:.2f}']
         table.append(cells)
     return table
 
@@ -274,6 +303,17 @@ def parse_args() -> argparse.Namespace:
                         default=[0, 1, 2, 3, 4])
     parser.add_argument('--ablation-seeds', type=int, nargs='*',
                         default=[0, 1])
+    parser.add_argument('--regime', choices=['noise', 'hallucination'],
+                        default='noise',
+                        help="the stage-1 corpus' caption errors and the "
+                        'arms: noise (background and hallucinated '
+                        'sentences, wrong colours, repetitions; the '
+                        "paper's arms and the oracle) or hallucination "
+                        '(wrong colour words only; masking strength and '
+                        'scorer quality, under WORK_ROOT/hallucination)')
+    parser.add_argument('--sweep-seeds', type=int, nargs='*',
+                        default=[0, 1, 2],
+                        help='seeds of the hallucination sweep arms')
     parser.add_argument('--fast', action='store_true',
                         help='tiny sizes: a smoke run of every stage')
     parser.add_argument('--from-scratch', action='store_true',
@@ -287,8 +327,9 @@ def parse_args() -> argparse.Namespace:
                         help='run only these arms (GA-DMS always runs '
                         'first: the controls are derived from it)')
     parser.add_argument('--figure', default=None,
-                        help='write the R1 figure here (default: in the '
-                        'work root)')
+                        help="write the figure here: the noise regime's R1 "
+                        "per arm, the hallucination regime's scorer-quality "
+                        'curve (default: in the work root)')
     return parser.parse_args()
 
 
@@ -297,28 +338,10 @@ def _wanted(args: argparse.Namespace, *arms: str) -> bool:
     return args.arms is None or any(arm in args.arms for arm in arms)
 
 
-def main() -> None:
-    from terminaltables import AsciiTable
-    args = parse_args()
-    sizes = dict(SIZES['fast' if args.fast else 'full'])
-    if args.epochs and not args.from_scratch:
-        raise SystemExit('--epochs goes with --from-scratch')
-    data_root = osp.abspath(args.work_root)
-    os.makedirs(data_root, exist_ok=True)
-    root = data_root
-    if args.from_scratch:
-        root = osp.join(data_root, 'from_scratch')
-        if args.epochs:
-            sizes['epochs'] = args.epochs
-            root += f'_e{args.epochs}'
-    os.makedirs(root, exist_ok=True)
-    context = dict(sizes=sizes,
-                   weights=None if args.from_scratch else stage0(
-                       data_root, sizes),
-                   lr=0.0003 if args.from_scratch else 0.0001,
-                   corpus=stage1_corpus(data_root, sizes),
-                   test_roots=stage2_test_sets(data_root, sizes))
-    results = Results(osp.join(root, 'results.json'))
+def noise_regime(args: argparse.Namespace, root: str, context: dict,
+                 results: Results) -> Dict[str, List[List[str]]]:
+    """The paper's arms, the controls and the oracle arms on the default
+    corpus (issues #18, #25); returns the report's tables."""
     specs = dict(arm_configs.ARMS)
     reference = train_and_test(root, 'GA-DMS', args.seeds[0],
                                specs['GA-DMS'], context, results)
@@ -327,6 +350,8 @@ def main() -> None:
     specs.update(arm_configs.control_arms(controls['mean_score'],
                                           controls['rates']))
     specs.update(arm_configs.ORACLE_ARMS)
+    notes = [f'controls from GA-DMS seed {args.seeds[0]}: '
+             f'{json.dumps(controls)}']
     oracle = train_and_test(root, arm_configs.ORACLE_ARM, args.seeds[0],
                             specs[arm_configs.ORACLE_ARM], context, results
                             ) if _wanted(args, arm_configs.ORACLE_ARM,
@@ -337,6 +362,8 @@ def main() -> None:
                                              oracle['checkpoint'])
         specs[arm_configs.ORACLE_UNIFORM_ARM] = arm_configs.uniform_arm(
             oracle_controls['rates'])
+        notes.append(f'oracle rates from its seed {args.seeds[0]}: '
+                     f'{json.dumps(oracle_controls)}')
     plan = [(arm, seed) for seed in args.seeds for arm in MAIN_ARMS]
     plan += [(arm, seed) for seed in args.ablation_seeds
              for arm in ABLATION_ARMS]
@@ -349,7 +376,10 @@ def main() -> None:
         reference['config'], reference['checkpoint'],
         osp.join(context['corpus'], 'noise_spans.json'),
         arm_configs.TEST_PIPELINE)
-    tables = dict(
+    draw_figure(results.rows, list(MAIN_ARMS),
+                args.figure or osp.join(root, 'miniature_r1.png'))
+    return dict(
+        notes=notes,
         results=results_table(results.rows, arms),
         paired=paired_table(results.rows, [
             ('GA-DMS', arm_configs.CONSTANT_ARM),
@@ -369,18 +399,109 @@ def main() -> None:
             (arm_configs.ORACLE_ARM, 'oracle, no MTP'),
         ]),
         selectivity=selectivity, separation=separation)
-    report = [f'controls from GA-DMS seed {args.seeds[0]}: '
-              f'{json.dumps(controls)}']
-    if oracle:
-        report.append(f'oracle rates from its seed {args.seeds[0]}: '
-                      f'{json.dumps(oracle_controls)}')
+
+
+def hallucination_regime(args: argparse.Namespace, root: str,
+                         context: dict, results: Results
+                         ) -> Dict[str, List[List[str]]]:
+    """Issue #27: hallucinated colour words; the masking strength and the
+    scorer quality that noise masking needs. Returns the report's
+    tables; writes ``curve.json`` and draws the curve."""
+    main_arms = arm_configs.HALLUCINATION_ARMS
+    specs = {**main_arms, **arm_configs.SWEEP_ARMS}
+    plan = [(arm, seed) for seed in args.seeds for arm in main_arms]
+    plan += [(arm, seed) for seed in args.sweep_seeds
+             for arm in arm_configs.SWEEP_ARMS]
+    for arm, seed in plan:
+        if _wanted(args, arm):
+            train_and_test(root, arm, seed, specs[arm], context, results)
+    spans = osp.join(context['corpus'], 'noise_spans.json')
+    curve = []
+    for arm, spec in specs.items():
+        runs = sorted((r for r in results.rows if r['arm'] == arm),
+                      key=lambda r: r['seed'])
+        if not runs or not spec.keeps_bank:
+            continue
+        # the scorer as the first seed's last epoch masked with it
+        point = dict(arm=arm, seeds=len(runs), flip_rate=spec.flip_rate,
+                     oracle='oracle' in arm, **bank_statistics(
+                         runs[0]['config'], runs[0]['checkpoint'], spans))
+        for metric in ('R1', 'mAP'):
+            found = paired_difference(results.rows, arm, 'CLIP-SDM', metric)
+            point[metric] = statistics.mean(
+                r['metrics'][f't2i/{metric}'] for r in runs)
+            point[f'{metric} - CLIP-SDM'] = found and found[:2]
+        curve.append(point)
+    _write_atomic(osp.join(root, 'curve.json'), json.dumps(curve, indent=1))
+    draw_quality_curve(curve, args.figure or osp.join(root, 'curve.png'))
+    arms = list(specs)
+    return dict(
+        results=results_table(results.rows, arms),
+        paired=paired_table(
+            results.rows, [(arm, 'CLIP-SDM') for arm in arms[1:]] +
+            [(arm, 'GA-DMS') for arm in arms[2:]]),
+        scorers=scorer_table(curve))
+
+
+def scorer_table(curve: List[dict]) -> List[List[str]]:
+    """Per scored arm: the scorer's AUC on correct vs wrong colour words,
+    what the noise view selects, and R1 / mAP against CLIP-SDM."""
+    table = [['arm', 'seeds', 'AUC', 'noise view: all tokens',
+              'wrong words', 'correct colour words', 'R1 - CLIP-SDM (SE)',
+              'mAP - CLIP-SDM (SE)']]
+    for point in curve:
+        cells = [point['arm'], str(point['seeds']), f'{point["auc"]:.3f}',
+                 f'{point["masked_content"]:.3f}',
+                 f'{point["masked_noise"]:.3f}',
+                 f'{point["masked_attribute"]:.3f}']
+        for metric in ('R1', 'mAP'):
+            found = point[f'{metric} - CLIP-SDM']
+            cells.append(f'{found[0]:+.2f} ({found[1]:.2f})' if found
+                         else '')
+        table.append(cells)
+    return table
+
+
+def main() -> None:
+    from terminaltables import AsciiTable
+    args = parse_args()
+    sizes = dict(SIZES['fast' if args.fast else 'full'])
+    if args.epochs and not args.from_scratch:
+        raise SystemExit('--epochs goes with --from-scratch')
+    data_root = osp.abspath(args.work_root)
+    os.makedirs(data_root, exist_ok=True)
+    # the hallucination regime has its own corpus, runs and report
+    regime_root = data_root if args.regime == 'noise' else osp.join(
+        data_root, args.regime)
+    root = regime_root
+    if args.from_scratch:
+        root = osp.join(regime_root, 'from_scratch')
+        if args.epochs:
+            sizes['epochs'] = args.epochs
+            root += f'_e{args.epochs}'
+    os.makedirs(root, exist_ok=True)
+    errors = None if args.regime == 'noise' else \
+        arm_configs.HALLUCINATION_ERRORS
+    context = dict(sizes=sizes,
+                   weights=None if args.from_scratch else stage0(
+                       data_root, sizes),
+                   lr=0.0003 if args.from_scratch else 0.0001,
+                   corpus=stage1_corpus(regime_root, sizes, errors),
+                   test_roots=stage2_test_sets(data_root, sizes))
+    results = Results(osp.join(root, 'results.json'))
+    start = time.time()
+    run = noise_regime if args.regime == 'noise' else hallucination_regime
+    tables = run(args, root, context, results)
+    report = tables.pop('notes', [])
+    report.append(f'runs: {len(results.rows)}, '
+                  f'{sum(r["minutes"] for r in results.rows):.1f} min of '
+                  f'training and testing in all; this call '
+                  f'{(time.time() - start) / 60:.1f} min')
     for name, table in tables.items():
         print(AsciiTable(table, name).table)
         report.append(f'### {name}\n\n{_markdown(table)}')
     _write_atomic(osp.join(root, 'report.md'), '\n\n'.join(report) + '\n')
-    figure = args.figure or osp.join(root, 'miniature_r1.png')
-    draw_figure(results.rows, list(MAIN_ARMS), figure)
-    print(f'report: {osp.join(root, "report.md")}\nfigure: {figure}')
+    print(f'report: {osp.join(root, "report.md")}')
 
 
 if __name__ == '__main__':

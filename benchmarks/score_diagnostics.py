@@ -75,36 +75,75 @@ def rescore(cfg: Config, checkpoint: dict, scope: str) -> torch.Tensor:
     return torch.cat(scores)
 
 
-def _content_tokens(caption: str, tokenizer) -> torch.Tensor:
-    ids = torch.from_numpy(tokenizer([caption])[0])
-    positions = torch.arange(len(ids))
-    return (positions > 0) & (positions < ids.argmax())
-
-
 def _training_samples(cfg: Config, pipeline=()):
     dataset = DATASETS.build(dict(cfg.train_dataloader.dataset,
                                   pipeline=list(pipeline)))
     return dataset
 
 
-def control_statistics(config: str, checkpoint: str) -> dict:
-    """Mean token score of a GA-DMS checkpoint's score bank over the
-    content tokens of the training captions, and the mean selection rates
-    (p_n, p_i) the neck derives from those scores: the settings of the
-    constant-score and uniform-masking controls."""
+def _bank_rows(config: str, checkpoint: str) -> tuple:
+    """A GA-DMS checkpoint's score bank ``[num_captions, 77]``, the
+    training captions of its rows (each row's sample holds one caption),
+    their ``[num_captions, 77]`` token ids, its config and dataset."""
     register_all_modules()
     cfg = Config.fromfile(config)
     bank = torch.load(checkpoint, map_location='cpu',
                       weights_only=True)['score_bank'].float()
     dataset = _training_samples(cfg)
+    captions = [dataset.get_data_info(i)['captions'][0]
+                for i in range(len(dataset))]
+    ids = torch.from_numpy(get_tokenizer(77)(captions))
+    return bank, captions, ids, cfg, dataset
+
+
+def _content(ids: torch.Tensor) -> torch.Tensor:
+    """``[B, N]`` bool: the positions between SOT and EOT."""
+    positions = torch.arange(ids.shape[1])[None]
+    return (positions > 0) & (positions < ids.argmax(dim=1, keepdim=True))
+
+
+def control_statistics(config: str, checkpoint: str) -> dict:
+    """Mean token score of a GA-DMS checkpoint's score bank over the
+    content tokens of the training captions, and the mean selection rates
+    (p_n, p_i) the neck derives from those scores (with its budget, if
+    any): the settings of the constant-score and uniform-masking
+    controls."""
+    bank, _, ids, cfg, _ = _bank_rows(config, checkpoint)
+    content = _content(ids)
+    p_noise, p_info = MODELS.build(cfg.model.neck).view_probs(ids, bank)
+    return dict(mean_score=float(bank[content].mean()),
+                rates=(float(p_noise[content].mean()),
+                       float(p_info[content].mean())))
+
+
+def bank_statistics(config: str, checkpoint: str, spans_path: str) -> dict:
+    """How a checkpoint's token scores (its score bank: the scores its
+    last epoch masked with) treat the injected noise tokens of the
+    training captions (``noise_spans.json``) against their correct colour
+    words: the AUC P(colour word scored above noise token, ties half),
+    and the noise view's mean selection probability on content tokens, on
+    noise tokens and on colour words (the neck's ``view_probs``, budget
+    included)."""
+    bank, captions, ids, cfg, dataset = _bank_rows(config, checkpoint)
+    with open(spans_path, encoding='utf-8') as f:
+        spans = json.load(f)
     tokenizer = get_tokenizer(77)
-    content = torch.stack([
-        _content_tokens(dataset.get_data_info(i)['captions'][0], tokenizer)
-        for i in range(len(dataset))])
-    scores = bank[content]
-    p_noise, p_info = MODELS.build(cfg.model.neck).selection_probs(scores)
-    return dict(mean_score=float(scores.mean()),
-                rates=(float(p_noise.mean()), float(p_info.mean())))
+    p_noise, _ = MODELS.build(cfg.model.neck).view_probs(ids, bank)
+    kinds = {'noise': torch.zeros_like(ids, dtype=torch.bool),
+             'attribute': torch.zeros_like(ids, dtype=torch.bool)}
+    for row, caption in enumerate(captions):
+        path = dataset.get_data_info(row)['img_path']
+        labels = noise_token_labels(
+            caption, spans.get(path, {}).get(caption, []), tokenizer)
+        for kind, positions in labels.items():
+            kinds[kind][row, sorted(positions)] = True
+    return dict(
+        auc=_auc(bank[kinds['attribute']], bank[kinds['noise']]),
+        masked_content=float(p_noise[_content(ids)].mean()),
+        masked_noise=float(p_noise[kinds['noise']].mean()),
+        masked_attribute=float(p_noise[kinds['attribute']].mean()),
+        noise_tokens=int(kinds['noise'].sum()),
+        attribute_tokens=int(kinds['attribute'].sum()))
 
 
 def noise_token_labels(caption: str, spans: list, tokenizer) -> dict:

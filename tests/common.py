@@ -5,17 +5,60 @@ import os.path as osp
 import struct
 import subprocess
 import sys
+import tempfile
 import zlib
+from typing import Callable, Optional
+
+import torch
 
 from gadms.datasets.transforms import (EOT_TOKEN_ID, MASK_TOKEN_ID,
                                        SOT_TOKEN_ID)
+from gadms.utils.forked_tools import ToolTimeout, run_forked_tool
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MASK, SOT, EOT = MASK_TOKEN_ID, SOT_TOKEN_ID, EOT_TOKEN_ID
 
 
-def run_tool(*args: str) -> subprocess.CompletedProcess:
-    """``python ARGS`` from the repository root, output captured."""
+def run_tool(*args: str, cwd: str = REPO_ROOT,
+             timeout: Optional[float] = None,
+             check: bool = False) -> subprocess.CompletedProcess:
+    """``python ARGS`` (a script and its arguments) in ``cwd`` (the
+    repository root by default), output captured: like ``subprocess.run``,
+    but the process is forked from a server that has imported the tools'
+    dependencies already (``gadms.utils.forked_tools``). Use
+    :func:`run_fresh_tool` where the test is about a new interpreter
+    (import-time behaviour and warnings)."""
+    with tempfile.TemporaryDirectory() as folder:
+        out, err = osp.join(folder, 'out'), osp.join(folder, 'err')
+        try:
+            code = run_forked_tool(args, out, err, cwd=cwd, timeout=timeout)
+        except ToolTimeout:
+            raise subprocess.TimeoutExpired([sys.executable, *args],
+                                            timeout) from None
+        outputs = []
+        for name in (out, err):
+            with open(name, encoding='utf-8', errors='replace') as f:
+                outputs.append(f.read())
+    done = subprocess.CompletedProcess([sys.executable, *args], code,
+                                       *outputs)
+    if check:
+        done.check_returncode()
+    return done
+
+
+def spawn_workers(worker: Callable, nprocs: int, args: tuple = ()) -> None:
+    """``torch.multiprocessing.spawn(worker, args, nprocs, join=True)``,
+    but the processes are forked from the tools' preloaded server
+    (``gadms.utils.forked_tools``) instead of starting new interpreters
+    that import torch and MMEngine each."""
+    torch.multiprocessing.start_processes(worker, args=args, nprocs=nprocs,
+                                          join=True,
+                                          start_method='forkserver')
+
+
+def run_fresh_tool(*args: str) -> subprocess.CompletedProcess:
+    """``python ARGS`` from the repository root in a new interpreter,
+    output captured."""
     return subprocess.run([sys.executable, *args], cwd=REPO_ROOT,
                           capture_output=True, text=True)
 

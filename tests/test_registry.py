@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from common import REPO_ROOT
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
@@ -74,7 +75,11 @@ def test_every_module_of_a_config_builds(config_path, benchmark_roots):
     cfg = Config.fromfile(config_path)
     assert cfg.default_scope == 'gadms'
     assert DefaultScope.get_current_instance().scope_name == 'gadms'
-    model = MODELS.build(cfg.model)
+    # on the meta device: every constructor runs, no weights are drawn (a
+    # ViT-B/16 takes 2.4 s to initialise; tools/analysis_tools/get_flops.py
+    # builds it with weights in tests/test_tools/test_get_flops.py)
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
     assert model.backbone.pretrained == cfg.model.backbone.get('pretrained')
     for loader_key in ('train_dataloader', 'val_dataloader',
                        'test_dataloader'):

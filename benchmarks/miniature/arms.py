@@ -8,7 +8,7 @@ changes only the parts it is about.
 """
 import os.path as osp
 import pprint
-from typing import Dict, Tuple
+from typing import Dict, NamedTuple, Tuple
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 IMAGE_SIZE = (96, 32)
@@ -21,10 +21,19 @@ TRAIN_PIPELINE = [
     dict(type='TokenizeCaption', context_length=77),
     dict(type='PackTextPersonInputs'),
 ]
-# the oracle arms also place each caption's recorded noise spans on its
-# tokens (AnnotatedTokenScorer reads them)
-ANNOTATED_TRAIN_PIPELINE = TRAIN_PIPELINE[:-1] + [
-    dict(type='AnnotateTokens', context_length=77), TRAIN_PIPELINE[-1]]
+
+
+
+def annotated_train_pipeline(flip_rate: float = 0.0) -> list:
+    """The oracle arms' pipeline: it also places each caption's recorded
+    noise spans on its tokens (AnnotatedTokenScorer reads them), with a
+    fraction ``flip_rate`` of the token labels flipped."""
+    annotate = dict(type='AnnotateTokens', context_length=77)
+    if flip_rate:
+        annotate['flip_rate'] = flip_rate
+    return TRAIN_PIPELINE[:-1] + [annotate, TRAIN_PIPELINE[-1]]
+
+
 TEST_PIPELINE = [
     dict(type='LoadPersonImage'),
     dict(type='Resize', scale=IMAGE_SIZE[::-1], keep_ratio=False),
@@ -37,6 +46,17 @@ NO_MASKING = dict(scorer=None,
                             policy='off'),
                   mtp_head=None)
 CSS = dict(_delete_=True, type='CosineScorer')
+
+
+class ArmSpec(NamedTuple):
+    """What an arm changes: the model config changes, whether it keeps a
+    score bank, and the fraction of the oracle's token labels flipped
+    (``AnnotateTokens(flip_rate=...)``; oracle arms only)."""
+    changes: dict
+    keeps_bank: bool
+    flip_rate: float = 0.0
+
+
 # name -> (model changes, whether the arm keeps a score bank); constant and
 # uniform arms are filled in from the GA-DMS reference run (see
 # control_arms)
@@ -52,7 +72,7 @@ ARMS: Dict[str, Tuple[dict, bool]] = {
     'row 6: GASS, SDM*': (dict(mtp_head=None), True),
 }
 # oracle arms: the injected noise's tokens score 0, the rest 1 (read from
-# the corpus' noise spans); their arms train on ANNOTATED_TRAIN_PIPELINE
+# the corpus' noise spans); their arms train on annotated_train_pipeline()
 ORACLE = dict(scorer=dict(_delete_=True, type='AnnotatedTokenScorer'))
 ORACLE_ARM = 'GA-DMS, oracle scores'
 ORACLE_ARMS = {
@@ -96,20 +116,24 @@ def stage0_config(corpus: str, epochs: int) -> str:
             _lines('test_cfg', None) + _lines('test_evaluator', None))
 
 
-def arm_config(changes: dict, keeps_bank: bool, corpus: str, weights: str,
-               epochs: int, batch_size: int, test_loader: dict) -> str:
+def arm_config(arm: ArmSpec, corpus: str, weights: str, epochs: int,
+               batch_size: int, test_loader: dict) -> str:
     """An arm's stage-1 training and stage-2 test config (Python text);
     an arm scored by AnnotatedTokenScorer trains on the annotated
     pipeline."""
+    changes, keeps_bank, flip_rate = arm
+    annotated = (changes.get('scorer') or {}).get(
+        'type') == 'AnnotatedTokenScorer'
+    if flip_rate and not annotated:
+        raise ValueError('flip_rate flips the labels of an oracle arm '
+                         '(AnnotatedTokenScorer) only')
     base = osp.join(REPO_ROOT, 'configs/gadms/gadms_tiny_synthperson.py')
     model = dict(backbone=dict(pretrained=weights), **changes)
     hooks = [dict(type='ScoreBankHook', context_length=77)] \
         if keeps_bank else []
     return (_lines('_base_', [base]) + _lines('model', model) +
             _lines('custom_hooks', hooks) +
-            _train_lines(corpus, epochs, batch_size, annotated=(
-                changes.get('scorer') or {}).get(
-                    'type') == 'AnnotatedTokenScorer') +
+            _train_lines(corpus, epochs, batch_size, annotated, flip_rate) +
             _lines('val_dataloader', None) + _lines('val_cfg', None) +
             _lines('val_evaluator', None) +
             _lines('test_dataloader', test_loader) +
@@ -117,7 +141,7 @@ def arm_config(changes: dict, keeps_bank: bool, corpus: str, weights: str,
 
 
 def _train_lines(corpus: str, epochs: int, batch_size: int = 64,
-                 annotated: bool = False) -> str:
+                 annotated: bool = False, flip_rate: float = 0.0) -> str:
     loader = dict(
         batch_size=batch_size,
         num_workers=0,
@@ -125,8 +149,8 @@ def _train_lines(corpus: str, epochs: int, batch_size: int = 64,
         sampler=dict(type='ResumableSampler', shuffle=True),
         drop_last=True,
         dataset=dict(_delete_=True, type='WebPerson', data_root=corpus,
-                     ann_file='data', pipeline=ANNOTATED_TRAIN_PIPELINE
-                     if annotated else TRAIN_PIPELINE))
+                     ann_file='data', pipeline=annotated_train_pipeline(
+                         flip_rate) if annotated else TRAIN_PIPELINE))
     return (_lines('train_dataloader', loader) +
             _lines('train_cfg', dict(max_epochs=epochs,
                                      val_interval=epochs + 1)) +
@@ -134,3 +158,28 @@ def _train_lines(corpus: str, epochs: int, batch_size: int = 64,
                 logger=dict(interval=10),
                 checkpoint=dict(interval=epochs, save_best=None,
                                 max_keep_ckpts=1))))
+
+
+# the hallucination regime (issue #27): half the captions have one colour
+# word replaced by a wrong one, no other noise; the oracle flags exactly
+# the wrong words
+HALLUCINATION_ERRORS = dict(background=0.0, hallucination=0.0,
+                            wrong_colour=0.5, repetition=0.0, truncation=0.0)
+HARD = dict(noise_mask='hard')
+ORACLE_HARD_ARM = 'oracle, hard'
+HALLUCINATION_ARMS: Dict[str, ArmSpec] = {
+    'CLIP-SDM': ArmSpec(*ARMS['CLIP-SDM']),
+    'GA-DMS': ArmSpec(*ARMS['GA-DMS']),
+    'oracle, paper strength': ArmSpec(ORACLE, True),
+    ORACLE_HARD_ARM: ArmSpec(dict(ORACLE, neck=HARD), True),
+    'GASS, hard': ArmSpec(dict(neck=HARD), True),
+}
+FLIP_RATES = (0.1, 0.2, 0.3, 0.5)
+# the sweep between the two ends: GASS with a per-caption budget, and the
+# oracle with a fraction q of its token labels flipped (q = 0.5: chance)
+SWEEP_ARMS: Dict[str, ArmSpec] = {
+    **{f'GASS, hard, at most {k}': ArmSpec(
+        dict(neck=dict(HARD, noise_budget=k)), True) for k in (1, 2)},
+    **{f'oracle, hard, q={q}': ArmSpec(dict(ORACLE, neck=HARD), True, q)
+       for q in FLIP_RATES},
+}

@@ -3,13 +3,11 @@ folder, two paths of one file, files that are not images; and queries that
 say nothing or name no caption."""
 import os
 import os.path as osp
-import subprocess
-import sys
 
 import cv2
 import pytest
 import torch
-from common import REPO_ROOT
+from common import REPO_ROOT, run_tool
 from mmengine.config import Config
 
 from gadms.apis import TextPersonInferencer, list_images
@@ -110,10 +108,8 @@ def test_retrieve_cli_lists_skips_and_checks_queries(checkpoint, tmp_path):
     gallery, _ = _gallery(tmp_path)
 
     def retrieve(*options):
-        return subprocess.run(
-            [sys.executable, 'tools/retrieve.py', CONFIG, checkpoint,
-             '--topk', '2', *options], cwd=REPO_ROOT, capture_output=True,
-            text=True)
+        return run_tool('tools/retrieve.py', CONFIG, checkpoint, '--topk',
+                        '2', *options)
 
     built = retrieve('--gallery', gallery, '--query', 'a man in red')
     assert built.returncode == 0, built.stderr[-2000:]

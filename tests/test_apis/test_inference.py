@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from common import REPO_ROOT
+from common import REPO_ROOT, run_tool
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 
@@ -117,11 +117,9 @@ def test_image_to_text_ranking(inferencer):
 
 def test_retrieve_cli_writes_a_picture(checkpoint, tmp_path):
     out = str(tmp_path / 'result.png')
-    result = subprocess.run(
-        [sys.executable, 'tools/retrieve.py', CONFIG, checkpoint,
-         '--gallery', 'test', '--query-caption', '3', '--topk', '5',
-         '--out', out], cwd=REPO_ROOT, capture_output=True,
-        text=True)
+    result = run_tool('tools/retrieve.py', CONFIG, checkpoint, '--gallery',
+                      'test', '--query-caption', '3', '--topk', '5',
+                      '--out', out)
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'query:' in result.stdout and '| rank |' in result.stdout
     picture = cv2.imread(out)
@@ -145,10 +143,9 @@ def test_index_is_used_from_another_folder_and_after_a_move(checkpoint,
     tool = osp.join(REPO_ROOT, 'tools/retrieve.py')
 
     def retrieve(cwd, *options):
-        return subprocess.run(
-            [sys.executable, tool, CONFIG, checkpoint, '--query',
-             'a person in a red coat', '--topk', '2', *options], cwd=str(cwd),
-            capture_output=True, text=True)
+        return run_tool(tool, CONFIG, checkpoint, '--query',
+                        'a person in a red coat', '--topk', '2', *options,
+                        cwd=str(cwd))
 
     # built with a relative folder name from one directory...
     built = retrieve(tmp_path / 'build', '--gallery', 'gallery',

@@ -1,17 +1,13 @@
 """benchmarks/gpu_check.py in its tiny CPU mode, so the one-shot GPU check
 cannot rot between the sessions that are lent a GPU."""
 import json
-import subprocess
-import sys
 
-from common import REPO_ROOT
+from common import run_tool
 
 
 def test_tiny_mode_measures_every_figure(tmp_path):
     out = tmp_path / 'check.json'
-    result = subprocess.run(
-        [sys.executable, 'benchmarks/gpu_check.py', '--tiny', '--out',
-         str(out)], cwd=REPO_ROOT, capture_output=True, text=True)
+    result = run_tool('benchmarks/gpu_check.py', '--tiny', '--out', str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert figures['device'] == 'cpu' and figures['batch'] == 4

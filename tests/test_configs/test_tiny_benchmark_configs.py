@@ -2,11 +2,9 @@
 the folder with --data-root."""
 import json
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
-from common import REPO_ROOT, run_tool_main
+from common import REPO_ROOT, run_tool, run_tool_main
 from mmengine.config import Config
 from tiny_models import SHRINK_OPTIONS
 
@@ -23,8 +21,7 @@ SHORT = ['train_cfg.max_epochs=2', 'train_cfg.val_interval=2',
 
 
 def _run(*args: str) -> str:
-    result = subprocess.run([sys.executable, *args], cwd=REPO_ROOT,
-                            capture_output=True, text=True)
+    result = run_tool(*args)
     assert result.returncode == 0, result.stdout[-2000:] + \
         result.stderr[-2000:]
     return result.stdout + result.stderr

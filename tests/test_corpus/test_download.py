@@ -4,8 +4,6 @@ another port, redirect loops; each outcome counted, nothing hanging."""
 import glob
 import json
 import os.path as osp
-import subprocess
-import sys
 import time
 from http.server import BaseHTTPRequestHandler
 
@@ -14,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from common import REPO_ROOT, pixel_bomb
+from common import pixel_bomb, run_tool
 
 from gadms.corpus.download import (DownloadOptions, download_image,
                                    run_download_stage)
@@ -206,12 +204,11 @@ def test_download_cli_runs_on_local_ray(webs, tmp_path):
         dict(key='a', url=web.base + '/ok.png', text='x'),
         dict(key='b', url=web.base + '/missing.png', text='y')])
     out = tmp_path / 'out'
-    result = subprocess.run(
-        [sys.executable, 'tools/dataset_converters/build_webperson_corpus.py',
-         'download', str(tmp_path / 'table.parquet'), str(out),
-         '--num-cpus', '1', '--concurrency', '1', '--partitions', '1',
-         '--timeout', '2', '--retries', '0'],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    result = run_tool(
+        'tools/dataset_converters/build_webperson_corpus.py', 'download',
+        str(tmp_path / 'table.parquet'), str(out), '--num-cpus', '1',
+        '--concurrency', '1', '--partitions', '1', '--timeout', '2',
+        '--retries', '0', timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout[result.stdout.index('{'):])
     assert report['status'] == {'http 404': 1, 'ok': 1}

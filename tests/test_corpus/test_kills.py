@@ -13,7 +13,7 @@ from functools import partial
 
 import pyarrow.parquet as pq
 import pytest
-from common import REPO_ROOT
+from common import REPO_ROOT, run_tool
 from ray import cloudpickle
 from corpus_scenes import TEMPLATES, exported_rows
 
@@ -120,8 +120,7 @@ def test_a_killed_driver_then_the_same_command(scenes, server,
              lambda: _shard_folders(osp.join(out, 'crops', '*')) >= 2),
             (captioning, lambda: glob.glob(half_written))):
         _kill_when(command, ready)
-        result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True,
-                                text=True, timeout=300)
+        result = run_tool(*command[1:], timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout[result.stdout.index('{'):])
     assert report['still_missing'] == 0

@@ -1,12 +1,10 @@
 import json
 import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from common import REPO_ROOT
+from common import REPO_ROOT, run_tool
 from mmengine.config import Config
 
 from gadms.corpus import (TransformersCaptioner, UltralyticsDetector,
@@ -95,11 +93,10 @@ def test_templates_cli_with_a_model_text_encoder(tmp_path):
                     [('red', 'black'), ('blue', 'white')] * 6)]
     source, out = tmp_path / 'captions.json', tmp_path / 'bank.json'
     source.write_text(json.dumps(captions))
-    subprocess.run(
-        [sys.executable, 'tools/dataset_converters/build_webperson_corpus.py',
-         'templates', str(source), str(out), '--clusters', '3',
-         '--per-cluster', '1', '--embed-with', config, checkpoint],
-        cwd=REPO_ROOT, check=True, capture_output=True)
+    run_tool('tools/dataset_converters/build_webperson_corpus.py',
+             'templates', str(source), str(out), '--clusters', '3',
+             '--per-cluster', '1', '--embed-with', config, checkpoint,
+             check=True)
     bank = load_template_bank(str(out))
     assert 3 <= len(bank) <= 6
     assert all('[person]' in t and '[colour]' in t for t in bank)

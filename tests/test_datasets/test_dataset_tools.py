@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from common import REPO_ROOT, run_tool_main, tool_module
+from common import REPO_ROOT, run_tool, run_tool_main, tool_module
 
 from gadms.datasets import (CUHKPEDES, RSTPReid, WebPerson,
                             export_synth_person)
@@ -18,8 +18,7 @@ SIZES = ['--train-ids', '4', '--val-ids', '2', '--test-ids', '2',
 
 
 def _tool(*args: str, expect: int = 0, cwd: str = REPO_ROOT) -> str:
-    result = subprocess.run([sys.executable, *args], cwd=cwd,
-                            capture_output=True, text=True)
+    result = run_tool(*args, cwd=cwd)
     assert result.returncode == expect, result.stdout[-2000:] + \
         result.stderr[-2000:]
     return result.stdout

@@ -130,6 +130,38 @@ def test_transform_picks_the_sample_caption():
                               caption_annotations=[None]))
 
 
+def test_flipped_labels_are_fixed_per_caption_at_the_given_rate():
+    captions = [f'a man in a red coat and {k} blue shoes with a black bag'
+                for k in range(300)]
+    annotations = [dict(noise_spans=[[11, 14]])] * len(captions)  # 'red'
+    exact = AnnotateTokens()(dict(
+        captions=captions, img_path='x.jpg',
+        caption_annotations=annotations))['token_annotation']
+    flip = AnnotateTokens(flip_rate=0.3, flip_seed=4)
+    flipped = flip(dict(captions=captions, img_path='x.jpg',
+                        caption_annotations=annotations))['token_annotation']
+    content = np.zeros_like(exact, dtype=bool)
+    for row, caption in enumerate(captions):
+        content[row, 1:1 + len(TOKENIZER.encode(caption))] = True
+    changed = flipped != exact
+    # only content tokens change, each to 1 - its value
+    assert not changed[~content].any()
+    np.testing.assert_array_equal(flipped[changed], 1 - exact[changed])
+    rate, trials = changed[content].mean(), content.sum()
+    assert abs(rate - 0.3) < 3 * (0.3 * 0.7 / trials)**0.5
+    # the same caption gets the same flips in every epoch, another seed
+    # others
+    again = flip(dict(captions=captions[:1], img_path='x.jpg', caption_idx=0,
+                      caption_annotations=annotations[:1]))
+    np.testing.assert_array_equal(again['token_annotation'][0], flipped[0])
+    other = AnnotateTokens(flip_rate=0.3, flip_seed=5)(dict(
+        captions=captions, img_path='x.jpg',
+        caption_annotations=annotations))['token_annotation']
+    assert (other != flipped).any()
+    with pytest.raises(ValueError, match='flip_rate must be in'):
+        AnnotateTokens(flip_rate=1.5)
+
+
 def test_parquet_reader_passes_annotations_through(tmp_path):
     spans = pa.list_(pa.list_(pa.int64()))
     words = pa.list_(pa.struct([('word', pa.string()),

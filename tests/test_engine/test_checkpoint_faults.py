@@ -8,8 +8,7 @@ import sys
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
-from common import REPO_ROOT
+from common import REPO_ROOT, run_tool, spawn_workers
 from mmengine.config import Config
 from mmengine.logging import MessageHub
 
@@ -97,10 +96,8 @@ def test_truncated_checkpoint_names_the_file(tmp_path):
     with pytest.raises(CheckpointError,
                        match=f'checkpoint {broken} is truncated or corrupt'):
         runner.load_checkpoint(broken)
-    result = subprocess.run(
-        [sys.executable, 'tools/test.py', CONFIG, broken, '--work-dir',
-         str(tmp_path / 'test')], cwd=REPO_ROOT, capture_output=True,
-        text=True)
+    result = run_tool('tools/test.py', CONFIG, broken, '--work-dir',
+                      str(tmp_path / 'test'))
     assert result.returncode != 0
     assert f'CheckpointError: checkpoint {broken} is truncated' in \
         result.stderr
@@ -217,8 +214,8 @@ def _resume_choice_worker(rank: int, work_dir: str, out_dir: str) -> None:
 
 def test_every_rank_resumes_from_rank_zeros_choice(tmp_path):
     good = _resumable_work_dir(tmp_path / 'work')
-    mp.spawn(_resume_choice_worker, nprocs=2, join=True,
-             args=(str(tmp_path / 'work'), str(tmp_path)))
+    spawn_workers(_resume_choice_worker, 2,
+                  (str(tmp_path / 'work'), str(tmp_path)))
     assert [(tmp_path / f'rank{r}').read_text() for r in (0, 1)] == \
         [good, good]
 

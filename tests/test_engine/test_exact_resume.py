@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from common import REPO_ROOT
+from common import REPO_ROOT, run_tool
 
 from gadms.engine.checkpoint_loading import is_readable_checkpoint
 
@@ -32,9 +32,9 @@ OPTIONS = [
 ]
 
 
-def _command(work_dir: str, *extra: str) -> list:
-    return [sys.executable, 'tools/train.py', CONFIG, '--work-dir', work_dir,
-            *extra, '--cfg-options', *OPTIONS]
+def _arguments(work_dir: str, *extra: str) -> list:
+    return ['tools/train.py', CONFIG, '--work-dir', work_dir, *extra,
+            '--cfg-options', *OPTIONS]
 
 
 def _losses(work_dir: str) -> dict:
@@ -63,12 +63,12 @@ def _iteration(checkpoint: str) -> int:
 def test_kill_break_resume_equals_uninterrupted_run(tmp_path):
     straight_dir = str(tmp_path / 'straight')
     killed_dir = str(tmp_path / 'killed')
-    subprocess.run(_command(straight_dir), cwd=REPO_ROOT, check=True,
-                   capture_output=True)
+    run_tool(*_arguments(straight_dir), check=True)
     expected = _losses(straight_dir)
     assert sorted(expected) == list(range(1, 17))
 
-    run = subprocess.Popen(_command(killed_dir), cwd=REPO_ROOT,
+    run = subprocess.Popen([sys.executable, *_arguments(killed_dir)],
+                           cwd=REPO_ROOT,
                            stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -86,8 +86,7 @@ def test_kill_break_resume_equals_uninterrupted_run(tmp_path):
     assert not is_readable_checkpoint(last)
     kept = _iteration(last) - 3
 
-    resumed = subprocess.run(_command(killed_dir, '--resume'), cwd=REPO_ROOT,
-                             capture_output=True, text=True)
+    resumed = run_tool(*_arguments(killed_dir, '--resume'))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     log = resumed.stdout + resumed.stderr
     assert f'skipping checkpoint {last}: truncated or corrupt' in log

@@ -1,11 +1,9 @@
 """One tools/test.py run over several benchmarks (direct transfer)."""
 import json
 import os.path as osp
-import subprocess
-import sys
 
 import torch
-from common import REPO_ROOT
+from common import REPO_ROOT, run_tool
 from mmengine.config import Config
 
 from gadms.datasets import export_synth_person
@@ -55,10 +53,8 @@ def test_one_run_prints_a_row_per_benchmark_with_equal_metrics(tmp_path):
     model = MODELS.build(Config.fromfile(BASE_CONFIG).model)
     torch.save(dict(state_dict=model.state_dict()), checkpoint)
     out = str(tmp_path / 'metrics.json')
-    result = subprocess.run(
-        [sys.executable, 'tools/test.py', _write_config(tmp_path), checkpoint,
-         '--work-dir', str(tmp_path / 'work'), '--out', out],
-        cwd=REPO_ROOT, capture_output=True, text=True)
+    result = run_tool('tools/test.py', _write_config(tmp_path), checkpoint,
+                      '--work-dir', str(tmp_path / 'work'), '--out', out)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.load(open(out))
     names = ['SynthPerson', 'CUHK-PEDES', 'ICFG-PEDES', 'RSTPReid']

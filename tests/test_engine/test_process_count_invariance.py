@@ -5,8 +5,7 @@ import os.path as osp
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
-from common import REPO_ROOT
+from common import REPO_ROOT, spawn_workers
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.logging import MessageHub
@@ -84,8 +83,7 @@ def test_one_step_on_one_or_two_processes(name, tmp_path):
         Config.fromfile(osp.join(REPO_ROOT, CONFIGS[name])).model
     ).state_dict()
     single_log, single_params, single_bank = _step(name, 0, 1, initial)
-    mp.spawn(_worker, nprocs=2, join=True, args=(name, str(tmp_path),
-                                                 initial))
+    spawn_workers(_worker, 2, (name, str(tmp_path), initial))
     ranks = [torch.load(osp.join(tmp_path, f'rank{r}.pt'),
                         weights_only=False) for r in range(2)]
     # each rank logs the loss of its rows; their mean is the global loss

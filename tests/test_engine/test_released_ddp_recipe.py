@@ -29,9 +29,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
-from common import EOT, REPO_ROOT, SOT
+from common import EOT, REPO_ROOT, SOT, spawn_workers
 from mmengine.config import Config
 from mmengine.logging import MessageHub
 from mmengine.model import MMDistributedDataParallel
@@ -296,8 +295,7 @@ def test_recipe_equals_released_code_on_8_processes_and_on_one(tmp_path):
     assert len(set(setup['pids'].values())) == GLOBAL  # one per caption
     torch.manual_seed(0)
     initial = _params(MODELS.build(copy.deepcopy(setup['model'])))
-    mp.spawn(_worker, nprocs=WORLD, join=True,
-             args=(str(tmp_path), setup, initial))
+    spawn_workers(_worker, WORLD, (str(tmp_path), setup, initial))
     ranks = [torch.load(osp.join(tmp_path, f'rank{r}.pt'))
              for r in range(WORLD)]
     MessageHub.get_instance('one-process')

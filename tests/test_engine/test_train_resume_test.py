@@ -8,7 +8,7 @@ import sys
 import zipfile
 
 import torch
-from common import REPO_ROOT
+from common import REPO_ROOT, run_tool
 from tiny_models import SMALL_SYNTH_OPTIONS
 
 CONFIG = 'configs/baselines/clip-sdm_tiny_synthperson.py'
@@ -17,8 +17,7 @@ SMALL_DATA = SMALL_SYNTH_OPTIONS
 
 
 def _run(*args: str) -> str:
-    result = subprocess.run([sys.executable, *args], cwd=REPO_ROOT,
-                            capture_output=True, text=True)
+    result = run_tool(*args)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[
         -3000:]
     return result.stdout + result.stderr

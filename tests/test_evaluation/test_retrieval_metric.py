@@ -4,7 +4,7 @@ import tempfile
 
 import pytest
 import torch
-import torch.multiprocessing as mp
+from common import spawn_workers
 
 from gadms.evaluation import (NonFiniteScoresError,
                               TextPersonRetrievalMetric,
@@ -151,8 +151,7 @@ def test_two_process_evaluation_equals_one_process():
     single.process({}, samples)
     expected = single.evaluate(size=31)
     with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_distributed_eval_worker, nprocs=2, join=True,
-                 args=(2, tmp, samples))
+        spawn_workers(_distributed_eval_worker, 2, (2, tmp, samples))
         for rank in range(2):
             metrics = torch.load(os.path.join(tmp, f'rank{rank}.pt'))
             assert metrics == pytest.approx(expected, abs=1e-9)

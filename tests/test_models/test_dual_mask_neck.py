@@ -181,3 +181,47 @@ def test_uniform_policy_masks_both_views_at_fixed_rates():
         assert abs(rate - p) < 3 * math.sqrt(p * (1 - p) / trials)
     # the noise view is corrupted (80% of its selections become [MASK])
     assert (views.noise_ids == MASK).any()
+
+
+def _lowest_by_hand(ids, scores, budget):
+    """Per row, the positions of the ``budget`` lowest-scored eligible
+    tokens, ties to the earlier position (Python's stable sort)."""
+    chosen = []
+    for row_ids, row_scores in zip(ids.tolist(), scores.tolist()):
+        eligible = [p for p, i in enumerate(row_ids) if 0 < i < MASK]
+        chosen.append(set(sorted(eligible,
+                                 key=lambda p: row_scores[p])[:budget]))
+    return chosen
+
+
+@pytest.mark.parametrize('budget', [1, 2, 5])
+def test_noise_budget_selects_only_the_lowest_scored_tokens(budget):
+    torch.manual_seed(0)
+    ids = _captions(6, length=8)
+    ids[1, 1:4] = MASK  # [MASK] and padding are never eligible
+    ids[2, 2:] = 0
+    ids[2, 2] = EOT  # a row with a single content token
+    # scores from a few levels, so that ties between positions occur
+    scores = torch.randint(0, 4, (6, 77)).float() / 10
+    neck = MODELS.build(dict(type='DualMaskNeck', noise_mask='hard',
+                             noise_budget=budget))
+    p_noise, p_info = neck.view_probs(ids, scores)
+    unbudgeted, same_info = MODELS.build(dict(
+        type='DualMaskNeck', noise_mask='hard')).view_probs(ids, scores)
+    eligible_counts = [7, 4, 1, 7, 7, 7]
+    for row, positions in enumerate(_lowest_by_hand(ids, scores, budget)):
+        assert len(positions) == min(budget, eligible_counts[row])
+        kept = torch.zeros(77, dtype=torch.bool)
+        kept[sorted(positions)] = True
+        torch.testing.assert_close(p_noise[row][kept],
+                                   unbudgeted[row][kept])
+        assert (p_noise[row][~kept] == 0).all()
+    torch.testing.assert_close(p_info, same_info)  # the MTP view: as is
+    # the draws: never more than the budget per caption
+    views = neck(ids.repeat(200, 1), scores.repeat(200, 1))
+    assert ((views.noise_labels != 0).sum(dim=1) <= budget).all()
+
+
+def test_noise_budget_must_be_positive():
+    with pytest.raises(ValueError, match='noise_budget must be a positive'):
+        MODELS.build(dict(type='DualMaskNeck', noise_budget=0))

@@ -7,7 +7,7 @@ import tempfile
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from common import spawn_workers
 from torch.utils.data import DataLoader, Dataset
 
 from gadms.models.utils import TokenScoreBank
@@ -106,7 +106,7 @@ def _rank_worker(rank, world_size, tmp_dir):
 
 def test_two_gloo_processes_see_every_update():
     with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_rank_worker, nprocs=2, join=True, args=(2, tmp))
+        spawn_workers(_rank_worker, 2, (2, tmp))
         banks = [torch.load(os.path.join(tmp, f'rank{r}.pt'))
                  for r in range(2)]
     expected = torch.tensor([0.1, 0.5, 0.1, 0.5, 0.1, 0.85])[:, None].expand(
@@ -161,7 +161,7 @@ def _per_group_worker(rank, tmp_dir):
 
 def test_per_group_bank_reads_what_its_rank_wrote_after_two_epochs():
     with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_per_group_worker, nprocs=2, join=True, args=(tmp, ))
+        spawn_workers(_per_group_worker, 2, (tmp, ))
         ranks = [torch.load(os.path.join(tmp, f'rank{r}.pt'))
                  for r in range(2)]
     init = 0.85

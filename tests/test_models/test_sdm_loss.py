@@ -5,7 +5,7 @@ import tempfile
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from common import spawn_workers
 
 from gadms.models.losses import SDMLoss
 from gadms.registry import MODELS
@@ -81,8 +81,7 @@ def test_two_gloo_processes_give_the_full_batch_loss_and_gradient():
     full_loss.backward()
 
     with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_shard_worker, nprocs=2, join=True,
-                 args=(2, tmp, image, text, pids))
+        spawn_workers(_shard_worker, 2, (2, tmp, image, text, pids))
         results = [torch.load(os.path.join(tmp, f'rank{rank}.pt'))
                    for rank in range(2)]
     # each rank's loss covers its rows; their mean is the full-batch loss

@@ -3,7 +3,7 @@ import subprocess
 import sys
 
 import pytest
-from common import REPO_ROOT
+from common import REPO_ROOT, run_tool
 from mmengine.config import Config
 
 from gadms.registry import MODELS
@@ -37,10 +37,9 @@ def test_tiny_image_encoder_matches_a_hand_count():
 
 
 def test_cli_prints_the_table_and_its_result_alone():
-    result = subprocess.run(
-        [sys.executable, 'tools/analysis_tools/get_flops.py',
-         'configs/baselines/clip-sdm_tiny_synthperson.py'], cwd=REPO_ROOT,
-        capture_output=True, text=True, check=True)
+    result = run_tool('tools/analysis_tools/get_flops.py',
+                      'configs/baselines/clip-sdm_tiny_synthperson.py',
+                      check=True)
     lines = result.stdout.splitlines()
     assert any(line.startswith('| image encoder ') for line in lines)
     assert lines[-1].startswith('Retrieval cost per image + caption: ')

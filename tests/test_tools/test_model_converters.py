@@ -5,7 +5,7 @@ import sys
 
 import pytest
 import torch
-from common import EOT, REPO_ROOT, SOT
+from common import EOT, REPO_ROOT, SOT, run_tool
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 from tiny_models import TINY_ARCH
@@ -16,8 +16,7 @@ IMAGE_SIZE = (32, 16)
 
 
 def _tool(*args: str) -> str:
-    result = subprocess.run([sys.executable, *args], cwd=REPO_ROOT,
-                            capture_output=True, text=True)
+    result = run_tool(*args)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
 
@@ -109,10 +108,8 @@ def test_official_checkpoint_converter(tmp_path):
 def test_untrusted_official_checkpoint_needs_the_flag(tmp_path):
     src = str(tmp_path / 'pickled.pth')
     torch.save(dict(model={}, args=Config(dict(a=1))), src)
-    result = subprocess.run(
-        [sys.executable, 'tools/model_converters/irra_to_gadms.py', src,
-         str(tmp_path / 'out.pth')], cwd=REPO_ROOT, capture_output=True,
-        text=True)
+    result = run_tool('tools/model_converters/irra_to_gadms.py', src,
+                      str(tmp_path / 'out.pth'))
     assert result.returncode != 0 and '--trust-checkpoint' in result.stderr
 
 

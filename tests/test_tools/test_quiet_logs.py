@@ -4,7 +4,7 @@ import glob
 import os.path as osp
 
 import torch
-from common import run_tool
+from common import run_fresh_tool
 from mmengine.config import Config
 
 from gadms.registry import MODELS
@@ -19,11 +19,13 @@ def test_console_header_is_short_and_the_log_file_has_everything(tmp_path):
     torch.save(MODELS.build(Config.fromfile(CONFIG).model).backbone.clip
                .state_dict(), clip)
     work_dir = str(tmp_path / 'run')
-    result = run_tool('tools/test.py', CONFIG, '--pretrained', clip,
-                      '--work-dir', work_dir, '--cfg-options',
-                      'test_dataloader.dataset.num_identities.test=4',
-                      'test_dataloader.num_workers=0',
-                      'test_dataloader.persistent_workers=False')
+    # a new interpreter: the console as a user sees it, import-time
+    # warnings included
+    result = run_fresh_tool('tools/test.py', CONFIG, '--pretrained', clip,
+                            '--work-dir', work_dir, '--cfg-options',
+                            'test_dataloader.dataset.num_identities.test=4',
+                            'test_dataloader.num_workers=0',
+                            'test_dataloader.persistent_workers=False')
     assert result.returncode == 0, result.stderr[-3000:]
     console = (result.stderr + result.stdout).splitlines()
     table = next(i for i, line in enumerate(console)

@@ -2,12 +2,11 @@ import os
 import os.path as osp
 import re
 import subprocess
-import sys
 
 import cv2
 import numpy as np
 import torch
-from common import EOT, REPO_ROOT, SOT, tool_module
+from common import EOT, REPO_ROOT, SOT, run_tool, tool_module
 from mmengine.config import Config
 
 from gadms.apis import TextPersonInferencer
@@ -82,10 +81,8 @@ def test_the_drawn_masks_are_the_necks(monkeypatch):
 
 def _tool(config: str, checkpoint: str, *options: str
           ) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, 'tools/analysis_tools/visualize_token_scores.py',
-         config, checkpoint, *options], cwd=REPO_ROOT, capture_output=True,
-        text=True)
+    return run_tool('tools/analysis_tools/visualize_token_scores.py', config,
+                    checkpoint, *options)
 
 
 def _checkpoint(config: str, path) -> str:

@@ -1,9 +1,7 @@
 """Progress output stays bounded when it does not go to a terminal."""
 import io
-import subprocess
-import sys
 
-from common import REPO_ROOT
+from common import run_tool
 
 from gadms.utils.progress import Progress
 
@@ -49,15 +47,10 @@ def test_a_terminal_gets_mmengines_bar():
 
 def test_check_dataset_output_to_a_pipe_is_bounded(tmp_path):
     root = str(tmp_path / 'rstp')
-    subprocess.run(
-        [sys.executable,
-         'tools/dataset_converters/synth_person_to_benchmark.py', root,
-         '--layout', 'rstpreid', '--train-ids', '40', '--val-ids', '4',
-         '--test-ids', '4', '--images-per-identity', '4'],
-        cwd=REPO_ROOT, check=True, capture_output=True)
-    result = subprocess.run(
-        [sys.executable, 'tools/misc/check_dataset.py', 'rstpreid', root],
-        cwd=REPO_ROOT, capture_output=True, text=True)
+    run_tool('tools/dataset_converters/synth_person_to_benchmark.py', root,
+             '--layout', 'rstpreid', '--train-ids', '40', '--val-ids', '4',
+             '--test-ids', '4', '--images-per-identity', '4', check=True)
+    result = run_tool('tools/misc/check_dataset.py', 'rstpreid', root)
     assert result.returncode == 0, result.stdout[-2000:]
     progress = [line for line in result.stdout.splitlines()
                 if line.startswith('checking images: ')]

@@ -18,6 +18,7 @@ noise, and a word whose characters carry several confidences gets the
 lowest.
 """
 import re
+import zlib
 from typing import Optional
 
 import numpy as np
@@ -127,7 +128,44 @@ class AnnotateTokens(CaptionTokensTransform):
 
     Args:
         context_length (int): Tokens per caption. Defaults to 77.
+        flip_rate (float): A deliberately degraded annotation, for sweeps
+            of scorer quality: each content token's value ``v`` becomes
+            ``1 - v`` with this probability (0.5: a scorer at chance). The
+            flips are a fixed function of (``flip_seed``, caption text,
+            position), so a caption keeps the same errors in every epoch,
+            as a real scorer's would. Defaults to 0 (the annotation as
+            given).
+        flip_seed (int): Seed of the flips. Defaults to 0.
     """
+
+    def __init__(self, context_length: int = 77, flip_rate: float = 0.0,
+                 flip_seed: int = 0) -> None:
+        super().__init__(context_length)
+        if not 0.0 <= flip_rate <= 1.0:
+            raise ValueError(f'flip_rate must be in [0, 1], got '
+                             f'{flip_rate!r}')
+        self.flip_rate = flip_rate
+        self.flip_seed = flip_seed
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(context_length='
+                f'{self.context_length}, flip_rate={self.flip_rate}, '
+                f'flip_seed={self.flip_seed})')
+
+    def _flipped(self, caption: str, values: np.ndarray) -> np.ndarray:
+        """``values`` with each content token (value > 0 or not, between
+        SOT and EOT) flipped to ``1 - v`` with probability
+        ``flip_rate``."""
+        if not self.flip_rate:
+            return values
+        content = np.zeros(len(values), dtype=bool)
+        content[1:1 + len(get_tokenizer(self.context_length).encode(
+            caption)[:self.context_length - 2])] = True
+        draws = np.random.default_rng(
+            [self.flip_seed, zlib.crc32(caption.encode('utf-8'))]).random(
+                len(values))
+        flip = content & (draws < self.flip_rate)
+        return np.where(flip, 1.0 - values, values).astype(np.float32)
 
     def transform(self, results: dict) -> dict:
         captions = results['captions']
@@ -145,9 +183,9 @@ class AnnotateTokens(CaptionTokensTransform):
         first = results.get('caption_idx', 0)
         tokenizer = get_tokenizer(self.context_length)
         results['token_annotation'] = np.stack([
-            token_values(caption, annotation, tokenizer,
-                         f'{results.get("img_path")}, caption '
-                         f'{first + k}')
+            self._flipped(caption, token_values(
+                caption, annotation, tokenizer,
+                f'{results.get("img_path")}, caption {first + k}'))
             for k, (caption, annotation) in enumerate(zip(captions, chosen))
         ])
         return results

@@ -83,6 +83,11 @@ class DualMaskNeck(nn.Module):
             (``NOISE_MASKS``: ``'paper'`` or ``'hard'``) that sets
             ``noise_alpha``, ``lam``, ``noise_gamma`` and
             ``noise_replace``; those four must then keep their defaults.
+        noise_budget (int, optional): Under the ``'score'`` policy, at
+            most this many tokens per caption can be selected for the
+            noise view: its ``noise_budget`` lowest-scored eligible tokens
+            (ties to the earlier position) keep their ``p_n``, every other
+            token gets 0. ``None``: no budget.
     """
 
     def __init__(self,
@@ -98,7 +103,8 @@ class DualMaskNeck(nn.Module):
                  force_one_noise: bool = False,
                  force_one_mtp: bool = True,
                  seed: Optional[int] = None,
-                 noise_mask: Optional[str] = None) -> None:
+                 noise_mask: Optional[str] = None,
+                 noise_budget: Optional[int] = None) -> None:
         super().__init__()
         if noise_mask is not None:
             noise_alpha, lam, noise_gamma, noise_replace = self._preset(
@@ -108,6 +114,9 @@ class DualMaskNeck(nn.Module):
         if policy not in POLICIES:
             raise ValueError(f'policy must be one of {POLICIES}, got '
                              f'{policy!r}')
+        if noise_budget is not None and noise_budget < 1:
+            raise ValueError(f'noise_budget must be a positive number of '
+                             f'tokens or None, got {noise_budget!r}')
         if noise_replace not in ('bert', 'mask_only'):
             raise ValueError("noise_replace must be 'bert' or 'mask_only', "
                              f'got {noise_replace!r}')
@@ -121,6 +130,7 @@ class DualMaskNeck(nn.Module):
         self.force_one_noise = force_one_noise
         self.force_one_mtp = force_one_mtp
         self.seed = seed
+        self.noise_budget = noise_budget
 
     @staticmethod
     def _preset(name: str, given: dict) -> tuple:
@@ -167,7 +177,24 @@ class DualMaskNeck(nn.Module):
             return zeros + self.uniform_rates[0], zeros + self.uniform_rates[1]
         if scores is None:
             raise ValueError("the 'score' policy needs token scores")
-        return self.selection_probs(scores.to(text_ids.device))
+        scores = scores.to(text_ids.device)
+        p_noise, p_info = self.selection_probs(scores)
+        if self.noise_budget is not None:
+            p_noise = p_noise * self._lowest_scored(text_ids, scores)
+        return p_noise, p_info
+
+    def _lowest_scored(self, text_ids: torch.Tensor,
+                       scores: torch.Tensor) -> torch.Tensor:
+        """``[B, N]`` bool: the ``noise_budget`` lowest-scored eligible
+        positions of each row (fewer where a row has fewer eligible
+        tokens)."""
+        eligible = (text_ids > 0) & (text_ids < MASK_TOKEN_ID)
+        # ineligible positions sort last; the stable sort breaks ties by
+        # position, so the choice does not depend on the sorting kernel
+        keys = scores.float().masked_fill(~eligible, float('inf'))
+        order = keys.argsort(dim=1, stable=True)[:, :self.noise_budget]
+        chosen = torch.zeros_like(eligible).scatter_(1, order, True)
+        return chosen & eligible
 
     def forward(self,
                 text_ids: torch.Tensor,
