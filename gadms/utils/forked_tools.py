@@ -58,26 +58,40 @@ def _tool_child(argv: Sequence[str], cwd: str, env: dict, out: str,
         atexit._run_exitfuncs()
 
 
-def run_forked_tool(argv: Sequence[str],
-                    out: str,
-                    err: Optional[str] = None,
-                    cwd: Optional[str] = None,
-                    timeout: Optional[float] = None) -> int:
-    """Run ``python ARGV`` (a script and its arguments) in a process forked
-    from the preloaded server and return its exit status.
+def start_forked_tool(argv: Sequence[str],
+                      out: str,
+                      err: Optional[str] = None,
+                      cwd: Optional[str] = None,
+                      env: Optional[dict] = None) -> multiprocessing.Process:
+    """Start ``python ARGV`` (a script and its arguments) in a process
+    forked from the preloaded server; returns the started
+    ``multiprocessing.Process`` (``join``, ``kill``, ``exitcode``).
 
     Args:
         argv: The script's path (relative to ``cwd``) and its arguments.
         out: File that receives the tool's stdout (appended).
         err: File that receives its stderr (appended); ``out`` if None.
         cwd: Working directory of the tool; the caller's if None.
-        timeout: Seconds before the tool is killed (``ToolTimeout``).
-
-    The tool sees the caller's environment at the time of the call.
+        env: The tool's environment; the caller's at the time of the call
+            if None.
     """
     child = _FORKS.Process(target=_tool_child, args=(
-        list(argv), cwd or os.getcwd(), dict(os.environ), out, err or out))
+        list(argv), cwd or os.getcwd(),
+        dict(os.environ if env is None else env), out, err or out))
     child.start()
+    return child
+
+
+def run_forked_tool(argv: Sequence[str],
+                    out: str,
+                    err: Optional[str] = None,
+                    cwd: Optional[str] = None,
+                    timeout: Optional[float] = None,
+                    env: Optional[dict] = None) -> int:
+    """Run ``python ARGV`` like :func:`start_forked_tool` (same
+    arguments) and return its exit status; past ``timeout`` seconds the
+    tool is killed and ``ToolTimeout`` raised."""
+    child = start_forked_tool(argv, out, err, cwd, env)
     child.join(timeout)
     if child.exitcode is None:
         child.kill()

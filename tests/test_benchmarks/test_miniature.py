@@ -151,6 +151,11 @@ def test_hallucination_arms_configure_what_they_say(name, tmp_path):
     assert len(annotate) == (scorer == 'AnnotatedTokenScorer')
     if flip:
         assert annotate[0]['flip_rate'] == float(flip.group(1))
+    # nothing reads the held-back test sets while training or choosing a
+    # checkpoint: no validation, the last epoch's weights are tested
+    assert cfg.val_dataloader is None and cfg.val_cfg is None
+    assert cfg.default_hooks.checkpoint.save_best is None
+    assert cfg.train_dataloader.dataset.data_root == str(tmp_path)
     with pytest.raises(ValueError, match='oracle arm'):
         arms.arm_config(arms.ArmSpec({}, True, 0.1), '', None, 2, 8, None)
 

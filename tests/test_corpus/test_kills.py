@@ -6,7 +6,6 @@ import json
 import os
 import os.path as osp
 import signal
-import subprocess
 import sys
 import time
 from functools import partial
@@ -22,6 +21,7 @@ from gadms.corpus import (FilterOptions, PrecomputedDetector,
                           run_export_stage, run_filter_stage)
 from gadms.corpus.caption_stage import openai_servers
 from gadms.corpus.loopback import FakeCaptionServer
+from gadms.utils.forked_tools import start_forked_tool
 
 pytestmark = pytest.mark.usefixtures('ray_local')
 # the killers below run in Ray workers, which cannot import this module
@@ -79,15 +79,14 @@ def uninterrupted(scenes, server, tmp_path_factory):
 def _kill_when(command: list, ready) -> None:
     """Run ``command``, SIGKILL it once ``ready()`` holds (it must not have
     finished by then)."""
-    run = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+    run = start_forked_tool(command, os.devnull, cwd=REPO_ROOT)
     deadline = time.time() + 240
     while not ready():
-        assert run.poll() is None, 'the stage finished before the kill'
+        assert run.is_alive(), 'the stage finished before the kill'
         assert time.time() < deadline
         time.sleep(0.01)
-    run.send_signal(signal.SIGKILL)
-    run.wait()
+    run.kill()  # SIGKILL
+    run.join()
 
 
 def _shard_folders(pattern: str) -> int:
@@ -102,8 +101,7 @@ def test_a_killed_driver_then_the_same_command(scenes, server,
     written; the same command then finishes each stage."""
     out = str(tmp_path / 'corpus')
     (tmp_path / 'templates.json').write_text(json.dumps(TEMPLATES))
-    tool = [sys.executable,
-            'tools/dataset_converters/build_webperson_corpus.py']
+    tool = ['tools/dataset_converters/build_webperson_corpus.py']
     where = ['--address', ray_local.get_runtime_context().gcs_address]
     filtering = tool + [
         'filter', osp.join(scenes, 'images'), out, '--detections',
@@ -120,7 +118,7 @@ def test_a_killed_driver_then_the_same_command(scenes, server,
              lambda: _shard_folders(osp.join(out, 'crops', '*')) >= 2),
             (captioning, lambda: glob.glob(half_written))):
         _kill_when(command, ready)
-        result = run_tool(*command[1:], timeout=300)
+        result = run_tool(*command, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout[result.stdout.index('{'):])
     assert report['still_missing'] == 0

@@ -3,14 +3,12 @@ run's per-iteration losses equal those of an uninterrupted run."""
 import json
 import os
 import os.path as osp
-import signal
-import subprocess
-import sys
 import time
 
 from common import REPO_ROOT, run_tool
 
 from gadms.engine.checkpoint_loading import is_readable_checkpoint
+from gadms.utils.forked_tools import start_forked_tool
 
 CONFIG = 'configs/gadms/gadms_tiny_synthperson-noise40.py'
 # 16 identities x 4 photos x 2 captions / batch 16 = 8 iterations an epoch;
@@ -67,17 +65,15 @@ def test_kill_break_resume_equals_uninterrupted_run(tmp_path):
     expected = _losses(straight_dir)
     assert sorted(expected) == list(range(1, 17))
 
-    run = subprocess.Popen([sys.executable, *_arguments(killed_dir)],
-                           cwd=REPO_ROOT,
-                           stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+    run = start_forked_tool(_arguments(killed_dir), os.devnull,
+                            cwd=REPO_ROOT)
     deadline = time.time() + 300
     # kill in epoch 2, once the iteration-9 checkpoint is recorded
     while not _last_checkpoint(killed_dir).endswith('iter_9.pth'):
-        assert run.poll() is None and time.time() < deadline
+        assert run.is_alive() and time.time() < deadline
         time.sleep(0.02)
-    run.send_signal(signal.SIGKILL)
-    run.wait()
+    run.kill()  # SIGKILL
+    run.join()
     last = _last_checkpoint(killed_dir)
     assert _iteration(last) < 16
     # the newest checkpoint gets truncated: resume must skip it

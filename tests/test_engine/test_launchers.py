@@ -3,10 +3,10 @@ import glob
 import os
 import os.path as osp
 import socket
-import subprocess
-import sys
 
 from common import REPO_ROOT
+
+from gadms.utils.forked_tools import start_forked_tool
 
 CONFIG = 'configs/baselines/clip-sdm_tiny_synthperson.py'
 OPTIONS = [
@@ -25,24 +25,32 @@ def _free_port() -> int:
 
 def test_slurm_launcher_on_cpu(tmp_path):
     port = str(_free_port())
-    tasks = []
+    tasks, outputs = [], []
     for rank in range(2):
         env = dict(os.environ, SLURM_PROCID=str(rank), SLURM_NTASKS='2',
                    SLURM_LOCALID=str(rank), SLURM_NODELIST='localhost',
                    MASTER_ADDR='127.0.0.1', MASTER_PORT=port)
-        tasks.append(subprocess.Popen(
-            [sys.executable, 'tools/train.py', CONFIG, '--launcher', 'slurm',
-             '--work-dir', str(tmp_path), '--cfg-options', *OPTIONS],
-            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True))
-    logs = [task.communicate(timeout=300)[0] for task in tasks]
-    assert [task.returncode for task in tasks] == [0, 0], logs[0][-3000:]
+        outputs.append(str(tmp_path / f'task{rank}.out'))
+        tasks.append(start_forked_tool(
+            ['tools/train.py', CONFIG, '--launcher', 'slurm', '--work-dir',
+             str(tmp_path / 'work'), '--cfg-options', *OPTIONS],
+            outputs[-1], cwd=REPO_ROOT, env=env))
+    for task in tasks:
+        task.join(300)
+        if task.exitcode is None:  # hung: fail below, leave nothing behind
+            task.kill()
+            task.join()
+    logs = []
+    for output in outputs:
+        with open(output) as f:
+            logs.append(f.read())
+    assert [task.exitcode for task in tasks] == [0, 0], logs[0][-3000:]
     assert '2 process(es)' in logs[0]  # the console header
-    log_file, = glob.glob(osp.join(tmp_path, '*', '*.log'))
+    log_file, = glob.glob(osp.join(tmp_path, 'work', '*', '*.log'))
     with open(log_file) as f:  # the environment report is in the log file
         logged = f.read()
     assert 'Distributed launcher: slurm' in logged
     assert 'Distributed training: True' in logged
     # 64 captions / (2 ranks x 8) = 4 iterations an epoch
     assert 'Epoch(train) [2][4/4]' in logs[0]
-    assert osp.isfile(osp.join(tmp_path, 'epoch_2.pth'))
+    assert osp.isfile(osp.join(tmp_path, 'work', 'epoch_2.pth'))

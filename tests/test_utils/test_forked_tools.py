@@ -52,6 +52,11 @@ def test_a_forked_tool_runs_like_a_new_interpreter(tool, tmp_path,
         'env seen', 'exit handler ran']
     assert _read(err) == 'to stderr\n'
     assert os.getcwd() != str(tmp_path)  # the caller's folder is its own
+    # an environment of its own; stdout and stderr in one file
+    log = str(tmp_path / 'log')
+    assert run_forked_tool([tool, '0'], log, env=dict(
+        os.environ, FORKED_TOOL_TEST='given')) == 0
+    assert 'env given' in _read(log) and 'to stderr' in _read(log)
 
 
 def test_a_failing_tool_reports_its_traceback_and_status_1(tool, tmp_path):
