@@ -324,8 +324,9 @@ def parse_args() -> argparse.Namespace:
                         "the size's; results under "
                         'WORK_ROOT/from_scratch_e<EPOCHS>)')
     parser.add_argument('--arms', nargs='+', default=None,
-                        help='run only these arms (GA-DMS always runs '
-                        'first: the controls are derived from it)')
+                        help='run only these arms (in the noise regime '
+                        'GA-DMS always runs first: the controls are derived '
+                        'from it)')
     parser.add_argument('--figure', default=None,
                         help="write the figure here: the noise regime's R1 "
                         "per arm, the hallucination regime's scorer-quality "
