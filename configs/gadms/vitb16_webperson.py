@@ -29,7 +29,7 @@ _base_ = [
 # - a caption with no noise token selected had its first word masked in the
 #   SDM view too (always so in epoch 1, when every score is 0.85).
 # It is not the released run itself: that used the code's GASS formula,
-# one identity per caption, per-GPU score banks, lr 1e-5, beta 0.3 and
+# per-GPU score banks, lr 1e-5, beta 0.3 and
 # 8 x 128 on the 1M file (vitb16_webperson_coderecipe.py).
 released_gpus = 8
 released_gpu_batch = 64

@@ -3,8 +3,6 @@
 # and, unlike vitb16_webperson.py,
 # - GASS with the code's formula (attn_norm='code': the EOT attention
 #   divided by the sum of the raw gradient scores, method.md 3.2 step 7);
-# - one identity per caption (webreid.py), so the two captions of an image
-#   are SDM negatives of each other;
 # - per-GPU score banks: a caption reads what its group of 128 captions
 #   last wrote for it (the initial 0.85 when it was scored elsewhere);
 # with the released 8-GPU objective of vitb16_webperson.py over groups of
@@ -19,8 +17,9 @@ model = dict(
     scorer=dict(attn_norm='code', group_size=released_gpu_batch),
     mtp_head=dict(loss=dict(loss_weight=0.3,
                             group_size=released_gpu_batch)))
-train_dataloader = dict(batch_size=released_gpu_batch,
-                        dataset=dict(identity='caption'))
+# one identity per image, as webreid.py gives it (the pid is taken once per
+# image, before the caption loop): the base's default identity='image'
+train_dataloader = dict(batch_size=released_gpu_batch)
 optim_wrapper = dict(optimizer=dict(lr=1e-5))
 custom_hooks = [
     dict(type='ScoreBankHook', context_length=77, mode='per_group',

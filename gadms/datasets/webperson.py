@@ -29,9 +29,11 @@ class WebPerson(TextPersonDataset):
     Each image gives two training samples, ``2 * i`` (caption1) and
     ``2 * i + 1`` (caption2); these sample indices are stable and address
     the GA-DMS score bank. Their identity (pid) is the image's, ``i``, so
-    that the two captions of an image are SDM positives of each other, or
-    with ``identity='caption'`` the sample's own index, as in the released
-    code, where sibling captions are negatives. Training split only.
+    that the two captions of an image are SDM positives of each other, as
+    in the released code (webreid.py, whose pids are ``2 * i``: the same
+    partition). With ``identity='caption'`` it is the sample's own index,
+    so sibling captions are negatives: an ablation, not the released
+    behaviour. Training split only.
 
     Args:
         data_root (str): Corpus folder.
@@ -41,8 +43,8 @@ class WebPerson(TextPersonDataset):
         subset (dict, optional): ``dict(num_images=100_000, seed=0)`` keeps
             that many images drawn at random; for one seed a smaller subset
             is contained in a larger one. Kept images stay in corpus order.
-        identity (str): ``'image'`` (default): one pid per image;
-            ``'caption'``: one pid per caption (the released code).
+        identity (str): ``'image'`` (default, the released code's): one
+            pid per image; ``'caption'``: one pid per caption (ablation).
         check_captions (bool): Check every caption once on load: a null
             one is an error; an image with a caption that tokenises to
             nothing is dropped with a counted warning (an error with

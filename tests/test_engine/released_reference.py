@@ -7,8 +7,9 @@ GASS formula with the EOT attention divided by the sum of the raw gradient
 scores, min-max over each GPU's batch, masks of 0.2/0.3 x sigmoid(20 ...)
 with BERT 80/10/10 in both views and a forced first-word mask, SDM at
 tau 0.02 over the gathered batch with gradients through the local rows,
-MTP at beta 0.3 as a mean over the GPU's masked tokens, one identity per
-caption, one score bank per GPU.
+MTP at beta 0.3 as a mean over the GPU's masked tokens, WebPerson pids as
+webreid.py numbers them (one per image, 0, 2, 4, ...), one score bank per
+GPU.
 """
 import torch
 import torch.distributed as dist
@@ -20,6 +21,21 @@ BETA = 0.3
 NOISE_ALPHA, INFO_ALPHA, LAM, NOISE_GAMMA, INFO_GAMMA = 0.2, 0.3, 20, 0.9, 0.1
 SCORE_INIT = 0.85
 SCALES = (1, 2)
+
+
+def webreid_pids(num_images: int, captions_per_image: int = 2) -> list:
+    """The pid of each training sample as the released
+    ``WebREID._get_dataset`` loop assigns it (method.md 7.1): the pid is
+    taken once per image, before the caption loop, from a counter that
+    then advances once per caption; samples are in (image, caption) order.
+    """
+    pids, pid_count = [], 0
+    for _ in range(num_images):
+        pid = pid_count
+        for _ in range(captions_per_image):
+            pids.append(pid)
+            pid_count += 1
+    return pids
 
 
 def multi_scale_pool(x: torch.Tensor) -> torch.Tensor:

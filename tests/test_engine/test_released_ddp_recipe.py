@@ -5,7 +5,7 @@ WebPerson corpus (16 images), three ways:
 
 (a) the released code's semantics (``released_reference.py``, written from
     method.md: its own GASS, masks, SDM, MTP, per-GPU score banks and
-    per-caption identities, with the released constants) on 8 gloo
+    webreid.py's pids, one per image, with the released constants) on 8 gloo
     processes x 4 captions, gradients averaged over ranks as DDP does;
 (b) gadms built from ``configs/gadms/vitb16_webperson_coderecipe.py``: every
     setting read from the config (the model, the score bank hook, the
@@ -37,7 +37,7 @@ from mmengine.model import MMDistributedDataParallel
 from mmengine.optim import OptimWrapper
 from released_reference import (BETA, MASK_ID, SCORE_INIT, info_probs,
                                 masked_view, noise_probs, released_gass,
-                                released_sdm)
+                                released_sdm, webreid_pids)
 from tiny_models import tiny_backbone_cfg
 
 from gadms.models.utils import TokenScoreBank, keyed_uniform
@@ -69,7 +69,8 @@ MUTATIONS = {
     'no forced noise mask': {'model.neck.force_one_noise': False},
     'synced score bank': {'custom_hooks': [dict(type='ScoreBankHook',
                                                 context_length=77)]},
-    'one identity per image': {'train_dataloader.dataset.identity': 'image'},
+    'one identity per caption': {
+        'train_dataloader.dataset.identity': 'caption'},
 }
 
 
@@ -197,8 +198,9 @@ def _released_step(model, data: dict, step: int, bank: dict) -> None:
     image_tokens = backbone.encode_image(images)
     eos = ids.argmax(dim=1)
     text_feats = backbone.encode_text(noise_ids)[torch.arange(LOCAL), eos]
-    # every caption its own identity (webreid.py): the pid is the sample
-    sdm = released_sdm(image_tokens[:, 0], text_feats, keys, WORLD)
+    # webreid.py's pids: both captions of an image share one
+    pids = torch.tensor(webreid_pids(CORPUS_IMAGES))[keys]
+    sdm = released_sdm(image_tokens[:, 0], text_feats, pids, WORLD)
     logits = head.mlm_head(head(backbone.encode_text(mtp_ids),
                                 image_tokens))
     mtp = F.cross_entropy(logits.flatten(0, 1), labels.flatten(),
@@ -292,7 +294,7 @@ def test_recipe_equals_released_code_on_8_processes_and_on_one(tmp_path):
     register_all_modules()
     corpus = _write_corpus(str(tmp_path))
     setup = _recipe(corpus)
-    assert len(set(setup['pids'].values())) == GLOBAL  # one per caption
+    assert len(set(setup['pids'].values())) == GLOBAL // 2  # one per image
     torch.manual_seed(0)
     initial = _params(MODELS.build(copy.deepcopy(setup['model'])))
     spawn_workers(_worker, WORLD, (str(tmp_path), setup, initial))
