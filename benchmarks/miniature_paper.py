@@ -30,6 +30,19 @@ masks; ``curve.json`` and ``curve.png`` (``benchmarks/plot_masking_curve.py``)
 hold the R1 / mAP gain over CLIP-SDM against that AUC. Results under
 ``<work root>/hallucination``; stage 0 and the test sets are shared.
 
+Issue #35's guidance arms (``GUIDANCE_ARMS``: CLIP-SDM, and caption
+consensus, the counterfactual check and the two combined, each at the
+paper's strength and hard) run in the hallucination regime on the corpus
+(image groups: one image per identity, two captions), and in two more
+regimes: ``hallucination-identity`` trains them on a benchmark-layout set
+(SynthPerson written as CUHK-PEDES, several images and captions per
+identity, half the captions with one wrong colour word; identity groups)
+and ``clean`` on a corpus whose captions are all correct. In the noise
+regime they run when ``--arms`` names them. ``--repeat-rate r`` builds
+the hallucination corpus with correlated mistakes (a wrong colour word
+repeated by the image's other caption with probability r), under
+``<work root>/hallucination_r<r>``.
+
 ``--from-scratch`` skips stage 0: stage 1 trains every arm from random
 weights (learning rate 3e-4, stage 0's), with its runs, results and
 report under ``<work root>/from_scratch`` (corpus and test sets shared).
@@ -62,9 +75,15 @@ from benchmarks.plot_masking_curve import draw_quality_curve  # noqa: E402
 from benchmarks.score_diagnostics import (bank_statistics,  # noqa: E402
                                           control_statistics,
                                           selectivity_table)
+from gadms.datasets import SynthPerson, export_synth_person  # noqa: E402
+from gadms.registry import DATASETS  # noqa: E402
+from gadms.utils import register_all_modules  # noqa: E402
 from gadms.utils.forked_tools import run_forked_tool  # noqa: E402
 
 REPO_ROOT = arm_configs.REPO_ROOT
+# the clean regime's corpus: the simulated captioner makes no mistake
+CLEAN_ERRORS = dict(background=0.0, hallucination=0.0, wrong_colour=0.0,
+                    repetition=0.0, truncation=0.0)
 MAIN_ARMS = ('CLIP-SDM', 'GA-DMS', arm_configs.CONSTANT_ARM,
              arm_configs.UNIFORM_ARM, 'GA-DMS, rank scores',
              arm_configs.ORACLE_ARM, arm_configs.ORACLE_UNIFORM_ARM,
@@ -72,9 +91,14 @@ MAIN_ARMS = ('CLIP-SDM', 'GA-DMS', arm_configs.CONSTANT_ARM,
 ABLATION_ARMS = tuple(name for name in arm_configs.ARMS
                       if name.startswith('row'))
 SIZES = dict(full=dict(shapes=1500, stage0_epochs=10, scenes=600, epochs=5,
-                       batch=64, test_identities=40),
+                       batch=64, test_identities=40, train_identities=150),
              fast=dict(shapes=64, stage0_epochs=2, scenes=24, epochs=2,
-                       batch=16, test_identities=4))
+                       batch=16, test_identities=4, train_identities=6))
+REGIMES = ('noise', 'hallucination', 'hallucination-identity', 'clean')
+# the benchmark-layout training set of hallucination-identity: SynthPerson
+# as CUHK-PEDES, 4 photos x 2 captions per identity
+IDENTITY_SET = dict(images_per_identity=4, captions_per_image=2, seed=21,
+                    wrong_attribute_rate=0.5)
 
 
 def _write_atomic(path: str, text: str) -> None:
@@ -131,6 +155,39 @@ def stage1_corpus(root: str, sizes: dict,
     return folder
 
 
+def identity_training_set(root: str, sizes: dict) -> dict:
+    """The hallucination-identity regime's training set under
+    ``root/train_set``, written once: SynthPerson in the CUHK-PEDES
+    layout with half its captions given one wrong colour word, and its
+    ``noise_spans.json`` (reader image path -> caption -> spans). Returns
+    the training dataset config (without pipeline)."""
+    folder = osp.join(root, 'train_set')
+    dataset = dict(type='CUHKPEDES', data_root=folder, split='train')
+    done = osp.join(folder, 'train_set.done')
+    if osp.exists(done):
+        return dataset
+    synth = dict(IDENTITY_SET, num_identities=dict(
+        train=sizes['train_identities'], val=0, test=0))
+    export_synth_person(folder, 'cuhk-pedes', splits=['train'], **synth)
+    records = SynthPerson(split='train', test_mode=True, **synth)
+    spans = {}
+    for index in range(len(records)):
+        record = records.get_data_info(index)
+        for caption, note in zip(record['captions'],
+                                 record['caption_annotations']):
+            spans[caption] = [['wrong_colour', *span]
+                              for span in note['noise_spans']]
+    register_all_modules()
+    reader = DATASETS.build(dict(dataset, test_mode=True))
+    by_path = {}
+    for index in range(len(reader)):
+        info = reader.get_data_info(index)
+        by_path[info['img_path']] = {c: spans[c] for c in info['captions']}
+    _write_atomic(osp.join(folder, 'noise_spans.json'), json.dumps(by_path))
+    _write_atomic(done, '')
+    return dataset
+
+
 def stage2_test_sets(root: str, sizes: dict) -> Dict[str, str]:
     folder = osp.join(root, 'test_sets')
     done = osp.join(folder, 'test_sets.done')
@@ -175,8 +232,8 @@ def train_and_test(root: str, arm: str, seed: int, spec: tuple,
     _write_atomic(config, arm_configs.arm_config(
         arm_configs.ArmSpec(*spec), context['corpus'], context['weights'],
         epochs, context['sizes']['batch'],
-        test_dataloader(context['test_roots'],
-                        arm_configs.TEST_PIPELINE)))
+        test_dataloader(context['test_roots'], arm_configs.TEST_PIPELINE),
+        seed=seed, train_set=context.get('train_set')))
     start = time.time()
     log = osp.join(folder, 'log')
     _run('tools/train.py', config, '--work-dir', folder, '--cfg-options',
@@ -303,14 +360,22 @@ def parse_args() -> argparse.Namespace:
                         default=[0, 1, 2, 3, 4])
     parser.add_argument('--ablation-seeds', type=int, nargs='*',
                         default=[0, 1])
-    parser.add_argument('--regime', choices=['noise', 'hallucination'],
-                        default='noise',
-                        help="the stage-1 corpus' caption errors and the "
-                        'arms: noise (background and hallucinated '
+    parser.add_argument('--regime', choices=REGIMES, default='noise',
+                        help="the stage-1 training data's caption errors "
+                        'and the arms: noise (background and hallucinated '
                         'sentences, wrong colours, repetitions; the '
-                        "paper's arms and the oracle) or hallucination "
-                        '(wrong colour words only; masking strength and '
-                        'scorer quality, under WORK_ROOT/hallucination)')
+                        "paper's arms and the oracle), hallucination "
+                        '(wrong colour words only; masking strength, '
+                        'scorer quality and the guidance scorers), '
+                        'hallucination-identity (the guidance scorers on a '
+                        'benchmark-layout set with identity groups) or '
+                        'clean (the guidance scorers on correct captions); '
+                        'each but noise under WORK_ROOT/<regime>')
+    parser.add_argument('--repeat-rate', type=float, default=0.0,
+                        help='hallucination regime: the share of wrong '
+                        "colour words that the image's other caption "
+                        'repeats (results under '
+                        'WORK_ROOT/hallucination_r<RATE>)')
     parser.add_argument('--sweep-seeds', type=int, nargs='*',
                         default=[0, 1, 2],
                         help='seeds of the hallucination sweep arms')
@@ -368,11 +433,20 @@ def noise_regime(args: argparse.Namespace, root: str, context: dict,
     plan = [(arm, seed) for seed in args.seeds for arm in MAIN_ARMS]
     plan += [(arm, seed) for seed in args.ablation_seeds
              for arm in ABLATION_ARMS]
+    # issue #35's scorers must not cost here: run when --arms names them
+    specs.update((arm, spec) for arm, spec in
+                 arm_configs.GUIDANCE_ARMS.items() if arm != 'CLIP-SDM')
+    plan += [(arm, seed) for seed in args.seeds
+             for arm in arm_configs.GUIDANCE_ARMS
+             if args.arms and arm in args.arms and arm != 'CLIP-SDM']
     for arm, seed in plan:
         if _wanted(args, arm):
             train_and_test(root, arm, seed, specs[arm], context, results)
 
-    arms = list(MAIN_ARMS + ABLATION_ARMS)
+    guidance = [arm for arm in arm_configs.GUIDANCE_ARMS
+                if arm != 'CLIP-SDM' and any(r['arm'] == arm
+                                             for r in results.rows)]
+    arms = list(MAIN_ARMS + ABLATION_ARMS) + guidance
     selectivity, separation = selectivity_table(
         reference['config'], reference['checkpoint'],
         osp.join(context['corpus'], 'noise_spans.json'),
@@ -398,7 +472,7 @@ def noise_regime(args: argparse.Namespace, root: str, context: dict,
             (arm_configs.ORACLE_ARM, arm_configs.ORACLE_UNIFORM_ARM),
             ('oracle, no MTP', 'CLIP-SDM'),
             (arm_configs.ORACLE_ARM, 'oracle, no MTP'),
-        ]),
+        ] + [(arm, 'CLIP-SDM') for arm in guidance]),
         selectivity=selectivity, separation=separation)
 
 
@@ -408,7 +482,8 @@ def hallucination_regime(args: argparse.Namespace, root: str,
     """Issue #27: hallucinated colour words; the masking strength and the
     scorer quality that noise masking needs. Returns the report's
     tables; writes ``curve.json`` and draws the curve."""
-    main_arms = arm_configs.HALLUCINATION_ARMS
+    main_arms = {**arm_configs.HALLUCINATION_ARMS,
+                 **arm_configs.GUIDANCE_ARMS}
     specs = {**main_arms, **arm_configs.SWEEP_ARMS}
     plan = [(arm, seed) for seed in args.seeds for arm in main_arms]
     plan += [(arm, seed) for seed in args.sweep_seeds
@@ -416,7 +491,7 @@ def hallucination_regime(args: argparse.Namespace, root: str,
     for arm, seed in plan:
         if _wanted(args, arm):
             train_and_test(root, arm, seed, specs[arm], context, results)
-    spans = osp.join(context['corpus'], 'noise_spans.json')
+    spans = context['spans']
     curve = []
     for arm, spec in specs.items():
         runs = sorted((r for r in results.rows if r['arm'] == arm),
@@ -435,13 +510,49 @@ def hallucination_regime(args: argparse.Namespace, root: str,
         curve.append(point)
     _write_atomic(osp.join(root, 'curve.json'), json.dumps(curve, indent=1))
     draw_quality_curve(curve, args.figure or osp.join(root, 'curve.png'))
-    arms = list(specs)
+    arms = [arm for arm in specs if any(r['arm'] == arm
+                                        for r in results.rows)]
     return dict(
         results=results_table(results.rows, arms),
         paired=paired_table(
             results.rows, [(arm, 'CLIP-SDM') for arm in arms[1:]] +
             [(arm, 'GA-DMS') for arm in arms[2:]]),
         scorers=scorer_table(curve))
+
+
+def guidance_regime(args: argparse.Namespace, root: str, context: dict,
+                    results: Results) -> Dict[str, List[List[str]]]:
+    """Issue #35's arms alone (the hallucination-identity and clean
+    regimes): CLIP-SDM and each guidance scorer at both strengths, paired
+    by seed, with each scorer's AUC and selection rates from its bank."""
+    specs = arm_configs.GUIDANCE_ARMS
+    for seed in args.seeds:
+        for arm, spec in specs.items():
+            if _wanted(args, arm):
+                train_and_test(root, arm, seed, spec, context, results)
+    curve = []
+    for arm, spec in specs.items():
+        runs = sorted((r for r in results.rows if r['arm'] == arm),
+                      key=lambda r: r['seed'])
+        if not runs or not spec.keeps_bank:
+            continue
+        point = dict(arm=arm, seeds=len(runs), flip_rate=0.0, oracle=False,
+                     **bank_statistics(runs[0]['config'],
+                                       runs[0]['checkpoint'],
+                                       context['spans']))
+        for metric in ('R1', 'mAP'):
+            found = paired_difference(results.rows, arm, 'CLIP-SDM', metric)
+            point[metric] = statistics.mean(
+                r['metrics'][f't2i/{metric}'] for r in runs)
+            point[f'{metric} - CLIP-SDM'] = found and found[:2]
+        curve.append(point)
+    _write_atomic(osp.join(root, 'curve.json'), json.dumps(curve, indent=1))
+    arms = [arm for arm in specs if any(r['arm'] == arm
+                                        for r in results.rows)]
+    return dict(results=results_table(results.rows, arms),
+                paired=paired_table(results.rows, [
+                    (arm, 'CLIP-SDM') for arm in arms[1:]]),
+                scorers=scorer_table(curve))
 
 
 def scorer_table(curve: List[dict]) -> List[List[str]]:
@@ -471,9 +582,14 @@ def main() -> None:
         raise SystemExit('--epochs goes with --from-scratch')
     data_root = osp.abspath(args.work_root)
     os.makedirs(data_root, exist_ok=True)
-    # the hallucination regime has its own corpus, runs and report
+    # every regime but noise has its own corpus, runs and report
     regime_root = data_root if args.regime == 'noise' else osp.join(
-        data_root, args.regime)
+        data_root, args.regime.replace('-', '_'))
+    if args.repeat_rate:
+        if args.regime != 'hallucination':
+            raise SystemExit('--repeat-rate goes with --regime '
+                             'hallucination')
+        regime_root += f'_r{args.repeat_rate:g}'
     root = regime_root
     if args.from_scratch:
         root = osp.join(regime_root, 'from_scratch')
@@ -481,17 +597,26 @@ def main() -> None:
             sizes['epochs'] = args.epochs
             root += f'_e{args.epochs}'
     os.makedirs(root, exist_ok=True)
-    errors = None if args.regime == 'noise' else \
-        arm_configs.HALLUCINATION_ERRORS
+    errors = dict(noise=None, clean=CLEAN_ERRORS).get(
+        args.regime, dict(arm_configs.HALLUCINATION_ERRORS,
+                          repeat_rate=args.repeat_rate))
     context = dict(sizes=sizes,
                    weights=None if args.from_scratch else stage0(
                        data_root, sizes),
                    lr=0.0003 if args.from_scratch else 0.0001,
-                   corpus=stage1_corpus(regime_root, sizes, errors),
                    test_roots=stage2_test_sets(data_root, sizes))
+    if args.regime == 'hallucination-identity':
+        context['train_set'] = identity_training_set(regime_root, sizes)
+        context['corpus'] = None
+        context['spans'] = osp.join(regime_root, 'train_set',
+                                    'noise_spans.json')
+    else:
+        context['corpus'] = stage1_corpus(regime_root, sizes, errors)
+        context['spans'] = osp.join(context['corpus'], 'noise_spans.json')
     results = Results(osp.join(root, 'results.json'))
     start = time.time()
-    run = noise_regime if args.regime == 'noise' else hallucination_regime
+    run = dict(noise=noise_regime, hallucination=hallucination_regime).get(
+        args.regime, guidance_regime)
     tables = run(args, root, context, results)
     report = tables.pop('notes', [])
     report.append(f'runs: {len(results.rows)}, '

@@ -134,7 +134,8 @@ def bank_statistics(config: str, checkpoint: str, spans_path: str) -> dict:
     for row, caption in enumerate(captions):
         path = dataset.get_data_info(row)['img_path']
         labels = noise_token_labels(
-            caption, spans.get(path, {}).get(caption, []), tokenizer)
+            caption, recorded_spans(spans, path, caption, spans_path),
+            tokenizer)
         for kind, positions in labels.items():
             kinds[kind][row, sorted(positions)] = True
     return dict(
@@ -144,6 +145,18 @@ def bank_statistics(config: str, checkpoint: str, spans_path: str) -> dict:
         masked_attribute=float(p_noise[kinds['attribute']].mean()),
         noise_tokens=int(kinds['noise'].sum()),
         attribute_tokens=int(kinds['attribute'].sum()))
+
+
+def recorded_spans(spans: dict, path: str, caption: str,
+                   spans_path: str) -> list:
+    """The noise spans ``noise_spans.json`` records for ``caption`` of the
+    image at ``path``; it lists every training caption (clean ones with
+    ``[]``), so a caption it lacks is an error, not a clean caption."""
+    known = spans.get(path, {})
+    if caption not in known:
+        raise ValueError(f'{spans_path}: no noise spans recorded for {path}, '
+                         f'caption {caption!r}')
+    return known[caption]
 
 
 def noise_token_labels(caption: str, spans: list, tokenizer) -> dict:
@@ -222,8 +235,8 @@ def selectivity_table(config: str, checkpoint: str, spans_path: str,
             info = dataset.get_data_info(i)
             caption = info['captions'][0]
             labels.append(noise_token_labels(
-                caption, spans.get(info['img_path'], {}).get(caption, []),
-                tokenizer))
+                caption, recorded_spans(spans, info['img_path'], caption,
+                                        spans_path), tokenizer))
         for row, label in enumerate(labels):
             for kind, positions in label.items():
                 for name, values in raw_signals.items():

@@ -8,7 +8,7 @@ changes only the parts it is about.
 """
 import os.path as osp
 import pprint
-from typing import Dict, NamedTuple, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 IMAGE_SIZE = (96, 32)
@@ -24,14 +24,35 @@ TRAIN_PIPELINE = [
 
 
 
-def annotated_train_pipeline(flip_rate: float = 0.0) -> list:
-    """The oracle arms' pipeline: it also places each caption's recorded
-    noise spans on its tokens (AnnotatedTokenScorer reads them), with a
-    fraction ``flip_rate`` of the token labels flipped."""
-    annotate = dict(type='AnnotateTokens', context_length=77)
-    if flip_rate:
-        annotate['flip_rate'] = flip_rate
-    return TRAIN_PIPELINE[:-1] + [annotate, TRAIN_PIPELINE[-1]]
+def _lexicon() -> dict:
+    """SynthPerson's attribute lexicon (configs/_base_/lexicons)."""
+    from mmengine.config import Config
+    return Config.fromfile(osp.join(
+        REPO_ROOT, 'configs/_base_/lexicons/synthperson.py')
+    ).attribute_lexicon.to_dict()
+
+
+LEXICON = _lexicon()
+
+
+def annotated_train_pipeline(flip_rate: float = 0.0, flip_seed: int = 0,
+                             oracle: bool = True,
+                             consensus: bool = False) -> list:
+    """The pipeline of the arms whose scorers read the data: the oracle's
+    places each caption's recorded noise spans on its tokens
+    (AnnotatedTokenScorer reads them), with a fraction ``flip_rate`` of
+    the token labels flipped (draws seeded by ``flip_seed``); consensus
+    adds each token's agreement with the other captions of its group
+    (ConsensusTokens, for ConsensusTokenScorer)."""
+    steps = []
+    if oracle:
+        steps.append(dict(type='AnnotateTokens', context_length=77))
+        if flip_rate:
+            steps[-1].update(flip_rate=flip_rate, flip_seed=flip_seed)
+    if consensus:
+        steps.append(dict(type='ConsensusTokens', lexicon=LEXICON,
+                          context_length=77))
+    return TRAIN_PIPELINE[:-1] + steps + [TRAIN_PIPELINE[-1]]
 
 
 TEST_PIPELINE = [
@@ -55,6 +76,16 @@ class ArmSpec(NamedTuple):
     changes: dict
     keeps_bank: bool
     flip_rate: float = 0.0
+
+
+def scorer_types(scorer) -> set:
+    """The registered types of a scorer config and of the scorers it
+    combines."""
+    if not scorer:
+        return set()
+    return {scorer.get('type')}.union(
+        *(scorer_types(inner) for inner in scorer.get('scorers', [])),
+        scorer_types(scorer.get('mix_with')))
 
 
 # name -> (model changes, whether the arm keeps a score bank); constant and
@@ -110,47 +141,57 @@ def stage0_config(corpus: str, epochs: int) -> str:
     """CLIP-SDM on the shapes corpus (contrastive pretraining)."""
     base = osp.join(REPO_ROOT, 'configs', 'baselines',
                     'clip-sdm_tiny_synthperson.py')
-    return (_lines('_base_', [base]) + _train_lines(corpus, epochs) +
+    dataset = dict(type='WebPerson', data_root=corpus, ann_file='data',
+                   pipeline=TRAIN_PIPELINE)
+    return (_lines('_base_', [base]) + _train_lines(dataset, epochs) +
             _lines('val_dataloader', None) + _lines('val_cfg', None) +
             _lines('val_evaluator', None) + _lines('test_dataloader', None) +
             _lines('test_cfg', None) + _lines('test_evaluator', None))
 
 
 def arm_config(arm: ArmSpec, corpus: str, weights: str, epochs: int,
-               batch_size: int, test_loader: dict) -> str:
-    """An arm's stage-1 training and stage-2 test config (Python text);
-    an arm scored by AnnotatedTokenScorer trains on the annotated
-    pipeline."""
+               batch_size: int, test_loader: dict, seed: int = 0,
+               train_set: Optional[dict] = None) -> str:
+    """An arm's stage-1 training and stage-2 test config (Python text).
+    An arm scored by AnnotatedTokenScorer trains on the annotated
+    pipeline, its flips drawn from the run's ``seed``; one scored by
+    ConsensusTokenScorer on the consensus pipeline, with its training
+    set's caption groups. ``train_set``: the training dataset (without
+    pipeline); the WebPerson corpus at ``corpus`` without it."""
     changes, keeps_bank, flip_rate = arm
-    annotated = (changes.get('scorer') or {}).get(
-        'type') == 'AnnotatedTokenScorer'
-    if flip_rate and not annotated:
+    types = scorer_types(changes.get('scorer'))
+    oracle = 'AnnotatedTokenScorer' in types
+    consensus = 'ConsensusTokenScorer' in types
+    if flip_rate and not oracle:
         raise ValueError('flip_rate flips the labels of an oracle arm '
                          '(AnnotatedTokenScorer) only')
     base = osp.join(REPO_ROOT, 'configs/gadms/gadms_tiny_synthperson.py')
     model = dict(backbone=dict(pretrained=weights), **changes)
     hooks = [dict(type='ScoreBankHook', context_length=77)] \
         if keeps_bank else []
+    pipeline = annotated_train_pipeline(flip_rate, seed, oracle, consensus) \
+        if oracle or consensus else TRAIN_PIPELINE
+    dataset = dict(train_set or dict(type='WebPerson', data_root=corpus,
+                                     ann_file='data'), pipeline=pipeline)
+    if consensus:
+        dataset['caption_groups'] = 'identity'
     return (_lines('_base_', [base]) + _lines('model', model) +
             _lines('custom_hooks', hooks) +
-            _train_lines(corpus, epochs, batch_size, annotated, flip_rate) +
+            _train_lines(dataset, epochs, batch_size) +
             _lines('val_dataloader', None) + _lines('val_cfg', None) +
             _lines('val_evaluator', None) +
             _lines('test_dataloader', test_loader) +
             _lines('test_evaluator', dict(type='TextPersonRetrievalMetric')))
 
 
-def _train_lines(corpus: str, epochs: int, batch_size: int = 64,
-                 annotated: bool = False, flip_rate: float = 0.0) -> str:
+def _train_lines(dataset: dict, epochs: int, batch_size: int = 64) -> str:
     loader = dict(
         batch_size=batch_size,
         num_workers=0,
         persistent_workers=False,
         sampler=dict(type='ResumableSampler', shuffle=True),
         drop_last=True,
-        dataset=dict(_delete_=True, type='WebPerson', data_root=corpus,
-                     ann_file='data', pipeline=annotated_train_pipeline(
-                         flip_rate) if annotated else TRAIN_PIPELINE))
+        dataset=dict(_delete_=True, **dataset))
     return (_lines('train_dataloader', loader) +
             _lines('train_cfg', dict(max_epochs=epochs,
                                      val_interval=epochs + 1)) +
@@ -172,6 +213,8 @@ HALLUCINATION_ARMS: Dict[str, ArmSpec] = {
     'GA-DMS': ArmSpec(*ARMS['GA-DMS']),
     'oracle, paper strength': ArmSpec(ORACLE, True),
     ORACLE_HARD_ARM: ArmSpec(dict(ORACLE, neck=HARD), True),
+    'oracle, hard, no MTP': ArmSpec(dict(ORACLE, neck=HARD, mtp_head=None),
+                                    True),
     'GASS, hard': ArmSpec(dict(neck=HARD), True),
 }
 FLIP_RATES = (0.1, 0.2, 0.3, 0.5)
@@ -182,4 +225,27 @@ SWEEP_ARMS: Dict[str, ArmSpec] = {
         dict(neck=dict(HARD, noise_budget=k)), True) for k in (1, 2)},
     **{f'oracle, hard, q={q}': ArmSpec(dict(ORACLE, neck=HARD), True, q)
        for q in FLIP_RATES},
+}
+
+# issue #35: guidance that knows when a word is false. Consensus: a colour
+# word's agreement with the other captions of its image (the corpus) or
+# identity (a benchmark-layout set); counterfactual: the model's own
+# preference of the written colour over every other (its softmax weight at
+# the SDM temperature); combined: consensus, with the words it flags kept
+# only where the model also prefers another colour
+CONSENSUS = dict(_delete_=True, type='ConsensusTokenScorer')
+COUNTERFACTUAL = dict(_delete_=True, type='CounterfactualTokenScorer',
+                      lexicon=LEXICON, temperature=0.02, output='weight')
+COMBINED = dict(_delete_=True, type='CombinedTokenScorer', mode='tiebreak',
+                scorers=[dict(type='ConsensusTokenScorer'),
+                         dict(type='CounterfactualTokenScorer',
+                              lexicon=LEXICON, output='win')])
+GUIDANCE_SCORERS = dict(consensus=CONSENSUS, counterfactual=COUNTERFACTUAL,
+                        combined=COMBINED)
+STRENGTHS = {'paper strength': {}, 'hard': dict(neck=HARD)}
+GUIDANCE_ARMS: Dict[str, ArmSpec] = {
+    'CLIP-SDM': ArmSpec(*ARMS['CLIP-SDM']),
+    **{f'{name}, {strength}': ArmSpec(dict(scorer=scorer, **neck), True)
+       for name, scorer in GUIDANCE_SCORERS.items()
+       for strength, neck in STRENGTHS.items()},
 }

@@ -32,8 +32,9 @@ from gadms.corpus.filter_stage import kept_crops
 from gadms.datasets import SynthPerson
 from gadms.datasets.base import TextPersonDataset
 from gadms.datasets.synth.attributes import COLOURS, PersonAttributes
-from gadms.datasets.synth.captions import (COLOUR_WORDS, NOISE_CLAUSES,
-                                           PRONOUNS, generate_captions)
+from gadms.datasets.synth.captions import (COLOUR_WORDS, LOWER_SYNONYMS,
+                                           NOISE_CLAUSES, PRONOUNS,
+                                           UPPER_SYNONYMS, generate_captions)
 
 BACKGROUND_CLAUSES = NOISE_CLAUSES + (
     'The street is lined with small shops.',
@@ -49,9 +50,11 @@ HALLUCINATIONS = (
     '{he} has a silver watch on {his} wrist.',
 )
 OBJECT_PRONOUNS = {'he': 'him', 'she': 'her'}
-# probability of each error per caption
+# probability of each error per caption; repeat_rate: the share of wrong
+# colour words that every caption of the image repeats (see
+# SimulatedMLLMCaptioner)
 DEFAULT_ERRORS = dict(background=0.5, hallucination=0.2, wrong_colour=0.15,
-                      repetition=0.1, truncation=0.04)
+                      repetition=0.1, truncation=0.04, repeat_rate=0.0)
 NOISE_KINDS = ('background', 'hallucination', 'wrong_colour', 'repetition')
 SCENE_SIZE = (300, 200)  # (height, width)
 PERSON_SIZE = (240, 96)
@@ -70,6 +73,15 @@ class SimulatedMLLMCaptioner:
     object sentence, adds an irrelevant background sentence, repeats a
     sentence, or stops mid-sentence (which the export stage drops as
     truncated). The result depends only on the image and the template.
+
+    Correlated hallucinations (``repeat_rate`` r): a real MLLM can repeat
+    its own mistake in both captions of a crop. With probability
+    ``wrong_colour * r`` an image has a *shared* mistake (its upper or
+    lower garment given one wrong colour, drawn from the image alone) that
+    every caption of it states; otherwise each caption swaps a colour of
+    its own with probability ``wrong_colour (1 - r) / (1 - wrong_colour
+    r)``. Each caption is still wrong with probability ``wrong_colour``,
+    and a wrong caption's mistake is its sibling's too with probability r.
 
     Args:
         attributes (dict): sha1 of the crop's PNG bytes -> the person's
@@ -94,7 +106,10 @@ class SimulatedMLLMCaptioner:
         # segments: (text, kind, wrong word span); kind None for a correct
         # sentence
         segments = [(s, None, None) for s in re.split(r'(?<=\.) ', clean)]
-        if rng.random() < self.errors['wrong_colour']:
+        shared, own_rate = self._shared_mistake(sha, attrs)
+        if shared is not None:
+            self._state_mistake(segments, *shared)
+        elif rng.random() < own_rate:
             self._swap_colour(segments, rng)
         he, his = PRONOUNS[attrs.gender]
         if rng.random() < self.errors['hallucination']:
@@ -121,6 +136,40 @@ class SimulatedMLLMCaptioner:
                      for kind, start, end in spans if start < len(caption)]
         self.spans[(sha, caption)] = spans
         return caption
+
+    def _shared_mistake(self, sha: str, attrs: PersonAttributes) -> tuple:
+        """(the image's shared mistake or None, the rate of a caption's own
+        colour swap): a shared mistake is ``(true colour, wrong colour,
+        garment words)``, drawn from the image alone."""
+        rate, repeat = self.errors['wrong_colour'], self.errors['repeat_rate']
+        if not repeat:
+            return None, rate
+        image_rng = np.random.default_rng([zlib.crc32(sha.encode()), 35])
+        if image_rng.random() >= rate * repeat:
+            return None, rate * (1 - repeat) / (1 - rate * repeat)
+        if image_rng.random() < 0.5:
+            true, kinds = attrs.upper_colour, UPPER_SYNONYMS[attrs.upper_type]
+        else:
+            true, kinds = attrs.lower_colour, LOWER_SYNONYMS[attrs.lower_type]
+        wrong = [c for c in COLOURS if c != true]
+        return (true, wrong[image_rng.integers(len(wrong))], kinds), rate
+
+    @staticmethod
+    def _state_mistake(segments: list, true: str, wrong: str,
+                       kinds: tuple) -> None:
+        """Write ``wrong`` for the first ``true`` colour word that
+        describes a garment named by one of ``kinds`` (within two words),
+        noting its span."""
+        pattern = re.compile(
+            rf'\b{true}\b(?=\s+(?:\S+\s+){{0,2}}?(?:'
+            + '|'.join(map(re.escape, kinds)) + r')\b)')
+        for index, (text, kind, _) in enumerate(segments):
+            match = pattern.search(text) if kind is None else None
+            if match:
+                segments[index] = (
+                    text[:match.start()] + wrong + text[match.end():], None,
+                    (match.start(), match.start() + len(wrong)))
+                return
 
     @staticmethod
     def _swap_colour(segments: list, rng: np.random.Generator) -> None:

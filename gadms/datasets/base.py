@@ -14,6 +14,8 @@ from .transforms.tokenizer import tokenises_to_nothing
 
 # examples quoted in a warning or error about many records
 MAX_QUOTED = 3
+# the groups of captions a training sample can be compared with
+CAPTION_GROUPS = (None, 'image', 'identity')
 
 
 class TextPersonDataset(BaseDataset):
@@ -35,6 +37,12 @@ class TextPersonDataset(BaseDataset):
     multi-benchmark evaluation. A record may carry ``source`` (annotation
     file and record index) for error messages.
 
+    With ``caption_groups``, a training sample also carries the captions it
+    is compared with by ``ConsensusTokens``: ``group_captions`` (every
+    caption of its image, or of its identity in record order) and
+    ``group_index`` (its own position among them). The groups are kept
+    once on the dataset, not in every sample.
+
     Args:
         split (str): Which split to read, one of ``SPLITS``.
         test_mode (bool, optional): Defaults to ``split != 'train'``.
@@ -45,6 +53,8 @@ class TextPersonDataset(BaseDataset):
             Off by default: such a path is an error naming the record.
         strict_captions (bool): Refuse captions that tokenise to nothing
             instead of dropping them.
+        caption_groups (str, optional): ``'image'`` or ``'identity'``:
+            give training samples their group's captions (see above).
         **kwargs: Passed to :class:`mmengine.dataset.BaseDataset`.
     """
 
@@ -59,9 +69,16 @@ class TextPersonDataset(BaseDataset):
                  name: Optional[str] = None,
                  allow_outside_root: bool = False,
                  strict_captions: bool = False,
+                 caption_groups: Optional[str] = None,
                  **kwargs) -> None:
         self.allow_outside_root = allow_outside_root
         self.strict_captions = strict_captions
+        if caption_groups not in CAPTION_GROUPS:
+            raise ValueError(f'{type(self).__name__}: caption_groups must be '
+                             f'one of {CAPTION_GROUPS}, got '
+                             f'{caption_groups!r}')
+        self.caption_groups = caption_groups
+        self.group_captions: List[List[str]] = []
         if split not in self.SPLITS:
             raise ValueError(f'{type(self).__name__}: unknown split '
                              f'{split!r}, expected one of {self.SPLITS}')
@@ -153,22 +170,50 @@ class TextPersonDataset(BaseDataset):
                 f'{self.ann_file or type(self).__name__}: the {self.split!r} '
                 f'split of {self.name} has no records')
         data_list = []
+        groups = self._group_records(records)
         for image_id, record in enumerate(records):
             record = dict(record, image_id=image_id)
             if self.test_mode:
                 data_list.append(record)
                 continue
+            group_id, first = groups[image_id]
             for caption_idx, caption in enumerate(record['captions']):
-                data_list.append(
-                    dict(record, captions=[caption], caption_idx=caption_idx))
+                sample = dict(record, captions=[caption],
+                              caption_idx=caption_idx)
+                if group_id is not None:
+                    sample.update(group_id=group_id,
+                                  group_index=first + caption_idx)
+                data_list.append(sample)
         self.log_summary(
             len({r['pid'] for r in records}), len(records),
             sum(len(r['captions']) for r in records))
         return data_list
 
+    def _group_records(self, records: List[dict]) -> List[tuple]:
+        """Fill ``self.group_captions`` for ``caption_groups`` and return,
+        per record, ``(group id, position of its first caption in the
+        group)``; ``(None, 0)`` without groups or in test mode."""
+        self.group_captions = []
+        if self.caption_groups is None or self.test_mode:
+            return [(None, 0)] * len(records)
+        placed, group_of = [], {}
+        for image_id, record in enumerate(records):
+            key = record['pid'] if self.caption_groups == 'identity' \
+                else ('image', image_id)
+            if key not in group_of:
+                group_of[key] = len(self.group_captions)
+                self.group_captions.append([])
+            group = self.group_captions[group_of[key]]
+            placed.append((group_of[key], len(group)))
+            group.extend(record['captions'])
+        return placed
+
     def get_data_info(self, idx: int) -> dict:
         data_info = super().get_data_info(idx)
         data_info.update(benchmark=self.name, split=self.split)
+        if data_info.get('group_id') is not None:
+            data_info['group_captions'] = self.group_captions[
+                data_info['group_id']]
         return data_info
 
     def _where(self, record: dict, index: int) -> str:

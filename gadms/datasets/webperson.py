@@ -45,6 +45,10 @@ class WebPerson(TextPersonDataset):
             is contained in a larger one. Kept images stay in corpus order.
         identity (str): ``'image'`` (default, the released code's): one
             pid per image; ``'caption'``: one pid per caption (ablation).
+        caption_groups (str, optional): ``'image'`` or ``'identity'``:
+            each sample carries its image's captions as ``group_captions``
+            (for ``ConsensusTokens``); with ``identity='caption'`` an
+            identity's group is the caption alone.
         check_captions (bool): Check every caption once on load: a null
             one is an error; an image with a caption that tokenises to
             nothing is dropped with a counted warning (an error with
@@ -163,6 +167,18 @@ class WebPerson(TextPersonDataset):
     def _samples_per_pid(self) -> int:
         return 2 if self.identity == 'image' else 1
 
+    def _group_of(self, captions: list, caption_idx: int) -> dict:
+        """``group_captions`` and ``group_index`` of a sample under
+        ``caption_groups``, read from its own row (bounded memory at any
+        corpus size): an image's group is its two captions, and so is its
+        identity's unless ``identity='caption'``."""
+        if self.caption_groups is None:
+            return {}
+        if self.caption_groups == 'identity' and self.identity == 'caption':
+            return dict(group_captions=[captions[caption_idx]],
+                        group_index=0)
+        return dict(group_captions=list(captions), group_index=caption_idx)
+
     def get_data_info(self, idx: int) -> dict:
         if idx < 0:
             idx += len(self)
@@ -179,6 +195,7 @@ class WebPerson(TextPersonDataset):
             source=row['source'],
             benchmark=self.name,
             split=self.split)
+        data_info.update(self._group_of(row['captions'], caption_idx))
         if 'img_bytes' in row:
             data_info['img_bytes'] = row['img_bytes']
         if 'caption_annotations' in row:

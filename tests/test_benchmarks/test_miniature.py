@@ -127,30 +127,50 @@ def test_hallucination_regime_marks_exactly_the_wrong_colour_words():
     assert abs(swapped / 200 - 0.5) < 4 * (0.25 / 200)**0.5
 
 
+SCORERS = dict(oracle='AnnotatedTokenScorer',
+               consensus='ConsensusTokenScorer',
+               counterfactual='CounterfactualTokenScorer',
+               combined='CombinedTokenScorer')
+
+
 @pytest.mark.parametrize('name', [*arms.HALLUCINATION_ARMS,
-                                  *arms.SWEEP_ARMS])
+                                  *arms.SWEEP_ARMS, *arms.GUIDANCE_ARMS])
 def test_hallucination_arms_configure_what_they_say(name, tmp_path):
-    spec = {**arms.HALLUCINATION_ARMS, **arms.SWEEP_ARMS}[name]
+    spec = {**arms.HALLUCINATION_ARMS, **arms.SWEEP_ARMS,
+            **arms.GUIDANCE_ARMS}[name]
     path = tmp_path / 'config.py'
-    path.write_text(arms.arm_config(spec, str(tmp_path), None, 2, 8, None))
+    path.write_text(arms.arm_config(spec, str(tmp_path), None, 2, 8, None,
+                                    seed=7))
     cfg = Config.fromfile(str(path))
     register_all_modules()
     neck = MODELS.build(cfg.model.neck)
     hard = 'hard' in name
     if name != 'CLIP-SDM':
-        assert (neck.noise_alpha, neck.lam, neck.noise_replace) == (
-            (1.0, 60.0, 'mask_only') if hard else (0.2, 20.0, 'bert'))
+        # 'hard' is the noise view's alone: the MTP view keeps lam = 20
+        assert (neck.noise_alpha, neck.noise_lam, neck.lam,
+                neck.noise_replace) == ((1.0, 60.0, 20.0, 'mask_only') if hard
+                                        else (0.2, 20.0, 20.0, 'bert'))
     budget = re.search(r'at most (\d)', name)
     assert neck.noise_budget == (int(budget.group(1)) if budget else None)
+    assert (cfg.model.mtp_head is None) == (name == 'CLIP-SDM'
+                                            or 'no MTP' in name)
     scorer = (cfg.model.scorer or {}).get('type')
-    assert scorer == ('AnnotatedTokenScorer' if 'oracle' in name else
-                      None if name == 'CLIP-SDM' else 'GradAttnScorer')
-    annotate = [t for t in cfg.train_dataloader.dataset.pipeline
-                if t['type'] == 'AnnotateTokens']
+    kind = name.split(',')[0]
+    assert scorer == SCORERS.get(kind, None if name == 'CLIP-SDM'
+                                 else 'GradAttnScorer')
+    pipeline = cfg.train_dataloader.dataset.pipeline
+    annotate = [t for t in pipeline if t['type'] == 'AnnotateTokens']
+    consensus = [t for t in pipeline if t['type'] == 'ConsensusTokens']
+    assert len(annotate) == (kind == 'oracle')
+    assert len(consensus) == (kind in ('consensus', 'combined'))
+    assert cfg.train_dataloader.dataset.get('caption_groups') == (
+        'identity' if consensus else None)
     flip = re.search(r'q=([0-9.]+)', name)
-    assert len(annotate) == (scorer == 'AnnotatedTokenScorer')
-    if flip:
+    if flip:  # the flips follow the run's seed
         assert annotate[0]['flip_rate'] == float(flip.group(1))
+        assert annotate[0]['flip_seed'] == 7
+    if scorer:  # every scorer builds from the written config
+        MODELS.build(cfg.model.scorer)
     # nothing reads the held-back test sets while training or choosing a
     # checkpoint: no validation, the last epoch's weights are tested
     assert cfg.val_dataloader is None and cfg.val_cfg is None
@@ -158,6 +178,55 @@ def test_hallucination_arms_configure_what_they_say(name, tmp_path):
     assert cfg.train_dataloader.dataset.data_root == str(tmp_path)
     with pytest.raises(ValueError, match='oracle arm'):
         arms.arm_config(arms.ArmSpec({}, True, 0.1), '', None, 2, 8, None)
+
+
+def test_an_arm_trains_on_a_given_training_set(tmp_path):
+    train_set = dict(type='CUHKPEDES', data_root='somewhere', split='train')
+    path = tmp_path / 'config.py'
+    path.write_text(arms.arm_config(arms.GUIDANCE_ARMS['consensus, hard'],
+                                    None, None, 2, 8, None,
+                                    train_set=train_set))
+    dataset = Config.fromfile(str(path)).train_dataloader.dataset
+    assert (dataset.type, dataset.data_root, dataset.caption_groups) == (
+        'CUHKPEDES', 'somewhere', 'identity')
+
+
+def test_correlated_hallucinations_repeat_the_image_s_mistake():
+    """repeat_rate r: each caption is still wrong with probability
+    wrong_colour, and given a wrong caption, another caption of the same
+    image states the same wrong word with probability about r (plus the
+    chance coincidences of independent mistakes); r = 0 is the captioner
+    of #27, draw for draw."""
+    people = [sample_attributes(np.random.default_rng(k)).to_dict()
+              for k in range(300)]
+    images = [f'png {k}'.encode() for k in range(300)]
+    attributes = {_sha1(i): a for i, a in zip(images, people)}
+
+    def wrong_words(repeat_rate):
+        captioner = SimulatedMLLMCaptioner(attributes, dict(
+            arms.HALLUCINATION_ERRORS, repeat_rate=repeat_rate))
+        words = []
+        for image in images:
+            pair = []
+            for template in ('style 1', 'style 2'):
+                caption = captioner(image, template)
+                spans = captioner.spans[(_sha1(image), caption)]
+                pair.append({caption[s:e] for _, s, e in spans})
+            words.append(pair)
+        return words
+
+    for rate in (0.0, 0.5):
+        pairs = wrong_words(rate)
+        wrong = sum(bool(w) for pair in pairs for w in pair)
+        assert abs(wrong / 600 - 0.5) < 4 * (0.25 / 600)**0.5
+        # the wrong captions whose sibling states the same wrong word
+        repeated = 2 * sum(bool(a) and a == b for a, b in pairs) / wrong
+        assert abs(repeated - rate) < 0.1, (rate, repeated)
+    plain = SimulatedMLLMCaptioner(attributes, arms.HALLUCINATION_ERRORS)
+    zero = SimulatedMLLMCaptioner(attributes, dict(
+        arms.HALLUCINATION_ERRORS, repeat_rate=0.0))
+    assert [plain(i, 'style 4') for i in images[:50]] == [
+        zero(i, 'style 4') for i in images[:50]]
 
 
 def test_bank_statistics_by_hand(tmp_path):
@@ -214,13 +283,39 @@ def test_bank_statistics_by_hand(tmp_path):
     hard = 1 / (1 + math.exp(-60 * ((1 - 0.0) - 0.9)))  # p_n at 0
     at_005 = 1 / (1 + math.exp(-60 * ((1 - 0.05) - 0.9)))
     assert stats['masked_noise'] == pytest.approx(hard, rel=1e-5)
-    # the budget of 2 keeps the two lowest: the wrong word and the first
-    # 0.05 (the earlier of the tie)
+    # the budget of 2 keeps the two lowest: the wrong word and one of the
+    # two tied 0.05s (whichever the tie-break draws)
     lows = sum(1 for row in range(len(dataset)) if row % 3 == 0)
     assert stats['masked_attribute'] == pytest.approx(
         lows * at_005 / len(correct), rel=1e-5)
     assert stats['masked_content'] == pytest.approx(
         (len(noise) * hard + lows * at_005) / content, rel=1e-5)
+
+
+def test_bank_statistics_refuse_a_caption_without_recorded_spans(tmp_path):
+    root = str(tmp_path / 'corpus')
+    export_synth_person(root, 'webperson-parquet', num_identities=dict(
+        train=2, val=1, test=1), images_per_identity=1)
+    dataset = WebPerson(data_root=root, ann_file='data')
+    spans = {}
+    for row in range(len(dataset) - 1):  # the last caption is missing
+        info = dataset.get_data_info(row)
+        spans.setdefault(info['img_path'], {})[info['captions'][0]] = []
+    with open(tmp_path / 'spans.json', 'w') as f:
+        json.dump(spans, f)
+    torch.save(dict(score_bank=torch.ones(len(dataset), 77)),
+               tmp_path / 'ckpt.pth')
+    config = tmp_path / 'config.py'
+    config.write_text(
+        f"train_dataloader = dict(dataset=dict(type='WebPerson', "
+        f"data_root={root!r}, ann_file='data'))\n"
+        "model = dict(neck=dict(type='DualMaskNeck'))\n")
+    last = dataset.get_data_info(len(dataset) - 1)
+    with pytest.raises(ValueError, match=re.escape(
+            f"no noise spans recorded for {last['img_path']}, caption "
+            f"{last['captions'][0]!r}")):
+        bank_statistics(str(config), str(tmp_path / 'ckpt.pth'),
+                        str(tmp_path / 'spans.json'))
 
 
 def test_position_debiasing_by_hand():

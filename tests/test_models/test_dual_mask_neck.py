@@ -71,10 +71,36 @@ def test_noise_mask_presets_match_the_table(preset):
 
 def test_a_preset_and_its_settings_are_not_mixed():
     with pytest.raises(ValueError, match=r"noise_mask='hard' sets "
-                       r"\['lam'\]: give either"):
-        MODELS.build(dict(type='DualMaskNeck', noise_mask='hard', lam=30))
+                       r"\['noise_lam'\]: give either"):
+        MODELS.build(dict(type='DualMaskNeck', noise_mask='hard',
+                          noise_lam=30))
     with pytest.raises(ValueError, match="noise_mask must be one of"):
         MODELS.build(dict(type='DualMaskNeck', noise_mask='soft'))
+
+
+@pytest.mark.parametrize('preset', [None, 'paper', 'hard'])
+def test_the_noise_slope_leaves_the_mtp_view_alone(preset):
+    """noise_lam is the noise view's slope: the 'hard' preset (noise_lam
+    60) keeps the MTP view at the paper's p_i = 0.3 sigmoid(20 (s - 0.1)):
+    0.0358 at s = 0, where a shared slope of 60 gave 0.0007."""
+    neck = MODELS.build(dict(type='DualMaskNeck', noise_mask=preset))
+    scores = torch.tensor(SCORE_VALUES)
+    _, info = neck.selection_probs(scores)
+    torch.testing.assert_close(info, torch.tensor(
+        [p_info(s) for s in SCORE_VALUES]))
+    assert info[0].item() == pytest.approx(0.03576, abs=1e-5)
+    assert neck.lam == 20.0
+
+
+def test_noise_lam_sets_the_noise_slope_only():
+    neck = MODELS.build(dict(type='DualMaskNeck', noise_lam=40.0))
+    noise, info = neck.selection_probs(torch.tensor([0.0, 0.1, 0.2]))
+    # 0.2 sigmoid(40 ((1 - s) - 0.9)) by hand: 0.2 / (1 + e^-4), 0.1,
+    # 0.2 / (1 + e^4)
+    torch.testing.assert_close(noise, torch.tensor(
+        [0.196403, 0.1, 0.003597]), atol=2e-6, rtol=0)
+    torch.testing.assert_close(info, torch.tensor(
+        [p_info(0.0), p_info(0.1), p_info(0.2)]))
 
 
 def test_empirical_selection_rates_within_three_standard_errors():
@@ -183,14 +209,15 @@ def test_uniform_policy_masks_both_views_at_fixed_rates():
     assert (views.noise_ids == MASK).any()
 
 
-def _lowest_by_hand(ids, scores, budget):
+def _lowest_by_hand(ids, scores, draws, budget):
     """Per row, the positions of the ``budget`` lowest-scored eligible
-    tokens, ties to the earlier position (Python's stable sort)."""
+    tokens, ties to the lower draw."""
     chosen = []
-    for row_ids, row_scores in zip(ids.tolist(), scores.tolist()):
+    for row_ids, row_scores, row_draws in zip(ids.tolist(), scores.tolist(),
+                                              draws.tolist()):
         eligible = [p for p, i in enumerate(row_ids) if 0 < i < MASK]
-        chosen.append(set(sorted(eligible,
-                                 key=lambda p: row_scores[p])[:budget]))
+        chosen.append(set(sorted(
+            eligible, key=lambda p: (row_scores[p], row_draws[p]))[:budget]))
     return chosen
 
 
@@ -205,11 +232,13 @@ def test_noise_budget_selects_only_the_lowest_scored_tokens(budget):
     scores = torch.randint(0, 4, (6, 77)).float() / 10
     neck = MODELS.build(dict(type='DualMaskNeck', noise_mask='hard',
                              noise_budget=budget))
-    p_noise, p_info = neck.view_probs(ids, scores)
+    draws = torch.rand(6, 77)
+    p_noise, p_info = neck.view_probs(ids, scores, draws)
     unbudgeted, same_info = MODELS.build(dict(
         type='DualMaskNeck', noise_mask='hard')).view_probs(ids, scores)
     eligible_counts = [7, 4, 1, 7, 7, 7]
-    for row, positions in enumerate(_lowest_by_hand(ids, scores, budget)):
+    for row, positions in enumerate(_lowest_by_hand(ids, scores, draws,
+                                                    budget)):
         assert len(positions) == min(budget, eligible_counts[row])
         kept = torch.zeros(77, dtype=torch.bool)
         kept[sorted(positions)] = True
@@ -220,6 +249,67 @@ def test_noise_budget_selects_only_the_lowest_scored_tokens(budget):
     # the draws: never more than the budget per caption
     views = neck(ids.repeat(200, 1), scores.repeat(200, 1))
     assert ((views.noise_labels != 0).sum(dim=1) <= budget).all()
+
+
+def test_budget_ties_go_to_the_lower_draw_and_are_counted():
+    """Hand-made rows, budget 2: row 0 has three content tokens tied at 0
+    (draws 0.9, 0.1, 0.5) and one at 0.5: the two tied ones with the lower
+    draws are chosen, and the cut falls inside the tie. Row 1's scores
+    are distinct (no tie at the cut); row 2 has a single content token
+    (no cut). Tied fraction: 1 of 3 rows."""
+    ids = torch.zeros(3, 77, dtype=torch.long)
+    ids[:, 0] = SOT
+    ids[:2, 1:5] = torch.tensor([10, 11, 12, 13])
+    ids[:2, 5] = EOT
+    ids[2, 1], ids[2, 2] = 10, EOT
+    scores = torch.zeros(3, 77)
+    scores[0, 1:5] = torch.tensor([0.0, 0.0, 0.0, 0.5])
+    scores[1, 1:5] = torch.tensor([0.3, 0.1, 0.2, 0.0])
+    draws = torch.full((3, 77), 0.99)
+    draws[0, 1:5] = torch.tensor([0.9, 0.1, 0.5, 0.0])
+    neck = MODELS.build(dict(type='DualMaskNeck', noise_mask='hard',
+                             noise_budget=2))
+    chosen = neck.lowest_scored(ids, scores, draws)
+    assert chosen[0].nonzero().flatten().tolist() == [2, 3]
+    assert chosen[1].nonzero().flatten().tolist() == [2, 4]
+    assert chosen[2].nonzero().flatten().tolist() == [1]
+    assert neck.budget_tied_fraction == pytest.approx(1 / 3)
+
+
+def test_keyed_tie_breaks_spread_over_the_tied_words():
+    """All content tokens tied, budget 1: over many steps each of the 7
+    words is chosen about 1/7 of the time, where a tie to the earlier
+    position always chose the first; the same keys and step repeat the
+    choice."""
+    ids = _captions(1, length=8)
+    neck = MODELS.build(dict(type='DualMaskNeck', noise_mask='hard',
+                             noise_budget=1, seed=3, force_one_noise=False))
+    counts = torch.zeros(77)
+    steps = 700
+    for step in range(steps):
+        views = neck(ids, torch.zeros(1, 77), sample_keys=torch.tensor([5]),
+                     step=step)
+        counts += (views.noise_labels[0] != 0).float()
+    rates = counts[1:8] / steps  # p_n = 0.9975 at s = 0
+    assert ((rates - 1 / 7).abs() < 3 * math.sqrt(1 / 7 * 6 / 7 / steps)
+            + 0.005).all()
+    again = neck(ids, torch.zeros(1, 77), sample_keys=torch.tensor([5]),
+                 step=3)
+    first = neck(ids, torch.zeros(1, 77), sample_keys=torch.tensor([5]),
+                 step=3)
+    assert torch.equal(again.noise_labels, first.noise_labels)
+    assert neck.budget_tied_fraction == 1.0
+    # the tie-break draws are not the selection's: at the paper's strength
+    # the chosen word is selected with its p_n (0.176 at s = 0), not with
+    # the chance that the lowest of 7 selection draws falls under it
+    paper = MODELS.build(dict(type='DualMaskNeck', noise_budget=1, seed=3,
+                              force_one_noise=False))
+    selected = sum(bool((paper(ids, torch.zeros(1, 77),
+                               sample_keys=torch.tensor([5]), step=step
+                               ).noise_labels != 0).any())
+                   for step in range(steps))
+    p = p_noise(0.0)
+    assert abs(selected / steps - p) < 3 * math.sqrt(p * (1 - p) / steps)
 
 
 def test_noise_budget_must_be_positive():

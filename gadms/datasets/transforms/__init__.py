@@ -1,4 +1,5 @@
 from .clip_norm import CLIP_MEAN, CLIP_STD
+from .consensus_tokens import ConsensusTokens
 from .erasing import NormalisedRandomErasing
 from .formatting import PackTextPersonInputs
 from .loading import (DEFAULT_MAX_PIXELS, ImageLoadError, LoadPersonImage,
@@ -15,5 +16,6 @@ __all__ = [
     'TokenizeCaption', 'LoadPersonImage',
     'ImageLoadError', 'PackTextPersonInputs', 'PAD_TOKEN_ID', 'MASK_TOKEN_ID',
     'SOT_TOKEN_ID', 'EOT_TOKEN_ID', 'VOCAB_SIZE', 'NormalisedRandomErasing',
-    'CLIP_MEAN', 'CLIP_STD', 'AnnotateTokens', 'token_values'
+    'CLIP_MEAN', 'CLIP_STD', 'AnnotateTokens', 'token_values',
+    'ConsensusTokens'
 ]

@@ -29,7 +29,8 @@ class PackTextPersonInputs(BaseTransform):
                                              'img_path', 'captions',
                                              'ori_shape', 'img_shape',
                                              'benchmark', 'split',
-                                             'token_annotation')):
+                                             'token_annotation',
+                                             'token_consensus')):
         self.meta_keys = tuple(meta_keys)
 
     def transform(self, results: dict) -> dict:

@@ -100,6 +100,20 @@ def token_values(caption: str,
     else:
         characters = _confident_characters(
             caption, annotation['word_confidences'], where)
+    return characters_to_tokens(caption, characters, tokenizer, where)
+
+
+def characters_to_tokens(caption: str, characters: np.ndarray,
+                         tokenizer: CLIPTokenizer,
+                         where: str = 'caption') -> np.ndarray:
+    """``[context_length]`` float32 token row of per-character values
+    ``characters [len(caption)]``: each content token gets the lowest value
+    of its CLIP word's characters, SOT, EOT and padding 0 (truncated like
+    the tokenizer).
+
+    Raises:
+        ValueError: CLIP's cleaning changes ``caption``, naming ``where``.
+    """
     try:
         words = tokenizer.word_pieces(caption)
     except ValueError as err:

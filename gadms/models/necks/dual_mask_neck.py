@@ -9,14 +9,17 @@ from ..utils import keyed_uniform
 
 POLICIES = ('score', 'uniform', 'random', 'off')
 # named strengths of the noise view: the paper's (a token scored 0 is
-# selected 18% of the time, [MASK]ed 14%) and a hard one (scored below 0.1:
-# nearly always [MASK]ed); docs/method.md tabulates both per score. lam is
-# shared with the MTP view, which 'hard' therefore sharpens too.
+# selected 18% of the time, [MASK]ed 14%) and a hard one (scored below
+# about 0.05: nearly always [MASK]ed); docs/method.md tabulates both per
+# score. Each sets the noise view's own slope (noise_lam), so the MTP view
+# keeps the paper's lam = 20 under either.
 NOISE_MASKS = dict(
-    paper=dict(noise_alpha=0.2, lam=20.0, noise_gamma=0.9,
+    paper=dict(noise_alpha=0.2, noise_lam=None, noise_gamma=0.9,
                noise_replace='bert'),
-    hard=dict(noise_alpha=1.0, lam=60.0, noise_gamma=0.9,
+    hard=dict(noise_alpha=1.0, noise_lam=60.0, noise_gamma=0.9,
               noise_replace='mask_only'))
+# purpose of the keyed draw that breaks the budget's ties (0-5: the views)
+TIE_BREAK_PURPOSE = 6
 
 
 class MaskedViews(NamedTuple):
@@ -41,8 +44,9 @@ class DualMaskNeck(nn.Module):
 
     With token scores ``s`` in [0, 1]:
 
-    - noise view: ``p_n = noise_alpha * sigmoid(lam * ((1 - s) -
-      noise_gamma))``, so low-score (noise-like) tokens are corrupted;
+    - noise view: ``p_n = noise_alpha * sigmoid(noise_lam * ((1 - s) -
+      noise_gamma))``, so low-score (noise-like) tokens are corrupted
+      (``noise_lam`` defaults to ``lam``);
     - MTP view: ``p_i = info_alpha * sigmoid(lam * (s - info_gamma))``, so
       informative tokens are masked and must be predicted.
 
@@ -66,9 +70,11 @@ class DualMaskNeck(nn.Module):
     Without keys, ``torch.rand`` is used.
 
     Args:
-        policy (str): ``'score'``, ``'random'`` or ``'off'``.
+        policy (str): ``'score'``, ``'uniform'``, ``'random'`` or ``'off'``.
         noise_alpha, info_alpha (float): Caps of p_n and p_i (0.2, 0.3).
-        lam (float): Sigmoid slope (20).
+        lam (float): Sigmoid slope (20) of the MTP view, and of the noise
+            view unless ``noise_lam`` is given.
+        noise_lam (float, optional): The noise view's own slope.
         noise_gamma, info_gamma (float): Sigmoid centres (0.9 on 1 - s,
             0.1 on s).
         random_ratio (float): Selection rate of the ``'random'`` policy.
@@ -81,13 +87,18 @@ class DualMaskNeck(nn.Module):
             ``torch.initial_seed()`` (the run's seed).
         noise_mask (str, optional): A named strength of the noise view
             (``NOISE_MASKS``: ``'paper'`` or ``'hard'``) that sets
-            ``noise_alpha``, ``lam``, ``noise_gamma`` and
+            ``noise_alpha``, ``noise_lam``, ``noise_gamma`` and
             ``noise_replace``; those four must then keep their defaults.
+            The MTP view is left as it is.
         noise_budget (int, optional): Under the ``'score'`` policy, at
             most this many tokens per caption can be selected for the
             noise view: its ``noise_budget`` lowest-scored eligible tokens
-            (ties to the earlier position) keep their ``p_n``, every other
-            token gets 0. ``None``: no budget.
+            keep their ``p_n``, every other token gets 0. Tied scores are
+            ordered by a keyed random draw (the same on any process
+            count), so a tie does not always go to the first words;
+            :attr:`budget_tied_fraction` is the fraction of the last
+            batch's captions whose budget cut fell inside a tie.
+            ``None``: no budget.
     """
 
     def __init__(self,
@@ -104,13 +115,15 @@ class DualMaskNeck(nn.Module):
                  force_one_mtp: bool = True,
                  seed: Optional[int] = None,
                  noise_mask: Optional[str] = None,
-                 noise_budget: Optional[int] = None) -> None:
+                 noise_budget: Optional[int] = None,
+                 noise_lam: Optional[float] = None) -> None:
         super().__init__()
         if noise_mask is not None:
-            noise_alpha, lam, noise_gamma, noise_replace = self._preset(
-                noise_mask,
-                dict(noise_alpha=noise_alpha, lam=lam,
-                     noise_gamma=noise_gamma, noise_replace=noise_replace))
+            noise_alpha, noise_lam, noise_gamma, noise_replace = \
+                self._preset(noise_mask,
+                             dict(noise_alpha=noise_alpha, noise_lam=noise_lam,
+                                  noise_gamma=noise_gamma,
+                                  noise_replace=noise_replace))
         if policy not in POLICIES:
             raise ValueError(f'policy must be one of {POLICIES}, got '
                              f'{policy!r}')
@@ -123,6 +136,7 @@ class DualMaskNeck(nn.Module):
         self.policy = policy
         self.noise_alpha, self.info_alpha = noise_alpha, info_alpha
         self.lam = lam
+        self.noise_lam = lam if noise_lam is None else noise_lam
         self.noise_gamma, self.info_gamma = noise_gamma, info_gamma
         self.random_ratio = random_ratio
         self.uniform_rates = tuple(uniform_rates)
@@ -131,6 +145,7 @@ class DualMaskNeck(nn.Module):
         self.force_one_mtp = force_one_mtp
         self.seed = seed
         self.noise_budget = noise_budget
+        self.budget_tied_fraction: Optional[float] = None
 
     @staticmethod
     def _preset(name: str, given: dict) -> tuple:
@@ -155,19 +170,21 @@ class DualMaskNeck(nn.Module):
                         ) -> Tuple[torch.Tensor, torch.Tensor]:
         """``[B, N]`` scores -> (p_n, p_i), each ``[B, N]``."""
         p_noise = self.noise_alpha * torch.sigmoid(
-            self.lam * ((1 - scores) - self.noise_gamma))
+            self.noise_lam * ((1 - scores) - self.noise_gamma))
         p_info = self.info_alpha * torch.sigmoid(
             self.lam * (scores - self.info_gamma))
         return p_noise, p_info
 
     def view_probs(self, text_ids: torch.Tensor,
-                   scores: Optional[torch.Tensor] = None
+                   scores: Optional[torch.Tensor] = None,
+                   tie_draws: Optional[torch.Tensor] = None
                    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """The probability ``[B, N]`` that the noise (SDM) view and the MTP
         view select each position under the policy, before the
         eligibility of the token and the forced first-word mask: 0 for a
         view the policy leaves alone (``'off'``; the noise view of
-        ``'random'``)."""
+        ``'random'``). ``tie_draws [B, N]`` order the budget's ties (see
+        :meth:`lowest_scored`)."""
         zeros = torch.zeros(text_ids.shape, device=text_ids.device)
         if self.policy == 'off':
             return zeros, zeros
@@ -180,21 +197,42 @@ class DualMaskNeck(nn.Module):
         scores = scores.to(text_ids.device)
         p_noise, p_info = self.selection_probs(scores)
         if self.noise_budget is not None:
-            p_noise = p_noise * self._lowest_scored(text_ids, scores)
+            if tie_draws is None:
+                tie_draws = torch.rand(text_ids.shape, device=text_ids.device)
+            p_noise = p_noise * self.lowest_scored(text_ids, scores,
+                                                   tie_draws)
         return p_noise, p_info
 
-    def _lowest_scored(self, text_ids: torch.Tensor,
-                       scores: torch.Tensor) -> torch.Tensor:
+    def lowest_scored(self, text_ids: torch.Tensor, scores: torch.Tensor,
+                      tie_draws: torch.Tensor) -> torch.Tensor:
         """``[B, N]`` bool: the ``noise_budget`` lowest-scored eligible
         positions of each row (fewer where a row has fewer eligible
-        tokens)."""
+        tokens), equal scores ordered by ``tie_draws [B, N]`` (uniforms:
+        the lower draw first). Sets :attr:`budget_tied_fraction`."""
         eligible = (text_ids > 0) & (text_ids < MASK_TOKEN_ID)
-        # ineligible positions sort last; the stable sort breaks ties by
-        # position, so the choice does not depend on the sorting kernel
         keys = scores.float().masked_fill(~eligible, float('inf'))
-        order = keys.argsort(dim=1, stable=True)[:, :self.noise_budget]
-        chosen = torch.zeros_like(eligible).scatter_(1, order, True)
-        return chosen & eligible
+        # order by the draws, then stably by score: equal scores keep the
+        # draws' order (ineligible positions sort last)
+        by_draw = tie_draws.argsort(dim=1)
+        by_score = keys.gather(1, by_draw).argsort(dim=1, stable=True)
+        order = by_draw.gather(1, by_score)
+        chosen = torch.zeros_like(eligible).scatter_(
+            1, order[:, :self.noise_budget], True) & eligible
+        self.budget_tied_fraction = self._tied_fraction(
+            keys.gather(1, order), eligible.sum(dim=1))
+        return chosen
+
+    def _tied_fraction(self, sorted_keys: torch.Tensor,
+                       num_eligible: torch.Tensor) -> float:
+        """The fraction of rows whose budget cut splits a tie: the last
+        chosen score equals the first one left out (rows with no more
+        eligible tokens than the budget have no cut)."""
+        budget = self.noise_budget
+        if sorted_keys.shape[1] <= budget or not len(sorted_keys):
+            return 0.0
+        has_cut = num_eligible > budget
+        split = sorted_keys[:, budget - 1] == sorted_keys[:, budget]
+        return float((has_cut & split).float().mean())
 
     def forward(self,
                 text_ids: torch.Tensor,
@@ -217,8 +255,11 @@ class DualMaskNeck(nn.Module):
         uniform = self._uniform_source(text_ids, sample_keys, step)
         # each view draws three uniforms (selection, replacement kind,
         # random id): purposes 0-2 for the noise view, 3-5 for the MTP view,
-        # so the two views' masks are independent draws
-        p_noise, p_info = self.view_probs(text_ids, scores)
+        # so the two views' masks are independent draws; 6 orders the ties
+        # of a noise budget
+        tie_draws = uniform(TIE_BREAK_PURPOSE) \
+            if self.noise_budget is not None else None
+        p_noise, p_info = self.view_probs(text_ids, scores, tie_draws)
         if self.policy == 'random':
             mtp_ids, mtp_labels = self._corrupt(
                 text_ids, p_info, 'bert', self.force_one_mtp,

@@ -128,6 +128,10 @@ class GADMS(CLIPSDM):
         text_feats = self.backbone.pool_text(text_tokens[:batch], text_ids)
 
         losses = dict(loss_sdm=self.loss_align(image_feats, text_feats, pids))
+        tied = getattr(self.neck, 'budget_tied_fraction', None)
+        if tied is not None:  # logged, not a loss: captions cut in a tie
+            losses['noise_budget_tied'] = torch.tensor(tied,
+                                                       device=images.device)
         if with_mtp:
             losses.update(
                 self.mtp_head.loss(text_tokens[batch:], image_tokens,

@@ -29,29 +29,33 @@ class AnnotatedTokenScorer(BaseTokenScorer):
         mix_with (dict, optional): Config of a scorer to combine with
             (e.g. ``dict(type='GradAttnScorer')``).
         mix (str): ``'min'`` or ``'product'``.
+        key (str): The metainfo read. Defaults to ``'token_annotation'``.
     """
 
+    # the transform that writes ``key``, named in the error without it
+    TRANSFORM = 'AnnotateTokens'
+
     def __init__(self, mix_with: Optional[dict] = None,
-                 mix: str = 'min') -> None:
+                 mix: str = 'min', key: str = 'token_annotation') -> None:
         super().__init__()
         if mix not in MIXES:
             raise ValueError(f'mix must be one of {MIXES}, got {mix!r}')
         self.mix_with = MODELS.build(mix_with) if mix_with else None
         self.mix = mix
+        self.key = key
 
-    @staticmethod
-    def annotations(data_samples: Optional[list],
+    def annotations(self, data_samples: Optional[list],
                     text_ids: torch.Tensor) -> torch.Tensor:
         """``[B, N]`` token annotations of the batch, checked against
         ``text_ids [B, N]``."""
-        if not data_samples or any('token_annotation' not in sample
+        if not data_samples or any(self.key not in sample
                                    for sample in data_samples):
             raise ValueError(
-                'AnnotatedTokenScorer needs data samples with '
-                "'token_annotation': add dict(type='AnnotateTokens') after "
+                f'{type(self).__name__} needs data samples with '
+                f"{self.key!r}: add dict(type='{self.TRANSFORM}') after "
                 'TokenizeCaption in the training pipeline')
         values = torch.as_tensor(
-            torch.stack([torch.as_tensor(s.token_annotation)[0]
+            torch.stack([torch.as_tensor(s.get(self.key))[0]
                          for s in data_samples]),
             dtype=torch.float32, device=text_ids.device)
         if values.shape != text_ids.shape:
@@ -74,3 +78,23 @@ class AnnotatedTokenScorer(BaseTokenScorer):
         if self.mix == 'min':
             return torch.minimum(scores, other)
         return scores * other
+
+
+@MODELS.register_module()
+class ConsensusTokenScorer(AnnotatedTokenScorer):
+    """Token scores from caption consensus: each colour word scores the
+    fraction of the other captions of its image or identity that state the
+    same colour for the same garment (``ConsensusTokens`` computes them in
+    the data pipeline), other content tokens 1. The values of
+    :class:`AnnotatedTokenScorer` read from ``'token_consensus'``.
+
+    Args:
+        key (str): The metainfo read. Defaults to ``'token_consensus'``.
+        mix_with, mix: See :class:`AnnotatedTokenScorer`.
+    """
+
+    TRANSFORM = 'ConsensusTokens'
+
+    def __init__(self, key: str = 'token_consensus',
+                 mix_with: Optional[dict] = None, mix: str = 'min') -> None:
+        super().__init__(mix_with=mix_with, mix=mix, key=key)
