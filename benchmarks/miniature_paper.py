@@ -492,22 +492,7 @@ def hallucination_regime(args: argparse.Namespace, root: str,
         if _wanted(args, arm):
             train_and_test(root, arm, seed, specs[arm], context, results)
     spans = context['spans']
-    curve = []
-    for arm, spec in specs.items():
-        runs = sorted((r for r in results.rows if r['arm'] == arm),
-                      key=lambda r: r['seed'])
-        if not runs or not spec.keeps_bank:
-            continue
-        # the scorer as the first seed's last epoch masked with it
-        point = dict(arm=arm, seeds=len(runs), flip_rate=spec.flip_rate,
-                     oracle='oracle' in arm, **bank_statistics(
-                         runs[0]['config'], runs[0]['checkpoint'], spans))
-        for metric in ('R1', 'mAP'):
-            found = paired_difference(results.rows, arm, 'CLIP-SDM', metric)
-            point[metric] = statistics.mean(
-                r['metrics'][f't2i/{metric}'] for r in runs)
-            point[f'{metric} - CLIP-SDM'] = found and found[:2]
-        curve.append(point)
+    curve = scorer_curve(specs, results.rows, spans)
     _write_atomic(osp.join(root, 'curve.json'), json.dumps(curve, indent=1))
     draw_quality_curve(curve, args.figure or osp.join(root, 'curve.png'))
     arms = [arm for arm in specs if any(r['arm'] == arm
@@ -520,6 +505,29 @@ def hallucination_regime(args: argparse.Namespace, root: str,
         scorers=scorer_table(curve))
 
 
+def scorer_curve(specs: dict, rows: List[dict], spans: str) -> List[dict]:
+    """Per arm that keeps a score bank and has runs: its scorer as the
+    first seed's last epoch masked with it (``bank_statistics`` against
+    the training captions' recorded ``spans``), its mean R1 / mAP and the
+    paired difference to CLIP-SDM."""
+    curve = []
+    for arm, spec in specs.items():
+        runs = sorted((r for r in rows if r['arm'] == arm),
+                      key=lambda r: r['seed'])
+        if not runs or not spec.keeps_bank:
+            continue
+        point = dict(arm=arm, seeds=len(runs), flip_rate=spec.flip_rate,
+                     oracle='oracle' in arm, **bank_statistics(
+                         runs[0]['config'], runs[0]['checkpoint'], spans))
+        for metric in ('R1', 'mAP'):
+            found = paired_difference(rows, arm, 'CLIP-SDM', metric)
+            point[metric] = statistics.mean(
+                r['metrics'][f't2i/{metric}'] for r in runs)
+            point[f'{metric} - CLIP-SDM'] = found and found[:2]
+        curve.append(point)
+    return curve
+
+
 def guidance_regime(args: argparse.Namespace, root: str, context: dict,
                     results: Results) -> Dict[str, List[List[str]]]:
     """Issue #35's arms alone (the hallucination-identity and clean
@@ -530,23 +538,9 @@ def guidance_regime(args: argparse.Namespace, root: str, context: dict,
         for arm, spec in specs.items():
             if _wanted(args, arm):
                 train_and_test(root, arm, seed, spec, context, results)
-    curve = []
-    for arm, spec in specs.items():
-        runs = sorted((r for r in results.rows if r['arm'] == arm),
-                      key=lambda r: r['seed'])
-        if not runs or not spec.keeps_bank:
-            continue
-        point = dict(arm=arm, seeds=len(runs), flip_rate=0.0, oracle=False,
-                     **bank_statistics(runs[0]['config'],
-                                       runs[0]['checkpoint'],
-                                       context['spans']))
-        for metric in ('R1', 'mAP'):
-            found = paired_difference(results.rows, arm, 'CLIP-SDM', metric)
-            point[metric] = statistics.mean(
-                r['metrics'][f't2i/{metric}'] for r in runs)
-            point[f'{metric} - CLIP-SDM'] = found and found[:2]
-        curve.append(point)
+    curve = scorer_curve(specs, results.rows, context['spans'])
     _write_atomic(osp.join(root, 'curve.json'), json.dumps(curve, indent=1))
+    draw_quality_curve(curve, args.figure or osp.join(root, 'curve.png'))
     arms = [arm for arm in specs if any(r['arm'] == arm
                                         for r in results.rows)]
     return dict(results=results_table(results.rows, arms),

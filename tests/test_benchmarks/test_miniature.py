@@ -396,6 +396,27 @@ def test_fast_miniature_runs_every_stage_and_resumes(tmp_path):
         assert section in report
     assert osp.getsize(osp.join(regime, 'curve.png')) > 0
 
+    # issue #35's setting (i): a benchmark-layout training set (identity
+    # groups) and a guidance arm; its noise spans cover every caption
+    _miniature(root, '--regime', 'hallucination-identity', '--seeds', '0',
+               '--arms', 'CLIP-SDM', 'combined, hard')
+    regime = osp.join(root, 'hallucination_identity')
+    spans = json.load(open(osp.join(regime, 'train_set',
+                                    'noise_spans.json')))
+    assert sum(len(c) for c in spans.values()) == 6 * 4 * 2
+    kinds = {kind for captions in spans.values()
+             for found in captions.values() for kind, *_ in found}
+    assert kinds == {'wrong_colour'}
+    config = Config.fromfile(osp.join(regime, 'runs', 'combined_hard',
+                                      'seed0', 'config.py'))
+    dataset = config.train_dataloader.dataset
+    assert (dataset.type, dataset.caption_groups) == ('CUHKPEDES',
+                                                      'identity')
+    combined, = [p for p in json.load(open(osp.join(regime, 'curve.json')))
+                 if p['arm'] == 'combined, hard']
+    assert 0 <= combined['auc'] <= 1 and combined['noise_tokens'] > 0
+    assert '### scorers' in open(osp.join(regime, 'report.md')).read()
+
     # a second call trains nothing again
     stamp = osp.getmtime(osp.join(root, 'results.json'))
     _miniature(root, *NOISE_ARMS)
