@@ -171,3 +171,48 @@ def test_consensus_scorer_reads_its_key_and_names_its_transform():
     with pytest.raises(ValueError, match="'token_consensus': add dict\\("
                        "type='ConsensusTokens'\\)"):
         scorer(None, ids, None, _samples(dict(token_annotation=[row])))
+
+
+def test_counterfactual_checks_only_the_words_asked_for():
+    """With ``positions``, only the colour words with a token there are
+    checked (one forward of their variants); the others score 1. As the
+    tie-break of a combined scorer it is asked for the tied tokens only,
+    and gives the scores it gives when asked for everything."""
+    register_all_modules()
+    torch.manual_seed(0)
+    backbone = MODELS.build(tiny_backbone_cfg()).eval()
+    captions = CAPTIONS[:2]  # gray, dark blue | red, red, navy
+    images = backbone.encode_image(torch.randn(2, 3, 32, 16))
+    ids = torch.from_numpy(TOKENIZER(captions))
+    scorer = MODELS.build(dict(type='CounterfactualTokenScorer',
+                               lexicon=LEXICON, temperature=0.05))
+    full = scorer(backbone, ids, images)
+    gray = 1 + len(TOKENIZER.encode('a man in a'))
+    asked = torch.zeros_like(ids, dtype=torch.bool)
+    asked[0, gray] = True
+    rows = []
+    original = backbone.encode_text
+    backbone.encode_text = lambda x: rows.append(len(x)) or original(x)
+    some = scorer(backbone, ids, images, positions=asked)
+    backbone.encode_text = original
+    assert rows == [len(LEXICON['colours'])]  # one word's variants
+    expected = (ids > 0).float() * (ids != SOT) * (ids != EOT)
+    expected[0, gray] = full[0, gray]
+    torch.testing.assert_close(some, expected)
+
+    first = torch.ones(2, 77)
+    first[0, gray] = 0.0  # the tie: the counterfactual decides there
+    samples = _samples(dict(token_annotation=first.numpy()))
+    combined = MODELS.build(dict(
+        type='CombinedTokenScorer', mode='tiebreak', scorers=[
+            dict(type='AnnotatedTokenScorer'),
+            dict(type='CounterfactualTokenScorer', lexicon=LEXICON,
+                 temperature=0.05)]))
+    rows.clear()
+    backbone.encode_text = lambda x: rows.append(len(x)) or original(x)
+    scores = combined(backbone, ids, images, samples)
+    backbone.encode_text = original
+    assert rows == [len(LEXICON['colours'])]
+    content = (ids > 0) & (ids != SOT) & (ids != EOT)
+    torch.testing.assert_close(
+        scores, torch.where(first == 0, full, first) * content)

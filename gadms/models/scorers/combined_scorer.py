@@ -1,3 +1,4 @@
+import inspect
 from typing import List, Optional
 
 import torch
@@ -21,7 +22,8 @@ class CombinedTokenScorer(BaseTokenScorer):
       a colour word that its group contradicts (consensus 0: for an image
       with two captions, *both* words of a disagreement) is flagged only
       if the model also prefers another colour, so the pair keeps its
-      correct word.
+      correct word. A second scorer that takes ``positions`` (as
+      ``CounterfactualTokenScorer`` does) scores only the tied tokens.
 
     Args:
         scorers (list[dict]): Configs of the scorers, e.g.
@@ -57,13 +59,28 @@ class CombinedTokenScorer(BaseTokenScorer):
                 text_ids: torch.Tensor,
                 image_tokens: torch.Tensor,
                 data_samples: Optional[list] = None) -> torch.Tensor:
-        scores = [scorer(backbone, text_ids, image_tokens, data_samples)
-                  for scorer in self.scorers]
         if self.mode == 'tiebreak':
-            first, second = scores
-            combined = torch.where(first <= self.tie_max, second, first)
-        elif self.mode == 'min':
-            combined = torch.stack(scores).min(dim=0)[0]
-        else:
-            combined = torch.stack(scores).prod(dim=0)
-        return combined
+            return self._tiebreak(backbone, text_ids, image_tokens,
+                                  data_samples)
+        scores = torch.stack([
+            scorer(backbone, text_ids, image_tokens, data_samples)
+            for scorer in self.scorers])
+        if self.mode == 'min':
+            return scores.min(dim=0)[0]
+        return scores.prod(dim=0)
+
+    def _tiebreak(self, backbone: BaseCLIPBackbone, text_ids: torch.Tensor,
+                  image_tokens: torch.Tensor,
+                  data_samples: Optional[list]) -> torch.Tensor:
+        """The first scorer's scores, the second's where the first's are
+        ``tie_max`` or less (asking the second for those tokens only when
+        its ``forward`` takes ``positions``)."""
+        first_scorer, second_scorer = self.scorers
+        first = first_scorer(backbone, text_ids, image_tokens, data_samples)
+        tied = first <= self.tie_max
+        only_tied = 'positions' in inspect.signature(
+            second_scorer.forward).parameters
+        second = second_scorer(backbone, text_ids, image_tokens,
+                               data_samples,
+                               **(dict(positions=tied) if only_tied else {}))
+        return torch.where(tied, second, first)

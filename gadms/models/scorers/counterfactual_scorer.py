@@ -147,6 +147,19 @@ class CounterfactualTokenScorer(BaseTokenScorer):
         out[..., -1] = torch.where(cut, EOT_TOKEN_ID, out[..., -1])
         return out
 
+    @staticmethod
+    def _spans(words: torch.Tensor, length: int) -> torch.Tensor:
+        """``[W, N]`` bool: the positions of each word of ``words``."""
+        positions = torch.arange(length, device=words.device)
+        return (positions >= words[:, 1:2]) & (
+            positions < words[:, 1:2] + words[:, 2:3])
+
+    def _touches(self, words: torch.Tensor,
+                 positions: torch.Tensor) -> torch.Tensor:
+        """``[W]`` bool: the words with a token in ``positions``."""
+        in_word = self._spans(words, positions.shape[1])
+        return (in_word & positions[words[:, 0]]).any(dim=1)
+
     @torch.no_grad()
     def word_scores(self, backbone: BaseCLIPBackbone, text_ids: torch.Tensor,
                     image_tokens: torch.Tensor,
@@ -175,16 +188,20 @@ class CounterfactualTokenScorer(BaseTokenScorer):
                 backbone: BaseCLIPBackbone,
                 text_ids: torch.Tensor,
                 image_tokens: torch.Tensor,
-                data_samples: Optional[list] = None) -> torch.Tensor:
+                data_samples: Optional[list] = None,
+                positions: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Scores ``[B, N]``; with ``positions [B, N]`` (bool), only the
+        colour words with a token there are checked (the others score 1),
+        which saves their variants' text forward."""
         content = content_mask(text_ids)
         scores = content.float()
         words = self.find_colours(text_ids)
+        if positions is not None and len(words):
+            words = words[self._touches(words, positions)]
         if not len(words):
             return scores
         values = self.word_scores(backbone, text_ids, image_tokens, words)
-        positions = torch.arange(text_ids.shape[1], device=text_ids.device)
-        in_word = (positions >= words[:, 1:2]) & (
-            positions < words[:, 1:2] + words[:, 2:3])  # [W, N]
+        in_word = self._spans(words, text_ids.shape[1])
         per_word = torch.where(in_word, values[:, None],
                                torch.ones_like(in_word, dtype=torch.float))
         # each caption's tokens take the lowest score of its words
