@@ -9,7 +9,7 @@ from gadms.datasets.transforms.tokenizer import (EOT_TOKEN_ID, SOT_TOKEN_ID,
 from gadms.registry import MODELS
 from ..backbones import BaseCLIPBackbone
 from .base import BaseTokenScorer
-from .utils import content_mask, eot_positions
+from .utils import content_mask
 
 OUTPUTS = ('weight', 'win')
 
