@@ -303,18 +303,32 @@ def paired_difference(rows: List[dict], first: str, second: str,
             statistics.stdev(diffs) / len(diffs)**0.5, len(pairs))
 
 
+# two-sided 95% quantiles of Student's t by degrees of freedom (seeds - 1)
+T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447,
+        7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def t_interval(mean: float, se: float, seeds: int) -> str:
+    """The 95% t-interval of a paired difference over ``seeds`` seeds."""
+    half = T_95[seeds - 1] * se
+    return f'[{mean - half:+.2f}, {mean + half:+.2f}]'
+
+
 def paired_table(rows: List[dict], pairs: List[tuple]) -> List[List[str]]:
     """Paired differences over common seeds (mean R1 and mAP over the
-    three sets): mean difference and its standard error."""
-    table = [['difference', 'seeds', 'R1', 'SE', 'mAP', 'SE']]
+    three sets): mean difference, its standard error and 95% t-interval
+    (with 3-5 seeds, not mean +- 2 SE)."""
+    table = [['difference', 'seeds', 'R1', 'SE', 'R1 95% CI', 'mAP', 'SE',
+              'mAP 95% CI']]
     for first, second in pairs:
         found = [paired_difference(rows, first, second, metric)
                  for metric in ('R1', 'mAP')]
         if found[0] is None:
             continue
         cells = [f'{first} - {second}', str(found[0][2])]
-        for mean, se, _ in found:
-            cells += [f'{mean:+.2f}', f'{se:.2f}']
+        for mean, se, seeds in found:
+            cells += [f'{mean:+.2f}', f'{se:.2f}',
+                      t_interval(mean, se, seeds)]
         table.append(cells)
     return table
 

@@ -436,5 +436,7 @@ def test_paired_differences_by_hand():
     # mAP differences -1 and 1: mean 0, SE 1
     assert paired_difference(rows, 'a', 'b', 'mAP') == (0.0, 1.0, 2)
     assert paired_difference(rows[:3], 'a', 'b', 'R1') is None
+    # 95% t-intervals with 1 degree of freedom: mean +- 12.706 SE
     assert paired_table(rows, [('a', 'b')])[1] == [
-        'a - b', '2', '+2.50', '0.50', '+0.00', '1.00']
+        'a - b', '2', '+2.50', '0.50', '[-3.85, +8.85]', '+0.00', '1.00',
+        '[-12.71, +12.71]']
