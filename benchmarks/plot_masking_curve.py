@@ -10,6 +10,10 @@ q = 0.5 (chance), GASS's arms as separate points.
 
     .venv/bin/python benchmarks/plot_masking_curve.py \\
         work_dirs/miniature/hallucination/curve.json --out curve.png
+
+Several ``curve.json`` files draw on one figure (e.g. issue #27's sweep,
+``docs/images/hallucination_curve_issue27.json``, with issue #35's
+guidance scorers).
 """
 import argparse
 import json
@@ -56,12 +60,15 @@ def draw_quality_curve(curve: List[dict], path: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('curve', help='curve.json of the hallucination '
-                        'regime')
+    parser.add_argument('curves', nargs='+', help='curve.json files of the '
+                        'hallucination regime, drawn together')
     parser.add_argument('--out', required=True, help='PNG to write')
     args = parser.parse_args()
-    with open(args.curve, encoding='utf-8') as f:
-        draw_quality_curve(json.load(f), args.out)
+    points = []
+    for path in args.curves:
+        with open(path, encoding='utf-8') as f:
+            points += json.load(f)
+    draw_quality_curve(points, args.out)
 
 
 if __name__ == '__main__':
