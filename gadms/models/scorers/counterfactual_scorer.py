@@ -91,7 +91,7 @@ class CounterfactualTokenScorer(BaseTokenScorer):
         """The colour words of ``text_ids [B, N]``: ``[W, 4]`` long rows
         ``(caption, first position, length, colour index)``, whole BPE words
         only, non-overlapping, the longest form first."""
-        batch, length = text_ids.shape
+        length = text_ids.shape[1]
         covered = torch.zeros_like(text_ids, dtype=torch.bool)
         content = content_mask(text_ids)
         # a form may start after SOT or a word's last piece
