@@ -87,7 +87,9 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     if not torch.cuda.is_available():
-        fall_back_to_gloo(cfg)
+        # a dry run starts no process group
+        fall_back_to_gloo(cfg, start_group=not getattr(args, 'dry_run',
+                                                       False))
     return cfg
 
 
@@ -179,15 +181,16 @@ def build_runner(cfg: Config) -> Runner:
     return Runner.from_cfg(cfg)
 
 
-def fall_back_to_gloo(cfg: Config) -> None:
+def fall_back_to_gloo(cfg: Config, start_group: bool = True) -> None:
     """Make a machine without CUDA run distributed jobs on gloo.
 
     MMEngine's ``pytorch`` and ``slurm`` launchers call
     ``torch.cuda.set_device`` before creating the process group, and wrap
     the model in DDP with a GPU ``device_ids``; both fail without CUDA. The
     Runner skips its own initialisation when a group exists, so create it
-    here from the environment ``torchrun`` or ``srun`` sets, and wrap the
-    model without device ids.
+    here from the environment ``torchrun`` or ``srun`` sets (unless
+    ``start_group`` is False: a dry run), and wrap the model without device
+    ids.
     """
     cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
     if cfg.launcher == 'none':
@@ -197,7 +200,7 @@ def fall_back_to_gloo(cfg: Config) -> None:
             type='MMDistributedDataParallel',
             device_ids=None,
             broadcast_buffers=False)
-    if torch_dist.is_initialized():
+    if torch_dist.is_initialized() or not start_group:
         return
     if cfg.launcher == 'slurm':
         _export_slurm_rendezvous()
