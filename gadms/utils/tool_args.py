@@ -12,11 +12,16 @@ from torch import distributed as torch_dist
 from gadms.registry import RUNNERS
 
 
-def add_common_args(parser: argparse.ArgumentParser) -> None:
-    """Options shared by ``tools/train.py`` and ``tools/test.py``."""
-    parser.add_argument('--work-dir', help='the dir to save logs and models')
+def add_common_args(parser: argparse.ArgumentParser,
+                    work_dir_help: str = 'where logs and checkpoints go',
+                    cfg_example: str = 'train_cfg.max_epochs=2') -> None:
+    """Options shared by ``tools/train.py`` and ``tools/test.py`` (each
+    says what its work dir holds and gives a ``--cfg-options`` example of
+    its own)."""
+    parser.add_argument('--work-dir', help=f'{work_dir_help} (default: '
+                        'work_dirs/<config name>)')
     add_data_args(parser)
-    add_cfg_options_arg(parser)
+    add_cfg_options_arg(parser, cfg_example)
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -27,14 +32,16 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
-def add_cfg_options_arg(parser: argparse.ArgumentParser) -> None:
-    """``--cfg-options``, for every tool that reads a config."""
+def add_cfg_options_arg(parser: argparse.ArgumentParser,
+                        example: str = 'model.backbone.pretrained=None'
+                        ) -> None:
+    """``--cfg-options``, for every tool that reads a config, with an
+    ``example`` that fits the tool."""
     parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
-        help='override settings of the config, e.g. '
-        'train_cfg.max_epochs=2 model.backbone.pretrained=None')
+        help=f'override settings of the config, e.g. {example}')
 
 
 def read_config(path: str, cfg_options: Optional[dict] = None) -> Config:
