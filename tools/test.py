@@ -8,6 +8,7 @@ from mmengine.model import is_model_wrapper
 
 from gadms.evaluation import NonFiniteScoresError
 from gadms.utils import add_common_args, build_runner, load_config
+from gadms.utils.paper_protocol import benchmark_names
 
 
 def parse_args() -> argparse.Namespace:
@@ -29,6 +30,10 @@ def parse_args() -> argparse.Namespace:
         'file (format: TextPersonRetrievalMetric, docs/evaluation.md)')
     parser.add_argument('--rankings-topk', type=int, default=10,
                         help='gallery images per query in --out-rankings')
+    parser.add_argument(
+        '--benchmark',
+        help='test on this benchmark of the config\'s test sets only (its '
+        'NAME, e.g. ICFG-PEDES): one table cell of docs/reproduce.md')
     add_common_args(parser, work_dir_help='where the test log goes',
                     cfg_example='test_dataloader.batch_size=32')
     args = parser.parse_args()
@@ -50,10 +55,23 @@ def check_weights_exist(args: argparse.Namespace) -> None:
             raise SystemExit(f'{option} {path} does not exist')
 
 
+def keep_benchmark(cfg, name: str) -> None:
+    """Cut the config's test sets to the benchmark called ``name``."""
+    dataset = cfg.test_dataloader.dataset
+    parts = dataset.get('datasets', [dataset])
+    names = benchmark_names(dataset)
+    if name not in names:
+        raise SystemExit(f'--benchmark {name}: the config tests on '
+                         f'{names}')
+    cfg.test_dataloader.dataset = parts[names.index(name)]
+
+
 def main() -> None:
     args = parse_args()
     check_weights_exist(args)
     cfg = load_config(args)
+    if args.benchmark:
+        keep_benchmark(cfg, args.benchmark)
     cfg.load_from = args.checkpoint
     # evaluation loads every key of the model, whatever a training config
     # allows for its load_from, unless --partial-load

@@ -41,6 +41,12 @@ def check_command(command: str, monkeypatch, capsys) -> None:
     """Fail unless ``command`` (run from the repository root) is a gadms
     tool invocation that parses, with configs that resolve."""
     words = shlex.split(command)
+    # leading VAR=value assignments: the launch's environment
+    env = {}
+    while re.match(r'^\w+=', words[0]):
+        key, value = words.pop(0).split('=', 1)
+        env[key] = value
+    command = shlex.join(words)
     if words[0] == 'sha256sum':  # the file the configs read
         pretrained = Config.fromfile(
             'configs/gadms/vitb16_webperson.py').model.backbone.pretrained
@@ -55,7 +61,8 @@ def check_command(command: str, monkeypatch, capsys) -> None:
     tool = match.group(1)
     args = words[words.index(tool) + 1:]
     if tool == 'tools/train.py':
-        assert_dry_run_passes(dry_run_train(args, 1, monkeypatch, capsys))
+        assert_dry_run_passes(dry_run_train(
+            args, int(env.get('WORLD_SIZE', 1)), monkeypatch, capsys))
         return
     monkeypatch.setattr(sys, 'argv', [tool, *args])
     parsed = tool_module(tool).parse_args()
@@ -63,3 +70,5 @@ def check_command(command: str, monkeypatch, capsys) -> None:
     if config and osp.isfile(config):
         cfg = Config.fromfile(config)
         cfg.merge_from_dict(getattr(parsed, 'cfg_options', None) or {})
+        if getattr(parsed, 'benchmark', None):  # one of the config's sets
+            tool_module(tool).keep_benchmark(cfg, parsed.benchmark)

@@ -1,7 +1,7 @@
 """Every training launch written in README.md, docs/*.md and the configs'
 comments passes the dry run as written, on the process count it launches
 (``tools/dist_train.sh``: GPUS x NNODES; ``tools/slurm_train.sh``: GPUS,
-8 by default; ``tools/train.py``: one), in a folder that holds what
+8 by default; ``tools/train.py``: WORLD_SIZE, one by default), in a folder that holds what
 docs/reproduce.md says to download."""
 import glob
 import os.path as osp
@@ -62,7 +62,7 @@ def world_and_args(command: str) -> tuple:
     if script == 'tools/slurm_train.sh':
         return int(env.get('GPUS', 8)), [args[2], '--work-dir', args[3],
                                         *args[4:]]
-    return 1, args
+    return int(env.get('WORLD_SIZE', 1)), args
 
 
 def test_the_launches_are_found():
@@ -75,7 +75,7 @@ def test_the_launches_are_found():
 
 @pytest.mark.parametrize('path,command', LAUNCHES,
                          ids=[f'{p}: {c}' for p, c in LAUNCHES])
-def test_every_launch_passes_thedry_run_train(path, command, sandbox,
+def test_every_launch_passes_the_dry_run(path, command, sandbox,
                                          monkeypatch, capsys):
     world_size, args = world_and_args(command)
     # a checkpoint the user names to resume or start from is their own

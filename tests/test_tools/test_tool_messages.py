@@ -68,3 +68,16 @@ def test_one_name_for_one_thing_across_tools(monkeypatch, capsys):
     assert '--out OUT' not in retrieve_help  # the old name, hidden
     test_help = _help('tools/test.py', monkeypatch, capsys)
     assert '--out OUT dump the metrics' in test_help
+
+
+def test_benchmark_keeps_one_test_set():
+    """test.py --benchmark: the table cell's test set alone."""
+    from mmengine.config import Config
+    keep = tool_module('tools/test.py').keep_benchmark
+    cfg = Config.fromfile('configs/gadms/vitb16_webperson.py')
+    keep(cfg, 'ICFG-PEDES')
+    assert cfg.test_dataloader.dataset.type == 'ICFGPEDES'
+    cfg = Config.fromfile('configs/gadms/vitb16_webperson.py')
+    with pytest.raises(SystemExit, match=r"--benchmark ICFG: the config "
+                       r"tests on \['CUHK-PEDES', 'ICFG-PEDES', 'RSTPReid'\]"):
+        keep(cfg, 'ICFG')
