@@ -115,8 +115,8 @@ def check_data(cfg: Config) -> Tuple[List[str], List[str]]:
             rows.append(f'{loader}: {kind} (generated, no files)')
             continue
         annotation = _annotation(dataset)
-        present = annotation is None or bool(glob.glob(annotation))
         where = annotation or dataset['data_root']
+        present = bool(glob.glob(where)) if annotation else osp.isdir(where)
         rows.append(f'{loader}: {kind} {where} '
                     f'({"found" if present else "MISSING"})')
         if not present:
