@@ -7,13 +7,7 @@
 SCRIPT=$1
 GPUS=$2
 ROOT="$(dirname "$0")/.."
-if [ -z "${PYTHON:-}" ]; then
-    if [ -x "$ROOT/.venv/bin/python" ]; then
-        PYTHON="$ROOT/.venv/bin/python"
-    else
-        PYTHON=python3
-    fi
-fi
+source "$(dirname "$0")/project_python.sh"
 
 PYTHONPATH="$ROOT":${PYTHONPATH:-} \
 "$PYTHON" -m torch.distributed.run \

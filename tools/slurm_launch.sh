@@ -11,13 +11,7 @@ PARTITION=$1
 JOB_NAME=$2
 SCRIPT=$3
 ROOT="$(dirname "$0")/.."
-if [ -z "${PYTHON:-}" ]; then
-    if [ -x "$ROOT/.venv/bin/python" ]; then
-        PYTHON="$ROOT/.venv/bin/python"
-    else
-        PYTHON=python3
-    fi
-fi
+source "$(dirname "$0")/project_python.sh"
 
 PYTHONPATH="$ROOT":${PYTHONPATH:-} \
 srun -p "${PARTITION}" \
