@@ -31,8 +31,8 @@ demo: $(STAMP)
 		--work-dir $(DEMO_DIR) --out $(DEMO_DIR)/test_metrics.json \
 		--out-rankings $(DEMO_DIR)/rankings.jsonl
 	$(PY) tools/retrieve.py $(DEMO_CONFIG) "$$(cat $(DEMO_DIR)/last_checkpoint)" \
-		--gallery test --query-caption 0 --topk 8 \
-		--out $(DEMO_DIR)/retrieval.png
+		--split test --query-caption 0 --topk 8 \
+		--out-file $(DEMO_DIR)/retrieval.png
 	$(PY) tools/analysis_tools/visualize_token_scores.py $(DEMO_CONFIG) \
 		"$$(cat $(DEMO_DIR)/last_checkpoint)" --num 2 \
 		--out-dir $(DEMO_DIR)/token_scores

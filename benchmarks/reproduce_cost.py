@@ -2,98 +2,114 @@
 
 Estimates, for planning, until the rows are measured on GPUs:
 
-- FLOPs of one image-caption pair through CLIP ViT-B/16 at 384 x 128
-  (193 image tokens, 77 text tokens): per transformer layer of n tokens and
-  width d, 24 n d^2 (projections and MLP) + 4 n^2 d (attention), plus the
-  patch embedding; a training step costs 3x its forward;
+- FLOPs and memory of a step from ``gadms.utils.train_cost`` (the
+  formulas the dry run of ``tools/train.py`` uses too), for the recipes'
+  model configs;
 - GA-DMS (and IRRA fine-tuning: a second text view and the decoder) priced
   at the GA-DMS / CLIP-SDM step ratio measured for ViT-B/16 on a CPU
   (docs/benchmarks.md, "Training-step time": 1.29x); the SDM-only
   ablation row at 1x;
-- at 40% of an A100's 312 bf16 TFLOPS;
-- memory per GPU: weights, gradients and Adam state in fp32 (16 bytes per
-  parameter) plus bf16 activations, s h (34 + 5 a s / h) bytes per layer
-  and sample (Korthikanti et al., 2022), for the image tower, two text
-  views and the 5-layer decoder.
+- at 40% of an A100's 312 bf16 TFLOPS.
 
     python benchmarks/reproduce_cost.py
 """
-from typing import NamedTuple
+import sys
+from os import path as osp
+
+from mmengine.config import Config
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from gadms.utils import register_all_modules  # noqa: E402
+from gadms.utils.train_cost import (count_parameters, memory_gb,  # noqa
+                                    step_flops, step_shape)
 
 A100_BF16_FLOPS = 312e12
 UTILISATION = 0.4
 GADMS_STEP_RATIO = 1.29  # docs/benchmarks.md, ViT-B/16 on a CPU
-PARAMETERS = 195e6  # CLIP ViT-B/16 (150M) + MTP decoder and vocabulary head
-GB = 1e9
-
-
-class Tower(NamedTuple):
-    tokens: int
-    width: int
-    heads: int
-    layers: int
-
-
-IMAGE = Tower(tokens=193, width=768, heads=12, layers=12)
-TEXT = Tower(tokens=77, width=512, heads=8, layers=12)
-DECODER = Tower(tokens=77, width=512, heads=8, layers=5)
-
-
-def forward_flops(tower: Tower) -> float:
-    n, d = tower.tokens, tower.width
-    return tower.layers * (24 * n * d * d + 4 * n * n * d)
-
-
-def activation_bytes(tower: Tower) -> float:
-    s, h, a = tower.tokens, tower.width, tower.heads
-    return tower.layers * s * h * (34 + 5 * a * s / h)
-
-
-def clip_sdm_step_flops() -> float:
-    """Forward and backward of one pair (the patch embedding: 192 patches
-    of 16 x 16 x 3 pixels into 768 channels)."""
-    patches = 192 * 768 * (16 * 16 * 3) * 2
-    return 3 * (forward_flops(IMAGE) + forward_flops(TEXT) + patches)
-
-
-def memory_gb(batch: int) -> float:
-    per_sample = (activation_bytes(IMAGE) + 2 * activation_bytes(TEXT) +
-                  activation_bytes(DECODER))
-    return (16 * PARAMETERS + batch * per_sample) / GB
+PRETRAINING = 'configs/gadms/vitb16_webperson.py'
+FINETUNING = 'configs/gadms/vitb16_finetune_cuhk-pedes.py'
 
 
 ROWS = [
-    # name, captions per epoch, epochs, step ratio, per-GPU batch, GPUs
+    # name, captions per epoch, epochs, step ratio, per-GPU batch, GPUs,
+    # the config of its model
     ('pretraining 0.1M (vitb16_webperson-100k.py)', 200_000, 30,
-     GADMS_STEP_RATIO, 64, 8),
+     GADMS_STEP_RATIO, 64, 8, PRETRAINING),
     ('pretraining 1.0M (vitb16_webperson-1m.py)', 2_000_000, 30,
-     GADMS_STEP_RATIO, 64, 8),
+     GADMS_STEP_RATIO, 64, 8, PRETRAINING),
     ('pretraining 5.0M (vitb16_webperson.py)', 10_005_446, 30,
-     GADMS_STEP_RATIO, 64, 8),
+     GADMS_STEP_RATIO, 64, 8, PRETRAINING),
     ('released script (vitb16_webperson_coderecipe.py)', 2_000_000, 30,
-     GADMS_STEP_RATIO, 128, 8),
-    ('ablation rows 2-7 (0.5M)', 1_000_000, 30, GADMS_STEP_RATIO, 64, 8),
-    ('ablation row 1 (0.5M, SDM only)', 1_000_000, 30, 1.0, 64, 8),
-    ('fine-tuning CUHK-PEDES', 68_126, 60, GADMS_STEP_RATIO, 128, 1),
-    ('fine-tuning ICFG-PEDES', 34_674, 60, GADMS_STEP_RATIO, 128, 1),
-    ('fine-tuning RSTPReid', 37_010, 60, GADMS_STEP_RATIO, 128, 1),
+     GADMS_STEP_RATIO, 128, 8, PRETRAINING),
+    ('ablation rows 2-7 (0.5M)', 1_000_000, 30, GADMS_STEP_RATIO, 64, 8,
+     PRETRAINING),
+    ('ablation row 1 (0.5M, SDM only)', 1_000_000, 30, 1.0, 64, 8,
+     PRETRAINING),
+    ('fine-tuning CUHK-PEDES', 68_126, 60, GADMS_STEP_RATIO, 128, 1,
+     FINETUNING),
+    ('fine-tuning ICFG-PEDES', 34_674, 60, GADMS_STEP_RATIO, 128, 1,
+     FINETUNING),
+    ('fine-tuning RSTPReid', 37_010, 60, GADMS_STEP_RATIO, 128, 1,
+     FINETUNING),
 ]
+PRETRAININGS = {'0.1M': 'pretraining 0.1M (vitb16_webperson-100k.py)',
+                '1.0M': 'pretraining 1.0M (vitb16_webperson-1m.py)',
+                '5.0M': 'pretraining 5.0M (vitb16_webperson.py)'}
+FINE_TUNINGS = ('fine-tuning CUHK-PEDES', 'fine-tuning ICFG-PEDES',
+                'fine-tuning RSTPReid')
+# the runs behind each table, as (row, how many times); Table 1 is Table
+# 3's diagonal, so the paper needs Table 3's fine-tunings once
+TABLES = {
+    'Table 2 (direct transfer)': [(PRETRAININGS[s], 1) for s in
+                                  ('0.1M', '1.0M', '5.0M')],
+    'Table 1 (fine-tuning from 1.0M and 5.0M)': [
+        (PRETRAININGS['1.0M'], 1), (PRETRAININGS['5.0M'], 1)] + [
+        (row, 2) for row in FINE_TUNINGS],
+    'Table 3 (fine-tuning from None, 0.1M, 1.0M, 5.0M)': [
+        (PRETRAININGS[s], 1) for s in ('0.1M', '1.0M', '5.0M')] + [
+        (row, 4) for row in FINE_TUNINGS],
+    'Table 4 (ablation rows 1-7)': [('ablation rows 2-7 (0.5M)', 6),
+                                    ('ablation row 1 (0.5M, SDM only)', 1)],
+    'the whole paper (Tables 1-4)': [
+        (PRETRAININGS[s], 1) for s in ('0.1M', '1.0M', '5.0M')] + [
+        (row, 4) for row in FINE_TUNINGS] + [
+        ('ablation rows 2-7 (0.5M)', 6),
+        ('ablation row 1 (0.5M, SDM only)', 1)],
+}
+
+
+def gpu_hours(step: float) -> dict:
+    """Row name -> its estimated A100 GPU-hours."""
+    return {name: captions * epochs * step * ratio /
+            (A100_BF16_FLOPS * UTILISATION) / 3600
+            for name, captions, epochs, ratio, _, _, _ in ROWS}
 
 
 def main() -> None:
-    step = clip_sdm_step_flops()
+    register_all_modules()
+    models = {path: Config.fromfile(path).model
+              for path in (PRETRAINING, FINETUNING)}
+    shapes = {path: step_shape(model) for path, model in models.items()}
+    parameters = {path: count_parameters(model)
+                  for path, model in models.items()}
+    step = step_flops(shapes[PRETRAINING])
+    hours = gpu_hours(step)
     print(f'CLIP-SDM training FLOPs per pair: {step / 1e9:.0f} GFLOP '
           f'(GA-DMS: {step * GADMS_STEP_RATIO / 1e9:.0f})')
     print('| row | samples (captions x epochs) | GPU-hours (A100, est.) | '
           'hours on its GPUs | memory per GPU (est.) |')
     print('| --- | ---: | ---: | ---: | ---: |')
-    for name, captions, epochs, ratio, batch, gpus in ROWS:
-        seconds = captions * epochs * step * ratio / (A100_BF16_FLOPS *
-                                                      UTILISATION)
-        hours = seconds / 3600
-        print(f'| {name} | {captions:,} x {epochs} | {hours:.1f} | '
-              f'{hours / gpus:.1f} on {gpus} | '
-              f'{memory_gb(batch):.0f} GB at {batch} |')
+    for name, captions, epochs, _, batch, gpus, config in ROWS:
+        memory = memory_gb(shapes[config], parameters[config], batch)
+        print(f'| {name} | {captions:,} x {epochs} | {hours[name]:.1f} | '
+              f'{hours[name] / gpus:.1f} on {gpus} | {memory:.0f} GB at '
+              f'{batch} |')
+    print()
+    print('| table | runs | GPU-hours (A100, est.) |')
+    print('| --- | ---: | ---: |')
+    for table, runs in TABLES.items():
+        total = sum(hours[row] * times for row, times in runs)
+        print(f'| {table} | {sum(t for _, t in runs)} | {total:.1f} |')
 
 
 if __name__ == '__main__':

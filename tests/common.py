@@ -101,3 +101,18 @@ def pixel_bomb(width: int = 20000, height: int = 20000) -> bytes:
     header = struct.pack('>IIBBBBB', width, height, 1, 0, 0, 0, 0)
     return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) +
             chunk(b'IDAT', idat) + chunk(b'IEND', b''))
+
+
+def dry_run_train(args: list, world_size: int, monkeypatch, capsys) -> str:
+    """``tools/train.py ARGS --dry-run`` on ``world_size`` processes: its
+    summary, also when it exits non-zero."""
+    monkeypatch.setenv('WORLD_SIZE', str(world_size))
+    monkeypatch.setattr(sys, 'argv', ['tools/train.py', *args, '--dry-run'])
+    try:
+        tool_module('tools/train.py').main()
+    except SystemExit as stop:
+        printed = capsys.readouterr().out
+        assert stop.code == 1 and 'dry run: FAILED' in printed, (
+            f'{stop}\n{printed}')
+        return printed
+    return capsys.readouterr().out

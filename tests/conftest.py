@@ -1,6 +1,9 @@
 import logging
+import os
+import os.path as osp
 
 import pytest
+from common import REPO_ROOT
 from mmengine.logging import MMLogger
 
 from gadms.utils import register_all_modules
@@ -37,3 +40,35 @@ def caplog_mm():
     logger.addHandler(capture)
     yield capture
     logger.removeHandler(capture)
+
+
+# what the shipped recipes read, as docs/reproduce.md lays it out: the
+# dry run checks that these exist (their contents are not read)
+DOWNLOADS = ('checkpoints/ViT-B-16.pt',
+             'data/WebPerson/data/train-00000-of-00001.parquet',
+             'data/WebPerson-1M/data/train-00000-of-00001.parquet',
+             'data/CUHK-PEDES/reid_raw.json',
+             'data/ICFG-PEDES/ICFG-PEDES.json',
+             'data/RSTPReid/data_captions.json')
+PRETRAINING_RUNS = ('vitb16_webperson', 'vitb16_webperson-1m',
+                    'vitb16_webperson-100k')
+
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    """A working directory with the repository's configs, empty stand-ins
+    for the downloads and the work dirs of finished pretraining runs (for
+    --paper-protocol fine-tuning)."""
+    os.symlink(osp.join(REPO_ROOT, 'configs'), tmp_path / 'configs')
+    for path in DOWNLOADS:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).touch()
+    for run in PRETRAINING_RUNS:
+        folder = tmp_path / 'work_dirs' / run
+        folder.mkdir(parents=True)
+        (folder / 'best_CUHK-PEDES_t2i_R1_epoch_21.pth').touch()
+        (folder / 'epoch_30.pth').touch()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv('WORLD_SIZE', raising=False)
+    monkeypatch.delenv('SLURM_NTASKS', raising=False)
+    return tmp_path

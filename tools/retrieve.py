@@ -2,17 +2,19 @@
 
     python tools/retrieve.py CONFIG CHECKPOINT --gallery DIR \
         --query "a woman in a red coat with a black backpack" --topk 10 \
-        --out results.png [--save-index gallery.pth]
+        --out-file results.png [--save-index gallery.pth]
     python tools/retrieve.py CONFIG CHECKPOINT --gallery index.pth --query ...
-    python tools/retrieve.py CONFIG CHECKPOINT --gallery test --query-caption 0
+    python tools/retrieve.py CONFIG CHECKPOINT --split test --query-caption 0
 
-``--gallery`` is an image folder, a saved index (``.pth``, refused when it
-was built by another model; it finds its images from any directory, and
-``--gallery-root`` points it at its folder if that moved) or ``test`` /
-``val`` for that split of the config's dataset, whose pids colour the
-borders: green for the query's person, red for another.
-``--query-caption N`` takes the split's N-th caption (and its person) as
-the query.
+``--gallery`` is an image folder or a saved index (``.pth``, refused when
+it was built by another model; it finds its images from any directory,
+and ``--gallery-root`` points it at its folder if that moved);
+``--split test`` (or ``val``) searches that split of the config's dataset,
+whose pids colour the borders: green for the query's person, red for
+another, as ``tools/analysis_tools/visualize_token_scores.py --split``
+reads it. ``--query-caption N`` takes the split's N-th caption (0-based,
+in dataset order) and its person as the query. The old spellings
+``--gallery test`` and ``--out`` still work, with a note.
 
 An image folder is walked once (links that loop back, leave the folder or
 repeat a file are skipped, as are files that are not readable images);
@@ -20,6 +22,7 @@ the skipped entries are counted and listed. ``--strict`` refuses a folder
 with any, ``--allow-outside-links`` follows links that leave it.
 """
 import argparse
+import sys
 
 import cv2
 from terminaltables import AsciiTable
@@ -32,19 +35,29 @@ from gadms.utils import (add_cfg_options_arg, add_checkpoint_args,
 from gadms.visualization import draw_retrieval
 
 
-def parse_args() -> argparse.Namespace:
+SPLITS = ('test', 'val')
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description='Text-to-person search')
-    parser.add_argument('config')
-    parser.add_argument('checkpoint')
-    parser.add_argument('--gallery', required=True,
-                        help='image folder, saved index (.pth), or test/val')
+    parser.add_argument('config', help='the model\'s config file')
+    parser.add_argument('checkpoint', help='the model\'s checkpoint file')
+    gallery = parser.add_mutually_exclusive_group(required=True)
+    gallery.add_argument('--gallery',
+                         help='an image folder, or a saved index (.pth)')
+    gallery.add_argument('--split', choices=SPLITS,
+                         help="search this split of the config's dataset")
     query = parser.add_mutually_exclusive_group(required=True)
     query.add_argument('--query', help='the caption to search for')
-    query.add_argument('--query-caption', type=int,
-                       help='use this caption of the test/val split')
-    parser.add_argument('--topk', type=int, default=10)
-    parser.add_argument('--out', help='write the picture here (PNG)')
-    parser.add_argument('--save-index', help='save the gallery index here')
+    query.add_argument('--query-caption', type=int, metavar='N',
+                       help="search with the N-th caption (0-based) of "
+                       '--split, marking its person')
+    parser.add_argument('--topk', type=int, default=10,
+                        help='results shown (default: 10)')
+    parser.add_argument('--out-file', help='draw the results into this PNG')
+    parser.add_argument('--out', dest='old_out', help=argparse.SUPPRESS)
+    parser.add_argument('--save-index', help='save the gallery index here '
+                        '(.pth), to search it again without encoding')
     parser.add_argument('--gallery-root',
                         help="a saved index's image folder, when it has "
                         'moved since the index was built')
@@ -53,12 +66,31 @@ def parse_args() -> argparse.Namespace:
                         'cannot be indexed (default: skip and list them)')
     parser.add_argument('--allow-outside-links', action='store_true',
                         help='follow links that leave the gallery folder')
-    parser.add_argument('--device', default='cpu')
-    parser.add_argument('--batch-size', type=int, default=64)
+    parser.add_argument('--device', default='cpu',
+                        help='torch device (default: cpu)')
+    parser.add_argument('--batch-size', type=int, default=64,
+                        help='images encoded at a time (default: 64)')
     add_checkpoint_args(parser)
-    add_cfg_options_arg(parser)
+    add_cfg_options_arg(parser, example='test_dataloader.batch_size=32')
     add_data_args(parser)
-    return parser.parse_args()
+    return parser
+
+
+def parse_args() -> argparse.Namespace:
+    return with_old_spellings(build_parser().parse_args())
+
+
+def with_old_spellings(args: argparse.Namespace) -> argparse.Namespace:
+    """Map the deprecated ``--gallery test|val`` and ``--out`` to
+    ``--split`` and ``--out-file``, with a note on stderr."""
+    if args.gallery in SPLITS:
+        print(f'note: --gallery {args.gallery} is deprecated, use --split '
+              f'{args.gallery}', file=sys.stderr)
+        args.split, args.gallery = args.gallery, None
+    if args.old_out:
+        print('note: --out is deprecated, use --out-file', file=sys.stderr)
+        args.out_file = args.out_file or args.old_out
+    return args
 
 
 def split_dataset(inferencer: TextPersonInferencer, split: str):
@@ -74,8 +106,8 @@ def main() -> None:
         read_tool_config(args), args.checkpoint,
         args.device, args.partial_load)
     dataset = None
-    if args.gallery in ('test', 'val'):
-        dataset = split_dataset(inferencer, args.gallery)
+    if args.split:
+        dataset = split_dataset(inferencer, args.split)
     query, query_pid = args.query, None
     if args.query_caption is not None:
         query, query_pid = split_caption(dataset, args)
@@ -95,25 +127,25 @@ def main() -> None:
     except ValueError as err:
         raise SystemExit(f'--query {query!r}: {err}') from err
     print_table(query, hits, query_pid)
-    if args.out:
+    if args.out_file:
         images = [load_hit(dataset, hit) for hit in hits]
         picture = draw_retrieval(query, hits, images, query_pid)
-        if not cv2.imwrite(args.out, picture):
-            raise SystemExit(f'could not write {args.out}')
-        print(f'wrote {args.out}')
+        if not cv2.imwrite(args.out_file, picture):
+            raise SystemExit(f'could not write {args.out_file}')
+        print(f'wrote {args.out_file}')
 
 
 def split_caption(dataset, args: argparse.Namespace) -> tuple:
     """The ``--query-caption``-th caption of the split and its pid."""
     if dataset is None:
-        raise SystemExit('--query-caption needs --gallery test or val')
+        raise SystemExit('--query-caption needs --split test or val')
     captions = [(c, dataset.get_data_info(i)['pid'])
                 for i in range(len(dataset))
                 for c in dataset.get_data_info(i)['captions']]
     if not 0 <= args.query_caption < len(captions):
         raise SystemExit(
             f'--query-caption {args.query_caption} is out of range: the '
-            f'{args.gallery} split has {len(captions)} captions (0 to '
+            f'{args.split} split has {len(captions)} captions (0 to '
             f'{len(captions) - 1})')
     return captions[args.query_caption]
 

@@ -1,5 +1,6 @@
 """Train a gadms model: ``python tools/train.py CONFIG [options]``."""
 import argparse
+import os
 
 import torch
 from mmengine.config import Config
@@ -7,6 +8,7 @@ from mmengine.config import Config
 from gadms.engine.global_batch import fit_global_batch, world_size_from_env
 from gadms.utils import add_common_args, build_runner, load_config
 from gadms.utils.paper_protocol import apply_paper_protocol
+from gadms.utils.preflight import check_weights, preflight, start_from_scratch
 
 
 def parse_args() -> argparse.Namespace:
@@ -67,11 +69,27 @@ def parse_args() -> argparse.Namespace:
         'benchmark, fine-tune from the pretraining checkpoint best on '
         'CUHK-PEDES (gadms.utils.paper_protocol)')
     parser.add_argument(
+        '--from-scratch',
+        action='store_true',
+        help='train from random weights: no backbone weights and no '
+        'checkpoint, also in a recipe that declares weights_required')
+    parser.add_argument(
         '--dry-run',
         action='store_true',
-        help='check the config and the global batch for the process count '
-        'of the launch (WORLD_SIZE or SLURM_NTASKS), print the resolved '
-        'config and exit without training')
+        help='a pre-flight check without training: for the process count '
+        'of the launch (WORLD_SIZE or SLURM_NTASKS; e.g. WORLD_SIZE=8 '
+        'python tools/train.py CONFIG --dry-run), print the global batch, '
+        'learning rate, weights, data folders and estimated GPU memory, '
+        'and exit non-zero when something the run needs is missing')
+    parser.add_argument(
+        '--verbose',
+        action='store_true',
+        help='with --dry-run, also print the whole resolved config')
+    parser.add_argument(
+        '--gpu-memory',
+        type=float,
+        help='with --dry-run, the GB of one GPU to check the memory '
+        'estimate against (default: the CUDA device here, else 40)')
     add_common_args(parser)
     return parser.parse_args()
 
@@ -87,6 +105,9 @@ def apply_train_args(cfg: Config, args: argparse.Namespace) -> Config:
     if args.load_from is not None and args.resume is not None:
         raise SystemExit('--load-from starts a new training and --resume '
                          'continues one: pass one of them')
+    if args.from_scratch and (args.load_from or args.resume):
+        raise SystemExit('--from-scratch starts from random weights: it '
+                         'takes neither --load-from nor --resume')
     if args.load_from is not None:
         cfg.load_from = args.load_from
         cfg.resume = False
@@ -100,8 +121,13 @@ def apply_train_args(cfg: Config, args: argparse.Namespace) -> Config:
                           ('wandb', 'WandbVisBackend')):
         if getattr(args, flag):
             cfg.visualizer.vis_backends.append(dict(type=backend))
+    if args.from_scratch:
+        start_from_scratch(cfg)
     if args.paper_protocol:
-        apply_paper_protocol(cfg)
+        try:
+            apply_paper_protocol(cfg, keep_load_from=_names_load_from(args))
+        except (FileNotFoundError, ValueError) as err:
+            raise SystemExit(f'{args.config}: {err}') from err
     if args.scale_batch:
         cfg.global_batch_policy = 'scale_batch'
     elif args.auto_scale_lr:
@@ -112,6 +138,33 @@ def apply_train_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.val_evaluator = None
         cfg.default_hooks.checkpoint.save_best = None
     return cfg
+
+
+def _names_load_from(args: argparse.Namespace) -> bool:
+    """Whether the command line names the checkpoint to start from."""
+    return args.load_from is not None or 'load_from' in (args.cfg_options
+                                                         or {})
+
+
+def _card_gb() -> float:
+    """The memory of this machine's CUDA device in GB, None without one."""
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_properties(0).total_memory / 1e9
+
+
+def dry_run(cfg: Config, args: argparse.Namespace) -> None:
+    """Print the pre-flight summary (on the first process of a launch
+    only) and exit non-zero when something the run needs is missing."""
+    report = preflight(cfg, world_size_from_env(),
+                       args.gpu_memory or _card_gb())
+    rank = os.environ.get('RANK', os.environ.get('SLURM_PROCID', '0'))
+    if rank == '0':
+        if args.verbose:
+            print(cfg.pretty_text)
+        print(report.text())
+    if report.problems:
+        raise SystemExit(1)
 
 
 def main() -> None:
@@ -126,8 +179,11 @@ def main() -> None:
     except ValueError as err:
         raise SystemExit(f'{args.config}: {err}') from err
     if args.dry_run:
-        print(cfg.pretty_text)
+        dry_run(cfg, args)
         return
+    problems = check_weights(cfg)
+    if problems:
+        raise SystemExit(f'{args.config}: ' + '; '.join(problems))
     build_runner(cfg).train()
 
 

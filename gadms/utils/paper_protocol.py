@@ -12,9 +12,11 @@ released code"). ``tools/train.py --paper-protocol`` applies
 - the best checkpoint is kept per benchmark (``best_<benchmark>_t2i_R1_*``,
   the released ``best0/1/2.pth``), or on ``t2i/R1`` for one benchmark;
 - a fine-tuning config (one with an ``id_head``) starts from the
-  ``best_CUHK-PEDES_t2i_R1_epoch_*.pth`` found next to its ``load_from``
-  (the pretraining run's work dir), which a pretraining run under this
-  protocol writes.
+  ``best_CUHK-PEDES_t2i_R1_epoch_*.pth`` of the pretraining run's work dir,
+  which a pretraining run under this protocol writes: the folder of the
+  config's own ``load_from``, or the folder the command line gives as
+  ``load_from`` (ending with ``/``). A checkpoint *file* named on the
+  command line is never replaced.
 
 The training recipes themselves (batch, learning rate, the released DDP
 objective) are the configs'; the protocol changes only selection.
@@ -34,9 +36,11 @@ SELECTION_METRIC = 't2i/R1'
 FINETUNE_FROM_BEST_ON = 'CUHK-PEDES'
 
 
-def apply_paper_protocol(cfg: Config) -> Config:
+def apply_paper_protocol(cfg: Config, keep_load_from: bool = False
+                         ) -> Config:
     """Change ``cfg`` in place to the paper's protocol (module docstring);
-    returns it.
+    returns it. ``keep_load_from``: the command line named ``load_from``
+    (a file given so is kept; a folder is searched).
 
     Raises:
         ValueError: the config has no test dataloader to select on.
@@ -55,9 +59,19 @@ def apply_paper_protocol(cfg: Config) -> Config:
     ] if len(names) > 1 else SELECTION_METRIC
     cfg.default_hooks.checkpoint.rule = 'greater'
     if cfg.model.get('id_head') and cfg.get('load_from'):
-        cfg.load_from = best_pretraining_checkpoint(
-            osp.dirname(cfg.load_from))
+        cfg.load_from = finetuning_start(cfg.load_from, keep_load_from)
     return cfg
+
+
+def finetuning_start(load_from: str, named: bool) -> str:
+    """The checkpoint a fine-tuning starts from under the protocol: a file
+    ``named`` on the command line as it is; else the best CUHK-PEDES
+    checkpoint of the folder ``load_from`` is (ends with ``/``) or is in."""
+    is_folder = load_from.endswith('/') or osp.isdir(load_from)
+    if named and not is_folder:
+        return load_from
+    return best_pretraining_checkpoint(
+        load_from if is_folder else osp.dirname(load_from))
 
 
 def benchmark_names(dataset: dict) -> List[str]:
@@ -81,5 +95,6 @@ def best_pretraining_checkpoint(work_dir: str) -> str:
         raise FileNotFoundError(
             f'--paper-protocol fine-tunes from the pretraining checkpoint '
             f'best on {FINETUNE_FROM_BEST_ON}, and {pattern} matches '
-            'nothing: pretrain with --paper-protocol, or set load_from')
+            'nothing: pretrain with --paper-protocol, or name the '
+            'checkpoint file to start from (--cfg-options load_from=FILE)')
     return found[-1]

@@ -12,11 +12,16 @@ from torch import distributed as torch_dist
 from gadms.registry import RUNNERS
 
 
-def add_common_args(parser: argparse.ArgumentParser) -> None:
-    """Options shared by ``tools/train.py`` and ``tools/test.py``."""
-    parser.add_argument('--work-dir', help='the dir to save logs and models')
+def add_common_args(parser: argparse.ArgumentParser,
+                    work_dir_help: str = 'where logs and checkpoints go',
+                    cfg_example: str = 'train_cfg.max_epochs=2') -> None:
+    """Options shared by ``tools/train.py`` and ``tools/test.py`` (each
+    says what its work dir holds and gives a ``--cfg-options`` example of
+    its own)."""
+    parser.add_argument('--work-dir', help=f'{work_dir_help} (default: '
+                        'work_dirs/<config name>)')
     add_data_args(parser)
-    add_cfg_options_arg(parser)
+    add_cfg_options_arg(parser, cfg_example)
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -27,14 +32,16 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
-def add_cfg_options_arg(parser: argparse.ArgumentParser) -> None:
-    """``--cfg-options``, for every tool that reads a config."""
+def add_cfg_options_arg(parser: argparse.ArgumentParser,
+                        example: str = 'model.backbone.pretrained=None'
+                        ) -> None:
+    """``--cfg-options``, for every tool that reads a config, with an
+    ``example`` that fits the tool."""
     parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
-        help='override settings of the config, e.g. '
-        'train_cfg.max_epochs=2 model.backbone.pretrained=None')
+        help=f'override settings of the config, e.g. {example}')
 
 
 def read_config(path: str, cfg_options: Optional[dict] = None) -> Config:
@@ -87,7 +94,9 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     if not torch.cuda.is_available():
-        fall_back_to_gloo(cfg)
+        # a dry run starts no process group
+        fall_back_to_gloo(cfg, start_group=not getattr(args, 'dry_run',
+                                                       False))
     return cfg
 
 
@@ -179,15 +188,16 @@ def build_runner(cfg: Config) -> Runner:
     return Runner.from_cfg(cfg)
 
 
-def fall_back_to_gloo(cfg: Config) -> None:
+def fall_back_to_gloo(cfg: Config, start_group: bool = True) -> None:
     """Make a machine without CUDA run distributed jobs on gloo.
 
     MMEngine's ``pytorch`` and ``slurm`` launchers call
     ``torch.cuda.set_device`` before creating the process group, and wrap
     the model in DDP with a GPU ``device_ids``; both fail without CUDA. The
     Runner skips its own initialisation when a group exists, so create it
-    here from the environment ``torchrun`` or ``srun`` sets, and wrap the
-    model without device ids.
+    here from the environment ``torchrun`` or ``srun`` sets (unless
+    ``start_group`` is False: a dry run), and wrap the model without device
+    ids.
     """
     cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
     if cfg.launcher == 'none':
@@ -197,7 +207,7 @@ def fall_back_to_gloo(cfg: Config) -> None:
             type='MMDistributedDataParallel',
             device_ids=None,
             broadcast_buffers=False)
-    if torch_dist.is_initialized():
+    if torch_dist.is_initialized() or not start_group:
         return
     if cfg.launcher == 'slurm':
         _export_slurm_rendezvous()

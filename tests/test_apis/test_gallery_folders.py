@@ -125,10 +125,14 @@ def test_retrieve_cli_lists_skips_and_checks_queries(checkpoint, tmp_path):
         "(e.g. ''): a query needs at least one word" in empty.stderr
     # SynthPerson's test split of the config: 50 identities x 4 images x 2
     # captions; -1 used to take the last caption silently
-    out_of_range = retrieve('--gallery', 'test', '--query-caption', '-1')
+    out_of_range = retrieve('--split', 'test', '--query-caption', '-1')
     assert out_of_range.returncode != 0
     assert ('--query-caption -1 is out of range: the test split has 400 '
             'captions (0 to 399)') in out_of_range.stderr
+    # the old spelling still works, with a note
+    old = retrieve('--gallery', 'test', '--query-caption', '-1')
+    assert 'note: --gallery test is deprecated, use --split test' in \
+        old.stderr and '--query-caption -1 is out of range' in old.stderr
 
 
 def test_queries_that_say_nothing_are_refused(inferencer):

@@ -117,9 +117,9 @@ def test_image_to_text_ranking(inferencer):
 
 def test_retrieve_cli_writes_a_picture(checkpoint, tmp_path):
     out = str(tmp_path / 'result.png')
-    result = run_tool('tools/retrieve.py', CONFIG, checkpoint, '--gallery',
+    result = run_tool('tools/retrieve.py', CONFIG, checkpoint, '--split',
                       'test', '--query-caption', '3', '--topk', '5',
-                      '--out', out)
+                      '--out-file', out)
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'query:' in result.stdout and '| rank |' in result.stdout
     picture = cv2.imread(out)
@@ -154,7 +154,8 @@ def test_index_is_used_from_another_folder_and_after_a_move(checkpoint,
     # ...searched, and its hits drawn, from another
     elsewhere = tmp_path / 'elsewhere'
     elsewhere.mkdir()
-    searched = retrieve(elsewhere, '--gallery', index, '--out', 'hits.png')
+    searched = retrieve(elsewhere, '--gallery', index, '--out-file',
+                        'hits.png')
     assert searched.returncode == 0, searched.stderr[-2000:]
     assert str(gallery) in searched.stdout
     assert cv2.imread(str(elsewhere / 'hits.png')) is not None
@@ -167,7 +168,7 @@ def test_index_is_used_from_another_folder_and_after_a_move(checkpoint,
         'the new folder as gallery_root (tools/retrieve.py --gallery-root)' \
         in refused.stderr
     found = retrieve(elsewhere, '--gallery', index, '--gallery-root',
-                     str(moved), '--out', 'moved.png')
+                     str(moved), '--out-file', 'moved.png')
     assert found.returncode == 0, found.stderr[-2000:]
     assert str(moved) in found.stdout
     assert cv2.imread(str(elsewhere / 'moved.png')) is not None
@@ -206,7 +207,7 @@ def test_retrieve_cli_takes_cfg_options(checkpoint):
     # the config's test split cut to 2 identities x 3 images
     result = subprocess.run(
         [sys.executable, 'tools/retrieve.py', CONFIG, checkpoint,
-         '--gallery', 'test', '--query-caption', '0', '--topk', '100',
+         '--split', 'test', '--query-caption', '0', '--topk', '100',
          '--cfg-options', 'test_dataloader.dataset.num_identities.test=2',
          'test_dataloader.dataset.images_per_identity=3'], cwd=REPO_ROOT,
         capture_output=True, text=True)

@@ -272,7 +272,7 @@ def test_every_dataset_tool_takes_data_root_and_ann_file(
     register_all_modules()
     config = osp.join(REPO_ROOT, 'configs/gadms/gadms_tiny_icfg-pedes.py')
     extra = {'tools/train.py': [], 'tools/test.py': ['model.pth'],
-             'tools/retrieve.py': ['model.pth', '--gallery', 'test',
+             'tools/retrieve.py': ['model.pth', '--split', 'test',
                                    '--query', 'a man'],
              'tools/analysis_tools/visualize_token_scores.py': ['model.pth']}
     module = tool_module(tool)

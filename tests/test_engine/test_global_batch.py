@@ -1,6 +1,7 @@
 """A recipe's declared global batch survives a change of GPU count: the run
 is refused, or the per-process batch or the learning rate is scaled."""
 import os.path as osp
+import re
 
 import pytest
 from common import REPO_ROOT, run_tool
@@ -76,10 +77,12 @@ def test_the_runner_refuses_before_training_and_scales_lr_when_told(
     assert runner.optim_wrapper.param_groups[0]['initial_lr'] == lr / 2
 
 
-def test_train_tool_dry_run_checks_the_launch(tmp_path):
-    refused = run_tool('tools/train.py', RECIPE, '--dry-run')
+def test_train_tool_dry_run_checks_the_launch(sandbox):
+    tool = osp.join(REPO_ROOT, 'tools/train.py')
+    refused = run_tool(tool, RECIPE, '--dry-run', cwd=str(sandbox))
     assert refused.returncode != 0
     assert 'Launch 8 process(es), or pass --scale-batch' in refused.stderr
-    scaled = run_tool('tools/train.py', RECIPE, '--dry-run', '--scale-batch')
+    scaled = run_tool(tool, RECIPE, '--dry-run', '--scale-batch',
+                      cwd=str(sandbox))
     assert scaled.returncode == 0, scaled.stderr
-    assert 'batch_size=512' in scaled.stdout
+    assert re.search(r'batch +512 per process, 512 global', scaled.stdout)

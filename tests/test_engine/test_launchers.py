@@ -1,8 +1,10 @@
-"""The slurm launcher on CPU: two srun-like tasks train together on gloo."""
+"""The slurm launcher on CPU: two srun-like tasks train together on gloo;
+dist_train.sh without torchrun on PATH."""
 import glob
 import os
 import os.path as osp
 import socket
+import subprocess
 
 from common import REPO_ROOT
 
@@ -54,3 +56,19 @@ def test_slurm_launcher_on_cpu(tmp_path):
     # 64 captions / (2 ranks x 8) = 4 iterations an epoch
     assert 'Epoch(train) [2][4/4]' in logs[0]
     assert osp.isfile(osp.join(tmp_path, 'work', 'epoch_2.pth'))
+
+
+def test_dist_train_finds_torchrun_in_the_project_and_prints_once(tmp_path):
+    """With only /usr/bin and /bin on PATH (no torchrun, no activated
+    environment) tools/dist_train.sh runs torch.distributed.run with the
+    project's Python; the dry run of its two processes prints one
+    summary (rank 0's) and starts no process group."""
+    env = dict(HOME=os.environ.get('HOME', str(tmp_path)),
+               PATH='/usr/bin:/bin', PORT=str(_free_port()))
+    done = subprocess.run(
+        ['bash', 'tools/dist_train.sh', CONFIG, '2', '--dry-run'],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count('dry run: what this launch would train') == 1
+    assert 'processes      2 (launcher: pytorch)' in done.stdout
+    assert 'dry run: OK' in done.stdout

@@ -45,7 +45,13 @@ def test_pretrained_clip_scores_as_the_same_weights_in_a_checkpoint(
 
 
 def test_a_checkpoint_or_pretrained_weights_not_both(tmp_path):
-    for weights in ([], ['a.pth', '--pretrained', 'b.pt']):
-        result = run_tool('tools/test.py', CONFIG, *weights)
-        assert result.returncode == 2
-        assert 'give a checkpoint or --pretrained' in result.stderr
+    """Each mistake has its own message (neither used to say 'not
+    both')."""
+    neither = run_tool('tools/test.py', CONFIG)
+    assert neither.returncode == 2
+    assert 'give a checkpoint to test, or --pretrained CLIP weights' in \
+        neither.stderr and 'not both' not in neither.stderr
+    both = run_tool('tools/test.py', CONFIG, 'a.pth', '--pretrained', 'b.pt')
+    assert both.returncode == 2
+    assert 'give a checkpoint or --pretrained CLIP weights, not both' in \
+        both.stderr

@@ -1,9 +1,9 @@
 # WebPerson pretraining, then direct transfer to the three benchmarks.
 # Training data: the Hugging Face parquet shards under data/WebPerson/data/
-# (for the released code's JSON form set ann_file='annotations.json' with
-# images under data/WebPerson/images/). LoadPersonImage(on_error='skip')
-# would skip undecodable web images, listing them in the run's log folder;
-# the default fails on the first one.
+# (for the released code's JSON form set ann_file='100w.json', the released
+# 1M file, with images under data/WebPerson/images/).
+# LoadPersonImage(on_error='skip') would skip undecodable web images,
+# listing them in the run's log folder; the default fails on the first one.
 _base_ = ['./cuhk_pedes.py']
 
 train_dataloader = dict(

@@ -10,3 +10,7 @@ model = dict(
     loss=dict(type='SDMLoss', temperature=0.02),
     data_preprocessor=dict(type='TextPersonDataPreprocessor'),
 )
+# every ViT-B/16 recipe starts from the OpenAI weights (or a checkpoint in
+# load_from): a run that would start from random weights is refused unless
+# --from-scratch asks for it (gadms/utils/preflight.py)
+weights_required = True

@@ -1,7 +1,10 @@
 # IRRA fine-tuning model: SDM + ID + random-15% MLM through the GA-DMS
-# decoder, no scorer (method.md 6.2). The fine-tune configs set
-# id_head.num_classes and `load_from` (the last pretraining epoch; the ID
-# head is new, every other key loads from it).
+# decoder, no scorer (docs/method.md, "Fine-tuning and ablations"). The
+# fine-tune configs set id_head.num_classes and `load_from` (the last
+# pretraining epoch; the ID head is new, every other key loads from it).
+# The backbone starts from the OpenAI weights, which `load_from` then
+# replaces; with load_from=None (Table 3's "None" rows: IRRA from CLIP)
+# they are the start.
 # GPU count: the released GA-DMS fine-tuning script ran on 1 GPU with batch
 # 128 (IRRA: 1 GPU, batch 64), so SDM, ID and MLM are means over one batch
 # and the balance is SDM 1 : ID 1 : MLM 1. gadms's losses are means over the
@@ -10,7 +13,6 @@
 _base_ = ['./gadms_vitb16.py']
 
 model = dict(
-    backbone=dict(pretrained=None),
     scorer=None,
     neck=dict(_delete_=True, type='DualMaskNeck', policy='random',
               random_ratio=0.15),
