@@ -41,6 +41,40 @@ def test_token_outputs_match_open_clip_pooled_features():
     torch.testing.assert_close(pooled[1], text_tokens[1, 7])
 
 
+def test_sentences_stop_at_the_longest_eot_with_the_same_features():
+    backbone = _build()
+    _, text_ids = _inputs()
+    lengths = []
+    encode_text = backbone.encode_text
+
+    def spy(ids):
+        lengths.append(ids.shape[1])
+        return encode_text(ids)
+
+    backbone.encode_text = spy
+    with torch.no_grad():
+        sentences = backbone.encode_sentences(text_ids)
+        expected = backbone.clip.encode_text(text_ids)
+    # the longer caption's EOT sits at position 7
+    assert lengths == [8]
+    torch.testing.assert_close(sentences, expected)
+
+
+def test_a_bidirectional_text_tower_is_not_cut():
+    backbone = _build()
+    backbone.clip.attn_mask = None
+    _, text_ids = _inputs()
+    with torch.no_grad():
+        sentences = backbone.encode_sentences(text_ids)
+        full = backbone.pool_text(backbone.encode_text(text_ids), text_ids)
+        cut = backbone.pool_text(backbone.encode_text(text_ids[:, :8]),
+                                 text_ids[:, :8])
+    assert not backbone.causal_text
+    # without the causal mask the padding reaches the EOT row
+    assert not torch.allclose(full, cut)
+    torch.testing.assert_close(sentences, full)
+
+
 def test_openai_state_dict_layout_round_trip(tmp_path):
     source = _build(seed=1)
     state_dict = {k: v.half() if v.is_floating_point() else v

@@ -109,6 +109,8 @@ def test_same_tokens_and_dense_pass_as_open_clip(tmp_path):
                                    source.encode_image(images))
         torch.testing.assert_close(target.encode_text(text_ids),
                                    source.encode_text(text_ids))
+        torch.testing.assert_close(target.encode_sentences(text_ids),
+                                   source.clip.encode_text(text_ids))
     for heads in (1, 2):
         ours = target.encode_text_dense(text_ids, num_layers=1, heads=heads)
         theirs = source.encode_text_dense(text_ids, num_layers=1,

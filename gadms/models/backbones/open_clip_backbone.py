@@ -101,6 +101,11 @@ class OpenCLIPBackbone(BaseCLIPBackbone):
         return self.clip.context_length
 
     @property
+    def causal_text(self) -> bool:
+        """open_clip builds text towers without the causal mask too."""
+        return self.clip.attn_mask is not None
+
+    @property
     def image_size(self) -> Tuple[int, int]:
         """Input ``(height, width)``."""
         return tuple(self.clip.visual.image_size)
@@ -132,15 +137,20 @@ class OpenCLIPBackbone(BaseCLIPBackbone):
         """Project every text position into the joint space.
 
         Args:
-            text_ids (Tensor): ``[T, L]`` token ids.
+            text_ids (Tensor): ``[T, L]`` token ids, ``L`` up to the
+                context length.
 
         Returns:
             Tensor: ``[T, L, D]``; the row at the EOT position (the largest
             id) is the sentence feature, see :meth:`pool_text`.
         """
         clip = self.clip
-        x = clip.token_embedding(text_ids) + clip.positional_embedding
-        x = clip.transformer(x, attn_mask=clip.attn_mask)
+        length = text_ids.shape[1]
+        x = clip.token_embedding(text_ids) + clip.positional_embedding[:length]
+        mask = clip.attn_mask
+        if mask is not None:
+            mask = mask[:length, :length]
+        x = clip.transformer(x, attn_mask=mask)
         return clip.ln_final(x) @ clip.text_projection
 
     def encode_text_dense(self,

@@ -97,8 +97,7 @@ class CLIPSDM(BaseModel):
         """Sentence features (not normalised): ``[T, L]`` ids ->
         ``[T, D]``. What ``predict`` ranks with, and the inferencer's query
         features."""
-        return self.backbone.pool_text(self.backbone.encode_text(text_ids),
-                                       text_ids)
+        return self.backbone.encode_sentences(text_ids)
 
     def extract_feat(self, inputs: Dict[str, torch.Tensor]
                      ) -> Tuple[torch.Tensor, torch.Tensor]:

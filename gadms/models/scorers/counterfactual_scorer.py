@@ -172,7 +172,7 @@ class CounterfactualTokenScorer(BaseTokenScorer):
         own = words[:, 3]
         variants[torch.arange(num_words), own] = text_ids[words[:, 0]]
         flat = variants.reshape(-1, length)
-        texts = backbone.pool_text(backbone.encode_text(flat), flat)
+        texts = backbone.encode_sentences(flat)
         texts = F.normalize(texts.float(), dim=-1).view(
             num_words, num_colours, -1)
         images = F.normalize(
