@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEMO_CONFIG := configs/gadms/gadms_tiny_synthperson-noise40_demo.py
+DEMO_CONFIG := configs/gadms/gadms_tiny_1xb64_synthperson-noise40_demo.py
 DEMO_DIR := work_dirs/demo
-BASELINE_CONFIG := configs/baselines/clip-sdm_tiny_synthperson.py
+BASELINE_CONFIG := configs/baselines/clip-sdm_tiny_1xb64_synthperson.py
 BASELINE_DIR := work_dirs/demo_baseline
 
 .PHONY: demo demo-baseline test venv clean

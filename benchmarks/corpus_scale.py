@@ -47,7 +47,7 @@ TEMPLATES = ['A [person] in a [colour] [upper] and [colour] [lower].',
 
 def _serve(connection) -> None:
     """The synthetic web and the caption server, until told to stop."""
-    from gadms.corpus.loopback import FakeCaptionServer, SceneWeb
+    from gadms.testing.loopback import FakeCaptionServer, SceneWeb
     web, captions = SceneWeb(), FakeCaptionServer()
     connection.send((web.base, captions.url))
     connection.recv()
@@ -72,7 +72,7 @@ class WorkerPeaks:
     (workers come and go: actors end with their pipeline)."""
 
     def __init__(self) -> None:
-        from gadms.utils.peak_memory import ray_worker_pids, resident_mib
+        from gadms.testing.peak_memory import ray_worker_pids, resident_mib
         self.peaks, self.largest_sum, self.driver = {}, 0.0, 0.0
         self.stage, self.stage_sums, self.titles = None, {}, {}
         self.ran = {}  # pid -> the titles seen: what the worker ran
@@ -115,11 +115,10 @@ def run_one(images: int, cpus: int, images_per_shard: int, web: str,
     from ray.data import DataContext
 
     from gadms.corpus import (CORPUS_RUNTIME_ENV, ContrastBoxDetector,
-                              DownloadOptions,
-                              FilterOptions, PersonFilterRules,
-                              ServerCaptionBackend, run_caption_stage,
-                              run_download_stage, run_export_stage,
-                              run_filter_stage)
+                              DownloadOptions, FilterOptions,
+                              PersonFilterRules, ServerCaptionBackend,
+                              run_caption_stage, run_download_stage,
+                              run_export_stage, run_filter_stage)
     from gadms.corpus.caption_stage import openai_servers
     ray.init(address='local', num_cpus=cpus, include_dashboard=False,
              log_to_driver=False, configure_logging=False,

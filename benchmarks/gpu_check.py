@@ -38,10 +38,10 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from benchmarks.train_step import build, make_batch  # noqa: E402
+from gadms.cli import register_all_modules  # noqa: E402
 from gadms.datasets import SynthPerson, export_synth_person  # noqa: E402
-from gadms.models.utils import TokenScoreBank  # noqa: E402
+from gadms.models.score_bank import TokenScoreBank  # noqa: E402
 from gadms.registry import DATASETS  # noqa: E402
-from gadms.utils import register_all_modules  # noqa: E402
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SIZES = dict(

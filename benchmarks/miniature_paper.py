@@ -22,7 +22,7 @@ paper's ablation rows 2-6 (rows 1 and 7 are CLIP-SDM and GA-DMS).
 which half the captions have one colour word replaced by a wrong one and
 nothing else is wrong, and runs the arms of masking strength and scorer
 quality: CLIP-SDM, GA-DMS, the oracle at the paper's strength and hard
-(``noise_mask='hard'``), GASS hard, GASS hard with a per-caption budget of
+(``noise_preset='hard'``), GASS hard, GASS hard with a per-caption budget of
 1 or 2 tokens, and the hard oracle with a fraction q of its token labels
 flipped (``--sweep-seeds`` for the last two kinds). Its report adds each
 scorer's AUC on correct vs wrong colour words and what its noise view
@@ -66,19 +66,18 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from benchmarks.miniature import arms as arm_configs  # noqa: E402
-from benchmarks.miniature.corpus import (annotate_corpus,  # noqa: E402
-                                         build_corpus)
+from benchmarks.miniature.corpus import annotate_corpus  # noqa: E402
+from benchmarks.miniature.corpus import build_corpus
 from benchmarks.miniature.shapes import write_shapes_corpus  # noqa: E402
-from benchmarks.miniature.transfer import (test_dataloader,  # noqa: E402
-                                           write_test_sets)
+from benchmarks.miniature.transfer import test_dataloader  # noqa: E402
+from benchmarks.miniature.transfer import write_test_sets
 from benchmarks.plot_masking_curve import draw_quality_curve  # noqa: E402
-from benchmarks.score_diagnostics import (bank_statistics,  # noqa: E402
-                                          control_statistics,
-                                          selectivity_table)
+from benchmarks.score_diagnostics import bank_statistics  # noqa: E402
+from benchmarks.score_diagnostics import control_statistics, selectivity_table
+from gadms.cli import register_all_modules  # noqa: E402
 from gadms.datasets import SynthPerson, export_synth_person  # noqa: E402
 from gadms.registry import DATASETS  # noqa: E402
-from gadms.utils import register_all_modules  # noqa: E402
-from gadms.utils.forked_tools import run_forked_tool  # noqa: E402
+from gadms.testing.forked_tools import run_forked_tool  # noqa: E402
 
 REPO_ROOT = arm_configs.REPO_ROOT
 # the clean regime's corpus: the simulated captioner makes no mistake

@@ -17,10 +17,10 @@ import time
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = {
-    'CLIP-SDM': 'configs/baselines/clip-sdm_tiny_synthperson-noise40.py',
-    'GA-DMS': 'configs/gadms/gadms_tiny_synthperson-noise40.py',
+    'CLIP-SDM': 'configs/baselines/clip-sdm_tiny_1xb64_synthperson-noise40.py',
+    'GA-DMS': 'configs/gadms/gadms_tiny_1xb64_synthperson-noise40.py',
     'GA-DMS, constant scores':
-    'configs/gadms/gadms_tiny_synthperson-noise40_constant-scores.py',
+    'configs/gadms/gadms_tiny_1xb64_synthperson-noise40_constant-scores.py',
 }
 
 

@@ -2,7 +2,7 @@
 
 Estimates, for planning, until the rows are measured on GPUs:
 
-- FLOPs and memory of a step from ``gadms.utils.train_cost`` (the
+- FLOPs and memory of a step from ``gadms.cli.train_cost`` (the
   formulas the dry run of ``tools/train.py`` uses too), for the recipes'
   model configs;
 - GA-DMS (and IRRA fine-tuning: a second text view and the decoder) priced
@@ -19,27 +19,27 @@ from os import path as osp
 from mmengine.config import Config
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from gadms.utils import register_all_modules  # noqa: E402
-from gadms.utils.train_cost import (count_parameters, memory_gb,  # noqa
-                                    step_flops, step_shape)
+from gadms.cli import register_all_modules  # noqa: E402
+from gadms.cli.train_cost import (count_parameters, memory_gb,  # noqa
+                                  step_flops, step_shape)
 
 A100_BF16_FLOPS = 312e12
 UTILISATION = 0.4
 GADMS_STEP_RATIO = 1.29  # docs/benchmarks.md, ViT-B/16 on a CPU
-PRETRAINING = 'configs/gadms/vitb16_webperson.py'
-FINETUNING = 'configs/gadms/vitb16_finetune_cuhk-pedes.py'
+PRETRAINING = 'configs/gadms/gadms_vit-b16_8xb64_webperson.py'
+FINETUNING = 'configs/gadms/gadms_vit-b16_1xb128_cuhk-pedes_finetune.py'
 
 
 ROWS = [
     # name, captions per epoch, epochs, step ratio, per-GPU batch, GPUs,
     # the config of its model
-    ('pretraining 0.1M (vitb16_webperson-100k.py)', 200_000, 30,
+    ('pretraining 0.1M (gadms_vit-b16_8xb64_webperson-100k.py)', 200_000, 30,
      GADMS_STEP_RATIO, 64, 8, PRETRAINING),
-    ('pretraining 1.0M (vitb16_webperson-1m.py)', 2_000_000, 30,
+    ('pretraining 1.0M (gadms_vit-b16_8xb64_webperson-1m.py)', 2_000_000, 30,
      GADMS_STEP_RATIO, 64, 8, PRETRAINING),
-    ('pretraining 5.0M (vitb16_webperson.py)', 10_005_446, 30,
+    ('pretraining 5.0M (gadms_vit-b16_8xb64_webperson.py)', 10_005_446, 30,
      GADMS_STEP_RATIO, 64, 8, PRETRAINING),
-    ('released script (vitb16_webperson_coderecipe.py)', 2_000_000, 30,
+    ('released script (gadms_vit-b16_8xb128_webperson_coderecipe.py)', 2_000_000, 30,
      GADMS_STEP_RATIO, 128, 8, PRETRAINING),
     ('ablation rows 2-7 (0.5M)', 1_000_000, 30, GADMS_STEP_RATIO, 64, 8,
      PRETRAINING),
@@ -52,9 +52,9 @@ ROWS = [
     ('fine-tuning RSTPReid', 37_010, 60, GADMS_STEP_RATIO, 128, 1,
      FINETUNING),
 ]
-PRETRAININGS = {'0.1M': 'pretraining 0.1M (vitb16_webperson-100k.py)',
-                '1.0M': 'pretraining 1.0M (vitb16_webperson-1m.py)',
-                '5.0M': 'pretraining 5.0M (vitb16_webperson.py)'}
+PRETRAININGS = {'0.1M': 'pretraining 0.1M (gadms_vit-b16_8xb64_webperson-100k.py)',
+                '1.0M': 'pretraining 1.0M (gadms_vit-b16_8xb64_webperson-1m.py)',
+                '5.0M': 'pretraining 5.0M (gadms_vit-b16_8xb64_webperson.py)'}
 FINE_TUNINGS = ('fine-tuning CUHK-PEDES', 'fine-tuning ICFG-PEDES',
                 'fine-tuning RSTPReid')
 # the runs behind each table, as (row, how many times); Table 1 is Table

@@ -28,10 +28,10 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from gadms.cli import register_all_modules  # noqa: E402
 from gadms.datasets.synth.captions import COLOUR_WORDS, NOISE_CLAUSES  # noqa
 from gadms.datasets.transforms import get_tokenizer  # noqa: E402
 from gadms.registry import DATASETS, MODELS  # noqa: E402
-from gadms.utils import register_all_modules  # noqa: E402
 
 
 def token_groups(caption: str, tokenizer) -> dict:

@@ -24,11 +24,11 @@ import torch
 from mmengine.config import Config
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from gadms.cli import register_all_modules  # noqa: E402
 from gadms.datasets import SynthPerson, get_tokenizer  # noqa: E402
-from gadms.models.utils import TokenScoreBank  # noqa: E402
+from gadms.models.score_bank import TokenScoreBank  # noqa: E402
 from gadms.registry import MODELS  # noqa: E402
 from gadms.structures import TextPersonDataSample  # noqa: E402
-from gadms.utils import register_all_modules  # noqa: E402
 
 MODEL_CONFIGS = {
     'tiny': ('configs/_base_/models/clip-sdm_tiny.py',

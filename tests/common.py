@@ -11,9 +11,8 @@ from typing import Callable, Optional
 
 import torch
 
-from gadms.datasets.transforms import (EOT_TOKEN_ID, MASK_TOKEN_ID,
-                                       SOT_TOKEN_ID)
-from gadms.utils.forked_tools import ToolTimeout, run_forked_tool
+from gadms.datasets.transforms import EOT_TOKEN_ID, MASK_TOKEN_ID, SOT_TOKEN_ID
+from gadms.testing.forked_tools import ToolTimeout, run_forked_tool
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MASK, SOT, EOT = MASK_TOKEN_ID, SOT_TOKEN_ID, EOT_TOKEN_ID
@@ -25,7 +24,7 @@ def run_tool(*args: str, cwd: str = REPO_ROOT,
     """``python ARGS`` (a script and its arguments) in ``cwd`` (the
     repository root by default), output captured: like ``subprocess.run``,
     but the process is forked from a server that has imported the tools'
-    dependencies already (``gadms.utils.forked_tools``). Use
+    dependencies already (``gadms.testing.forked_tools``). Use
     :func:`run_fresh_tool` where the test is about a new interpreter
     (import-time behaviour and warnings)."""
     with tempfile.TemporaryDirectory() as folder:
@@ -49,7 +48,7 @@ def run_tool(*args: str, cwd: str = REPO_ROOT,
 def spawn_workers(worker: Callable, nprocs: int, args: tuple = ()) -> None:
     """``torch.multiprocessing.spawn(worker, args, nprocs, join=True)``,
     but the processes are forked from the tools' preloaded server
-    (``gadms.utils.forked_tools``) instead of starting new interpreters
+    (``gadms.testing.forked_tools``) instead of starting new interpreters
     that import torch and MMEngine each."""
     torch.multiprocessing.start_processes(worker, args=args, nprocs=nprocs,
                                           join=True,

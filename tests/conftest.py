@@ -6,7 +6,7 @@ import pytest
 from common import REPO_ROOT
 from mmengine.logging import MMLogger
 
-from gadms.utils import register_all_modules
+from gadms.cli import register_all_modules
 
 register_all_modules()
 
@@ -50,8 +50,9 @@ DOWNLOADS = ('checkpoints/ViT-B-16.pt',
              'data/CUHK-PEDES/reid_raw.json',
              'data/ICFG-PEDES/ICFG-PEDES.json',
              'data/RSTPReid/data_captions.json')
-PRETRAINING_RUNS = ('vitb16_webperson', 'vitb16_webperson-1m',
-                    'vitb16_webperson-100k')
+PRETRAINING_RUNS = ('gadms_vit-b16_8xb64_webperson',
+                    'gadms_vit-b16_8xb64_webperson-1m',
+                    'gadms_vit-b16_8xb64_webperson-100k')
 
 
 @pytest.fixture

@@ -24,16 +24,14 @@ with any, ``--allow-outside-links`` follows links that leave it.
 import argparse
 import sys
 
-import cv2
 from terminaltables import AsciiTable
 
 from gadms.apis import TextPersonInferencer
+from gadms.cli import (add_cfg_options_arg, add_checkpoint_args, add_data_args,
+                       apply_checkpoint_args, read_tool_config)
+from gadms.common.atomic import write_image
 from gadms.registry import DATASETS
-from gadms.utils import (add_cfg_options_arg, add_checkpoint_args,
-                         add_data_args, apply_checkpoint_args,
-                         read_tool_config)
 from gadms.visualization import draw_retrieval
-
 
 SPLITS = ('test', 'val')
 
@@ -130,8 +128,10 @@ def main() -> None:
     if args.out_file:
         images = [load_hit(dataset, hit) for hit in hits]
         picture = draw_retrieval(query, hits, images, query_pid)
-        if not cv2.imwrite(args.out_file, picture):
-            raise SystemExit(f'could not write {args.out_file}')
+        try:
+            write_image(args.out_file, picture)
+        except OSError as err:
+            raise SystemExit(f'could not write {args.out_file}: {err}')
         print(f'wrote {args.out_file}')
 
 

@@ -6,9 +6,9 @@ import os.path as osp
 from mmengine.fileio import dump
 from mmengine.model import is_model_wrapper
 
+from gadms.cli import add_common_args, build_runner, load_config
+from gadms.cli.paper_protocol import benchmark_names
 from gadms.evaluation import NonFiniteScoresError
-from gadms.utils import add_common_args, build_runner, load_config
-from gadms.utils.paper_protocol import benchmark_names
 
 
 def parse_args() -> argparse.Namespace:

@@ -5,10 +5,10 @@ import os
 import torch
 from mmengine.config import Config
 
+from gadms.cli import add_common_args, build_runner, load_config
+from gadms.cli.paper_protocol import apply_paper_protocol
+from gadms.cli.preflight import check_weights, preflight, start_from_scratch
 from gadms.engine.global_batch import fit_global_batch, world_size_from_env
-from gadms.utils import add_common_args, build_runner, load_config
-from gadms.utils.paper_protocol import apply_paper_protocol
-from gadms.utils.preflight import check_weights, preflight, start_from_scratch
 
 
 def parse_args() -> argparse.Namespace:
@@ -67,7 +67,7 @@ def parse_args() -> argparse.Namespace:
         help='the protocol behind the paper\'s numbers (the released code): '
         'select models on the test splits, keep the best checkpoint per '
         'benchmark, fine-tune from the pretraining checkpoint best on '
-        'CUHK-PEDES (gadms.utils.paper_protocol)')
+        'CUHK-PEDES (gadms.cli.paper_protocol)')
     parser.add_argument(
         '--from-scratch',
         action='store_true',

@@ -2,7 +2,7 @@
 
 Every stage trains the tiny CLIP of ``configs/_base_/models/clip-sdm_tiny.py``
 (3+3 layers, width 128, 96x32 images) with the tiny GA-DMS parts of
-``configs/gadms/gadms_tiny_synthperson.py`` (GASS on the last 2 text layers,
+``configs/gadms/gadms_tiny_1xb64_synthperson.py`` (GASS on the last 2 text layers,
 the paper's dual-mask thresholds, 2-layer MTP decoder, beta 0.4); an arm
 changes only the parts it is about.
 """
@@ -140,7 +140,7 @@ def _lines(name: str, value) -> str:
 def stage0_config(corpus: str, epochs: int) -> str:
     """CLIP-SDM on the shapes corpus (contrastive pretraining)."""
     base = osp.join(REPO_ROOT, 'configs', 'baselines',
-                    'clip-sdm_tiny_synthperson.py')
+                    'clip-sdm_tiny_1xb64_synthperson.py')
     dataset = dict(type='WebPerson', data_root=corpus, ann_file='data',
                    pipeline=TRAIN_PIPELINE)
     return (_lines('_base_', [base]) + _train_lines(dataset, epochs) +
@@ -165,7 +165,7 @@ def arm_config(arm: ArmSpec, corpus: str, weights: str, epochs: int,
     if flip_rate and not oracle:
         raise ValueError('flip_rate flips the labels of an oracle arm '
                          '(AnnotatedTokenScorer) only')
-    base = osp.join(REPO_ROOT, 'configs/gadms/gadms_tiny_synthperson.py')
+    base = osp.join(REPO_ROOT, 'configs/gadms/gadms_tiny_1xb64_synthperson.py')
     model = dict(backbone=dict(pretrained=weights), **changes)
     hooks = [dict(type='ScoreBankHook', context_length=77)] \
         if keeps_bank else []
@@ -206,7 +206,7 @@ def _train_lines(dataset: dict, epochs: int, batch_size: int = 64) -> str:
 # the wrong words
 HALLUCINATION_ERRORS = dict(background=0.0, hallucination=0.0,
                             wrong_colour=0.5, repetition=0.0, truncation=0.0)
-HARD = dict(noise_mask='hard')
+HARD = dict(noise_preset='hard')
 ORACLE_HARD_ARM = 'oracle, hard'
 HALLUCINATION_ARMS: Dict[str, ArmSpec] = {
     'CLIP-SDM': ArmSpec(*ARMS['CLIP-SDM']),

@@ -1,4 +1,5 @@
-from .inference import GalleryIndex, TextPersonInferencer, list_images
+from .gallery import GalleryIndex, list_images
+from .inference import TextPersonInferencer
 from .search import chunked_topk, faiss_topk
 
 __all__ = [

@@ -1,119 +1,28 @@
 """Use a trained retriever: encode, index a gallery, search by text."""
 import hashlib
 import logging
-import os
 import os.path as osp
-from dataclasses import dataclass, field
-from typing import (Callable, Dict, Iterable, List, Optional, Sequence,
-                    Tuple, Union)
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
-from mmcv.transforms import Compose
 import numpy as np
 import torch
 import torch.nn.functional as F
+from mmcv.transforms import Compose
 from mmengine.config import Config
 from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 
+from gadms.common.progress import Progress
 from gadms.datasets.transforms import (ImageLoadError, LoadPersonImage,
                                        get_tokenizer, tokenises_to_nothing)
-from gadms.engine.checkpoint_loading import (GALLERY_INDEX_KEYS,
-                                             load_model_weights,
-                                             read_checkpoint)
+from gadms.engine.checkpoint_loading import load_model_weights
 from gadms.registry import DATASETS, MODELS, TRANSFORMS
-from gadms.utils.atomic import atomic_torch_save
-from gadms.utils.progress import Progress
+from .gallery import (MAX_QUOTED_SKIPS, GalleryIndex, describe_skips,
+                      list_images)
 from .search import chunked_topk, faiss_topk
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 ImageInput = Union[str, np.ndarray]
-# (path, reason) of a gallery entry left out of an index
-Skip = Tuple[str, str]
-# the most skipped entries quoted in a log line or an error
-MAX_QUOTED_SKIPS = 10
-
-
-def _inside(real: str, root: str) -> bool:
-    return real == root or real.startswith(root + os.sep)
-
-
-def _link_problem(path: str, real: str, root: str,
-                  allow_outside_links: bool) -> Optional[str]:
-    """Why a walked entry must be skipped as a link, or None."""
-    if not osp.exists(path):
-        return 'a broken link'
-    if not allow_outside_links and not _inside(real, root):
-        return (f'a link to {real}, outside the gallery folder (allow it '
-                'with allow_outside_links / --allow-outside-links)')
-    return None
-
-
-def list_images(folder: str, allow_outside_links: bool = False
-                ) -> Tuple[List[str], List[Skip]]:
-    """Image files under ``folder`` (recursive, sorted) and the entries
-    left out, with the reason.
-
-    Symbolic links are followed, but a folder is walked once (a link back
-    into a folder already walked, such as ``latest -> .``, is skipped) and a
-    file is listed once (two paths of one file: the second is skipped);
-    links that lead out of ``folder`` are skipped unless
-    ``allow_outside_links``.
-
-    Raises:
-        FileNotFoundError: ``folder`` holds no image.
-    """
-    root = osp.realpath(folder)
-    walked: Dict[str, str] = {root: folder}
-    listed: Dict[str, str] = {}
-    images: List[str] = []
-    skipped: List[Skip] = []
-    for parent, folders, files in os.walk(folder, followlinks=True):
-        kept = []
-        for name in sorted(folders):
-            path = osp.join(parent, name)
-            real = osp.realpath(path)
-            problem = _link_problem(path, real, root, allow_outside_links)
-            if problem is None and real in walked:
-                problem = ('a link to a folder already indexed '
-                           f'({walked[real]})')
-            if problem:
-                skipped.append((path, problem))
-                continue
-            walked[real] = path
-            kept.append(name)
-        folders[:] = kept
-        for name in sorted(files):
-            if not name.lower().endswith(IMAGE_EXTENSIONS):
-                continue
-            path = osp.join(parent, name)
-            real = osp.realpath(path)
-            problem = _link_problem(path, real, root, allow_outside_links)
-            if problem is None and real in listed:
-                problem = f'the same file as {listed[real]}'
-            if problem is None and not osp.isfile(real):
-                problem = 'not a regular file'
-            if problem:
-                skipped.append((path, problem))
-                continue
-            listed[real] = path
-            images.append(path)
-    if not images:
-        raise FileNotFoundError(
-            f'no images ({", ".join(IMAGE_EXTENSIONS)}) under {folder}'
-            + (f' ({len(skipped)} entries skipped)' if skipped else ''))
-    return sorted(images), skipped
-
-
-def describe_skips(skipped: List[Skip]) -> str:
-    """``N entries: path (reason); ...`` with the first few quoted."""
-    quoted = '; '.join(f'{path} ({reason})'
-                       for path, reason in skipped[:MAX_QUOTED_SKIPS])
-    more = len(skipped) - MAX_QUOTED_SKIPS
-    return f'{len(skipped)} entries: {quoted}' + (
-        f'; and {more} more' if more > 0 else '')
-
-
 # test-pipeline steps that are not about the image's pixels
 NON_IMAGE_STEPS = ('LoadPersonImage', 'TokenizeCaption',
                    'PackTextPersonInputs')
@@ -149,83 +58,6 @@ def _batches(items: Sequence, size: int, progress: bool) -> Iterable:
         bar.close()
 
 
-@dataclass
-class GalleryIndex:
-    """Normalised gallery features with what they index.
-
-    An index of an image folder stores the folder (absolute) and each
-    image's path relative to it, so it can be used from any working
-    directory and, when the folder moves, pointed at its new place
-    (``gallery_root``); other galleries store absolute paths (or a
-    dataset's own names for images it draws itself).
-
-    Attributes:
-        features (Tensor): ``[G, D]`` fp16 or fp32, L2-normalised.
-        paths (list[str]): Image of each row (relative to ``root`` when
-            it is set).
-        pids (Tensor, optional): ``[G]`` identities, when known.
-        fingerprint (str): The model that encoded them.
-        root (str, optional): The gallery folder the paths are relative to.
-        skipped (list[tuple[str, str]]): Entries of the gallery folder left
-            out when the index was built, with the reason (not saved).
-    """
-
-    features: torch.Tensor
-    paths: List[str]
-    pids: Optional[torch.Tensor]
-    fingerprint: str
-    root: Optional[str] = None
-    skipped: List[Skip] = field(default_factory=list)
-
-    def image_path(self, row: int) -> str:
-        """The file of gallery image ``row``."""
-        if self.root is None:
-            return self.paths[row]
-        return osp.join(self.root, self.paths[row])
-
-    def save(self, path: str) -> None:
-        """Write the index (a weights-only loadable torch file), atomically:
-        a failed write leaves an existing index at ``path`` untouched."""
-        atomic_torch_save(
-            dict(features=self.features, paths=self.paths, pids=self.pids,
-                 fingerprint=self.fingerprint, root=self.root), path)
-
-    @classmethod
-    def load(cls, path: str,
-             fingerprint: Optional[str] = None,
-             gallery_root: Optional[str] = None) -> 'GalleryIndex':
-        """Read an index; with ``fingerprint``, refuse one made by another
-        model; with ``gallery_root``, its folder has moved there.
-
-        Raises:
-            ValueError: not an index, another model's, or its gallery
-                folder is gone (the message says how to point at it).
-        """
-        content = read_checkpoint(path)
-        if not GALLERY_INDEX_KEYS <= set(content) <= GALLERY_INDEX_KEYS | {
-                'root'}:
-            raise ValueError(
-                f'{path} is not a gallery index (keys: {sorted(content)}); '
-                'build one with --save-index')
-        index = cls(**content)
-        if fingerprint is not None and index.fingerprint != fingerprint:
-            raise ValueError(
-                f'{path} was built by another model (fingerprint '
-                f'{index.fingerprint[:12]}, this model {fingerprint[:12]}); '
-                'rebuild the index with this config and checkpoint')
-        if gallery_root is not None:
-            index.root = osp.abspath(gallery_root)
-        if index.root is not None and not osp.isdir(index.root):
-            raise ValueError(
-                f'{path}: its gallery folder {index.root} does not exist '
-                '(moved?); pass the new folder as gallery_root '
-                '(tools/retrieve.py --gallery-root)')
-        return index
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-
 class TextPersonInferencer:
     """A retriever built from a config and a checkpoint, ready to search.
 
@@ -241,7 +73,7 @@ class TextPersonInferencer:
     Example::
 
         >>> inferencer = TextPersonInferencer(
-        ...     'configs/gadms/gadms_tiny_synthperson-noise40_demo.py',
+        ...     'configs/gadms/gadms_tiny_1xb64_synthperson-noise40_demo.py',
         ...     'work_dirs/demo/epoch_12.pth')
         >>> index = inferencer.build_index('my_gallery/')
         >>> hits = inferencer.search('a man in a red jacket', index, topk=5)

@@ -40,11 +40,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from gadms.common.atomic import write_json
 from .captioners import PROMPT
 from .filter_stage import crop_shard_folder, finished_crop_shards
-from .sharded import (ACTOR_RETRY_ARGS, IO_CPUS, TASK_RETRY_ARGS,
-                      over_shards, parquet_files, run_shard_groups,
-                      value_counts, write_json)
+from .sharded import (ACTOR_RETRY_ARGS, IO_CPUS, TASK_RETRY_ARGS, over_shards,
+                      parquet_files, run_shard_groups, value_counts)
 
 WORD_CONFIDENCES = pa.list_(pa.struct([('word', pa.string()),
                                        ('confidence', pa.float64())]))
@@ -350,7 +350,7 @@ def run_caption_stage(out_dir: str, backend: CaptionBackend,
         seconds_this_run=round(seconds, 2),
         captions_per_s_this_run=round(asked / seconds, 2)
         if todo and seconds else None)
-    write_json(osp.join(out_dir, 'caption_report.json'), report)
+    write_json(osp.join(out_dir, 'caption_report.json'), report, indent=1)
     return report
 
 

@@ -31,7 +31,6 @@ unless ``resize_max_side`` is set.
 import glob
 import os
 import os.path as osp
-import shutil
 import time
 import urllib.error
 import urllib.parse
@@ -46,12 +45,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gadms.image_limits import (DEFAULT_MAX_PIXELS, ImageLoadError,
-                                check_decoded_size)
+from gadms.common.atomic import atomic_folder, write_json, write_parquet
+from gadms.common.image_limits import (DEFAULT_MAX_PIXELS, ImageLoadError,
+                                       check_decoded_size)
 from .bounded_http import AnswerTooLarge, read_bounded
 from .sharded import (IO_CPUS, TASK_RETRY_ARGS, over_shards, parquet_files,
                       run_shard_groups, sorted_with_first, stable_bucket,
-                      value_counts, write_json, write_ray_parquet)
+                      value_counts, write_ray_parquet)
 
 URL_COLUMNS = ('key', 'url', 'text')
 OPTIONAL_URL_COLUMNS = ('width', 'height')
@@ -307,16 +307,14 @@ def bucket_urls(inputs: Sequence[str], out_folder: str,
     columns = list(URL_COLUMNS) + [
         c for c in OPTIONAL_URL_COLUMNS
         if c in pq.read_schema(inputs[0]).names]
-    part = out_folder + '.part'
-    shutil.rmtree(part, ignore_errors=True)
-    write_ray_parquet(
-        ray.data.read_parquet(list(inputs), columns=columns,
-                              num_cpus=IO_CPUS)
-        .map_batches(_with_bucket, batch_format='pyarrow',
-                     fn_kwargs=dict(num_buckets=num_buckets),
-                     num_cpus=IO_CPUS, **TASK_RETRY_ARGS),
-        part, partition_cols=['bucket'])
-    os.replace(part, out_folder)
+    with atomic_folder(out_folder) as part:
+        write_ray_parquet(
+            ray.data.read_parquet(list(inputs), columns=columns,
+                                  num_cpus=IO_CPUS)
+            .map_batches(_with_bucket, batch_format='pyarrow',
+                         fn_kwargs=dict(num_buckets=num_buckets),
+                         num_cpus=IO_CPUS, **TASK_RETRY_ARGS),
+            part, partition_cols=['bucket'])
 
 
 def _deduplicate_bucket(folder: str, target: str) -> int:
@@ -325,8 +323,7 @@ def _deduplicate_bucket(folder: str, target: str) -> int:
     files = sorted(glob.glob(osp.join(folder, '*.parquet')))
     table = _first_row_per_url(pa.concat_tables(
         pq.read_table(f) for f in files))
-    pq.write_table(table, target + '.part')
-    os.replace(target + '.part', target)
+    write_parquet(table, target)
     return len(table)
 
 
@@ -399,5 +396,5 @@ def run_download_stage(inputs: str, out_dir: str,
         if seconds else None,
         options={k: v for k, v in asdict(options).items()
                  if k != 'headers'})
-    write_json(osp.join(out_dir, 'download_report.json'), report)
+    write_json(osp.join(out_dir, 'download_report.json'), report, indent=1)
     return report

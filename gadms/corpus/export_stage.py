@@ -43,21 +43,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from gadms.common.atomic import replace_folder, write_json, write_parquet
+from gadms.common.formats import CAPTION_FIELDS, WEBPERSON_SCHEMA
 from .caption_stage import WORD_CONFIDENCES, caption_attempts
 from .filter_stage import crop_shard_folder, finished_crop_shards
 from .sharded import (IO_CPUS, TASK_RETRY_ARGS, over_shards, parquet_files,
-                      sorted_with_first, stable_bucket, write_json)
+                      sorted_with_first, stable_bucket)
 
 REFUSALS = re.compile(
     r"\b(i'?m sorry|i am sorry|i can(no|')t|i cannot|unable to|as an ai|"
     r'cannot (help|assist|describe)|no person)\b', re.IGNORECASE)
 
-WEBPERSON_SCHEMA = pa.schema([
-    ('image', pa.struct([('bytes', pa.binary()), ('path', pa.string())])),
-    ('image_path', pa.string()),
-    ('caption1', pa.string()),
-    ('caption2', pa.string()),
-])
 CHECKED_SCHEMA = pa.schema([
     ('shard', pa.string()), ('id', pa.string()), ('key', pa.string()),
     ('problem', pa.string()),
@@ -119,18 +115,17 @@ def shard_captions(out_dir: str, shard: str,
     if not files:
         return pa.table({
             name: pa.array([], kind) for name, kind in [
-                ('id', pa.string()), ('caption1', pa.string()),
-                ('caption2', pa.string())] + [
-                    (f'caption{w}_word_confidences', WORD_CONFIDENCES)
-                    for w in (1, 2) if word_confidences]})
+                ('id', pa.string())] + [
+                    (field, pa.string()) for field in CAPTION_FIELDS] + [
+                    (f'{field}_word_confidences', WORD_CONFIDENCES)
+                    for field in CAPTION_FIELDS if word_confidences]})
     table = pa.concat_tables(_answers(f, word_confidences) for f in files)
     table = table.filter(pc.is_null(table['error']))
     first, second = (
         table.filter(pc.equal(table['which'], which))
         .select(['id', 'caption'] + extra).rename_columns(
-            ['id', f'caption{which}'] + [f'caption{which}_{c}'
-                                         for c in extra])
-        for which in (1, 2))
+            ['id', field] + [f'{field}_{c}' for c in extra])
+        for which, field in enumerate(CAPTION_FIELDS, start=1))
     return _join_on_id(first, second)
 
 
@@ -153,9 +148,10 @@ def check_shard_captions(batch: Dict[str, np.ndarray], out_dir: str,
     shard = batch['shard'][0]
     captions = shard_captions(out_dir, shard)
     rows = {name: [] for name in CHECKED_SCHEMA.names[:-1]}
+    first_field, second_field = CAPTION_FIELDS
     for crop_id, first, second in zip(captions['id'].to_pylist(),
-                                      captions['caption1'].to_pylist(),
-                                      captions['caption2'].to_pylist()):
+                                      captions[first_field].to_pylist(),
+                                      captions[second_field].to_pylist()):
         problems = [caption_problem(first, min_words),
                     caption_problem(second, min_words)]
         keys = [normalised(first or ''), normalised(second or '')]
@@ -219,19 +215,18 @@ def write_shard(drops: pa.Table, out_dir: str, folder: str,
         image=pa.StructArray.from_arrays(
             [kept['image'].combine_chunks(), kept['id'].combine_chunks()],
             fields=list(WEBPERSON_SCHEMA.field('image').type)),
-        image_path=kept['id'], caption1=pc.utf8_trim_whitespace(
-            kept['caption1']),
-        caption2=pc.utf8_trim_whitespace(kept['caption2']))
+        image_path=kept['id'],
+        **{field: pc.utf8_trim_whitespace(kept[field])
+           for field in CAPTION_FIELDS})
     if word_confidences:
-        names = [f'caption{w}_word_confidences' for w in (1, 2)]
+        names = [f'{field}_word_confidences' for field in CAPTION_FIELDS]
         columns.update({name: kept[name] for name in names})
         schema = pa.schema(list(schema) + [(name, WORD_CONFIDENCES)
                                            for name in names])
     table = pa.table(columns, schema=schema)
     if len(table):
-        path = osp.join(folder, f'{shard}.parquet')
-        pq.write_table(table, path + '.part', row_group_size=100)
-        os.replace(path + '.part', path)
+        write_parquet(table, osp.join(folder, f'{shard}.parquet'),
+                      row_group_size=100)
     reasons = pc.value_counts(drops['reason'].drop_null().combine_chunks())
     return pa.table(dict(
         shard=[shard], crops=[len(crops)], kept=[len(table)],
@@ -294,7 +289,7 @@ def run_export_stage(out_dir: str, min_words: int = 8,
                   shards=num_files, seconds=round(seconds, 2),
                   crops_per_s=round(crops / seconds, 2) if seconds else None)
     shutil.rmtree(work, ignore_errors=True)
-    write_json(osp.join(out_dir, 'export_report.json'), report)
+    write_json(osp.join(out_dir, 'export_report.json'), report, indent=1)
     return report
 
 
@@ -304,17 +299,11 @@ def _name_and_swap(written: str, folder: str) -> int:
     one empty file) and swap ``written`` in as ``folder``."""
     files = sorted(os.listdir(written))
     if not files:
-        pq.write_table(WEBPERSON_SCHEMA.empty_table(),
-                       osp.join(written, 'empty.parquet'))
+        write_parquet(WEBPERSON_SCHEMA.empty_table(),
+                      osp.join(written, 'empty.parquet'))
         files = ['empty.parquet']
     for index, name in enumerate(files):
         os.rename(osp.join(written, name), osp.join(
             written, f'train-{index:05d}-of-{len(files):05d}.parquet'))
-    old = folder + '.old'
-    shutil.rmtree(old, ignore_errors=True)
-    if osp.exists(folder):
-        os.replace(folder, old)
-    os.replace(written, folder)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_folder(written, folder)
     return len(files)
-

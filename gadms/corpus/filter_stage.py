@@ -18,9 +18,7 @@ a quarter CPU. A crop keeps the format of its source: PNG sources give
 PNG crops (lossless), others JPEG at quality 95.
 """
 import glob
-import os
 import os.path as osp
-import shutil
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -32,14 +30,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from gadms.image_limits import (DEFAULT_MAX_PIXELS, ImageLoadError,
-                                check_decoded_size)
+from gadms.common.atomic import atomic_folder, write_json, write_parquet
+from gadms.common.formats import IMAGE_EXTENSIONS
+from gadms.common.image_limits import (DEFAULT_MAX_PIXELS, ImageLoadError,
+                                       check_decoded_size)
 from .filtering import Detection, PersonFilterRules
-from .sharded import (ACTOR_RETRY_ARGS, IO_CPUS, TASK_RETRY_ARGS,
-                      over_shards, parquet_files, run_shard_groups,
-                      value_counts, write_json)
+from .sharded import (ACTOR_RETRY_ARGS, IO_CPUS, TASK_RETRY_ARGS, over_shards,
+                      parquet_files, run_shard_groups, value_counts)
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 UNREADABLE = ('unreadable image', 'oversized image')
 # the most unreadable images named in the report (all are in the rows)
 LISTED_UNREADABLE = 1000
@@ -110,16 +108,13 @@ def _folder_shards(image_dir: str, out_dir: str,
             for p in glob.glob(osp.join(image_dir, '**', '*'),
                                recursive=True)
             if p.lower().endswith(IMAGE_EXTENSIONS))
-        part = listing + '.part'
-        shutil.rmtree(part, ignore_errors=True)
-        os.makedirs(part)
-        for start in range(0, len(names), shard_size):
-            shard = f'{start // shard_size:05d}'
-            chunk = names[start:start + shard_size]
-            pq.write_table(pa.table(dict(shard=[shard] * len(chunk),
-                                         source=chunk)),
-                           osp.join(part, f'{shard}.parquet'))
-        os.replace(part, listing)
+        with atomic_folder(listing) as part:
+            for start in range(0, len(names), shard_size):
+                shard = f'{start // shard_size:05d}'
+                chunk = names[start:start + shard_size]
+                write_parquet(pa.table(dict(shard=[shard] * len(chunk),
+                                            source=chunk)),
+                              osp.join(part, f'{shard}.parquet'))
     return {osp.basename(f)[:-len('.parquet')]: [f]
             for f in parquet_files(listing, depth=0)}
 
@@ -312,7 +307,7 @@ def run_filter_stage(source: str, detector: Callable, out_dir: str,
                   seconds_this_run=round(seconds, 2),
                   images_per_s_this_run=round(images_this_run / seconds, 2)
                   if pending and seconds else None)
-    write_json(osp.join(out_dir, 'filter_report.json'), report)
+    write_json(osp.join(out_dir, 'filter_report.json'), report, indent=1)
     return report
 
 

@@ -10,7 +10,6 @@ written: a re-run skips it, and a killed driver leaves no half-written
 shard behind (the temporary folder is cleared by the next run).
 """
 import glob
-import json
 import os
 import os.path as osp
 import shutil
@@ -22,6 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from gadms.common.atomic import write_parquet
 
 # CPUs reserved per read, write or network task: their threads mostly wait
 # on the disk or the network, so several share a CPU
@@ -50,19 +51,6 @@ CORPUS_RUNTIME_ENV = dict(env_vars=dict(ARROW_DEFAULT_MEMORY_POOL='system',
 # (ray[data] is pinned) without a warning per pipeline
 warnings.filterwarnings('ignore', message='`ray_remote_args` is deprecated',
                         module=r'gadms\.corpus\.')
-
-
-def write_json(path: str, content: dict) -> None:
-    """Write ``content`` to ``path`` atomically (temporary name, rename)."""
-    part = path + '.part'
-    with open(part, 'w', encoding='utf-8') as f:
-        json.dump(content, f, indent=1)
-    os.replace(part, path)
-
-
-def read_json(path: str) -> dict:
-    with open(path, encoding='utf-8') as f:
-        return json.load(f)
 
 
 def parquet_files(folder: str, depth: int = 1) -> List[str]:
@@ -142,8 +130,8 @@ def run_shard_groups(shards: Sequence[str],
             written = osp.join(work_folder, f'shard={shard}')
             if not osp.isdir(written):
                 os.makedirs(written)
-                pq.write_table(empty_schema.empty_table(),
-                               osp.join(written, 'empty.parquet'))
+                write_parquet(empty_schema.empty_table(),
+                              osp.join(written, 'empty.parquet'))
             os.makedirs(osp.dirname(target(shard)), exist_ok=True)
             os.replace(written, target(shard))
         shutil.rmtree(work_folder, ignore_errors=True)

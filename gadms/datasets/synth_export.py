@@ -1,15 +1,16 @@
 """Write SynthPerson to disk in the published format of each benchmark, so
 that every real loader can be exercised without the real data."""
-import json
 import os
 import os.path as osp
 from typing import Callable, Dict, Iterator, Optional, Sequence
 
 import cv2
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from gadms.utils.progress import Progress
+from gadms.common.atomic import write_bytes, write_json, write_parquet
+from gadms.common.formats import (WEBPERSON_JSON_NAME, WEBPERSON_SCHEMA,
+                                  webperson_json_entry, webperson_parquet_row)
+from gadms.common.progress import Progress
 from .synth_person import SynthPerson
 
 LAYOUT_SPLITS: Dict[str, Sequence[str]] = {
@@ -43,13 +44,11 @@ def _images(splits: Sequence[str], synth_kwargs: dict) -> Iterator[dict]:
 
 def _write_file(path: str, content: bytes) -> None:
     os.makedirs(osp.dirname(path), exist_ok=True)
-    with open(path, 'wb') as f:
-        f.write(content)
+    write_bytes(path, content)
 
 
 def _write_json(path: str, content) -> str:
-    with open(path, 'w', encoding='utf-8') as f:
-        json.dump(content, f)
+    write_json(path, content)
     return path
 
 
@@ -67,10 +66,10 @@ def _record_list(out_dir: str, infos: Iterator[dict], ann_name: str,
     return _write_json(osp.join(out_dir, ann_name), records)
 
 
-def _two_captions(info: dict) -> Dict[str, str]:
+def _two_captions(info: dict) -> tuple:
     if len(info['captions']) < 2:
         raise ValueError('WebPerson layouts need captions_per_image >= 2')
-    return dict(caption1=info['captions'][0], caption2=info['captions'][1])
+    return tuple(info['captions'][:2])
 
 
 def _webperson_json(out_dir: str, infos: Iterator[dict]) -> str:
@@ -78,24 +77,25 @@ def _webperson_json(out_dir: str, infos: Iterator[dict]) -> str:
     for info in infos:
         _write_file(osp.join(out_dir, 'images', info['img_path']),
                     info['png'])
-        entries.append({info['img_path']: _two_captions(info)})
-    return _write_json(osp.join(out_dir, 'annotations.json'), entries)
+        entries.append(webperson_json_entry(info['img_path'],
+                                            _two_captions(info)))
+    return _write_json(osp.join(out_dir, WEBPERSON_JSON_NAME), entries)
 
 
 def _webperson_parquet(out_dir: str, infos: Iterator[dict],
                        rows_per_shard: int, row_group_size: int) -> str:
     rows = [
-        dict(image=dict(bytes=info['png'], path=info['img_path']),
-             image_path=info['img_path'], **_two_captions(info))
-        for info in infos
+        webperson_parquet_row(info['png'], info['img_path'],
+                              _two_captions(info)) for info in infos
     ]
     folder = osp.join(out_dir, 'data')
     os.makedirs(folder, exist_ok=True)
     num_shards = -(-len(rows) // rows_per_shard)
     for shard in range(num_shards):
         table = pa.Table.from_pylist(
-            rows[shard * rows_per_shard:(shard + 1) * rows_per_shard])
-        pq.write_table(
+            rows[shard * rows_per_shard:(shard + 1) * rows_per_shard],
+            schema=WEBPERSON_SCHEMA)
+        write_parquet(
             table,
             osp.join(folder, f'train-{shard:05d}-of-{num_shards:05d}'
                      '.parquet'),

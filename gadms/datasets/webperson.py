@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow.compute as pc
 from mmengine.logging import print_log
 
+from gadms.common.formats import WEBPERSON_JSON_NAME
 from gadms.registry import DATASETS
 from .base import MAX_QUOTED, TextPersonDataset
 from .webperson_json import JsonCorpus
@@ -67,7 +68,7 @@ class WebPerson(TextPersonDataset):
 
     def __init__(self,
                  data_root: str,
-                 ann_file: str = 'annotations.json',
+                 ann_file: str = WEBPERSON_JSON_NAME,
                  data_prefix: dict = dict(img_path='images'),
                  subset: Optional[dict] = None,
                  identity: str = 'image',

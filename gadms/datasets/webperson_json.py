@@ -5,9 +5,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gadms.common.formats import CAPTION_FIELDS
 from .transforms.tokenizer import tokenises_to_nothing
-
-CAPTION_FIELDS = ('caption1', 'caption2')
 
 
 class JsonCorpus:

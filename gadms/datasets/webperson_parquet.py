@@ -9,19 +9,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from gadms.utils.progress import Progress
+from gadms.common.formats import (ANNOTATION_COLUMNS, CAPTION_FIELDS,
+                                  WEBPERSON_COLUMNS)
+from gadms.common.progress import Progress
 from .transforms.tokenizer import SURELY_TOKENISED_RE2, tokenises_to_nothing
-from .webperson_json import CAPTION_FIELDS
-
-PARQUET_COLUMNS = ('image', 'image_path') + CAPTION_FIELDS
-# optional per-caption annotations for AnnotatedTokenScorer (see
-# gadms/datasets/transforms/token_annotation.py): list<list<int64>> of
-# [start, end] noise spans, or list<struct<word, confidence>>
-ANNOTATION_COLUMNS = {
-    f'{field}_{kind}': (field, kind)
-    for field in CAPTION_FIELDS
-    for kind in ('noise_spans', 'word_confidences')
-}
 
 
 class ParquetCorpus:
@@ -83,11 +74,11 @@ class ParquetCorpus:
 
     @staticmethod
     def _check_schema(file: str, schema: pa.Schema) -> None:
-        for column in PARQUET_COLUMNS:
+        for column in WEBPERSON_COLUMNS:
             if column not in schema.names:
                 raise ValueError(f'{file}: parquet shard has no column '
                                  f'{column!r} (has {schema.names})')
-        for column in PARQUET_COLUMNS[1:]:
+        for column in WEBPERSON_COLUMNS[1:]:
             kind = schema.field(column).type
             if not (pa.types.is_string(kind)
                     or pa.types.is_large_string(kind)):
@@ -143,7 +134,7 @@ class ParquetCorpus:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[key] = self._readers[file_index].read_row_group(
                 group,
-                columns=list(PARQUET_COLUMNS + self.annotation_columns))
+                columns=list(WEBPERSON_COLUMNS + self.annotation_columns))
         return self._cache[key]
 
     def row(self, index: int) -> dict:

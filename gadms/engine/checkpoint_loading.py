@@ -20,8 +20,11 @@ from typing import Dict, List, Sequence, Tuple, Union
 
 import torch
 from mmengine.logging import print_log
-from mmengine.runner.checkpoint import _load_checkpoint
+from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
+
+from gadms.common.checkpoint_compat import allow_mmengine_checkpoint_globals
+from gadms.common.formats import GALLERY_INDEX_KEYS
 
 TRUST_HINT = ('if you trust its source, load it with --trust-checkpoint '
               '(unsafe: runs arbitrary pickled code)')
@@ -34,8 +37,6 @@ PARTIAL_HINT = ('if a partial load is intended (e.g. a pretraining '
 # module such as os ("unsupported GLOBAL posix.system whose module ...")
 REFUSED_GLOBAL = re.compile(r'(?:Unsupported global: GLOBAL|unsupported '
                             r'GLOBAL) ([\w.]+)')
-# the keys GalleryIndex.save writes
-GALLERY_INDEX_KEYS = frozenset({'features', 'paths', 'pids', 'fingerprint'})
 # the longest key list quoted in an error
 MAX_LISTED_KEYS = 20
 
@@ -74,8 +75,10 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
         CheckpointError: empty, truncated or corrupt; holding untrusted
             objects; or not a dict.
     """
+    allow_mmengine_checkpoint_globals()
     try:
-        checkpoint = _load_checkpoint(filename, map_location=map_location)
+        checkpoint = CheckpointLoader.load_checkpoint(
+            filename, map_location=map_location, logger=None)
     except FileNotFoundError:
         raise
     except Exception as err:  # torch/zip/pickle raise many kinds
@@ -231,6 +234,7 @@ def has_training_state(path: str) -> Tuple[bool, str]:
     mapped, so a large file is not read. Returns (ok, reason if not)."""
     if not is_readable_checkpoint(path):
         return False, 'truncated or corrupt'
+    allow_mmengine_checkpoint_globals()
     try:
         checkpoint = torch.load(path, map_location='cpu', mmap=True)
     except Exception as err:  # unreadable for any reason: not a candidate

@@ -15,7 +15,8 @@ from gadms.datasets import SynthPerson
 from gadms.datasets.transforms import ImageLoadError
 from gadms.registry import MODELS
 
-CONFIG = osp.join(REPO_ROOT, 'configs/baselines/clip-sdm_tiny_synthperson.py')
+CONFIG = osp.join(REPO_ROOT,
+                  'configs/baselines/clip-sdm_tiny_1xb64_synthperson.py')
 SYNTH = dict(num_identities=dict(train=1, val=1, test=2),
              images_per_identity=2)
 

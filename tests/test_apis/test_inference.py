@@ -15,7 +15,8 @@ from gadms.apis import TextPersonInferencer
 from gadms.datasets import SynthPerson, export_synth_person
 from gadms.registry import DATASETS, MODELS
 
-CONFIG = osp.join(REPO_ROOT, 'configs/baselines/clip-sdm_tiny_synthperson.py')
+CONFIG = osp.join(REPO_ROOT,
+                  'configs/baselines/clip-sdm_tiny_1xb64_synthperson.py')
 SYNTH = dict(num_identities=dict(train=4, val=2, test=6),
              images_per_identity=3)
 TEST_PIPELINE = [
@@ -93,7 +94,7 @@ def test_index_round_trip_and_refusal(inferencer, tmp_path):
     with pytest.raises(ValueError, match='was built by another model'):
         other.load_index(path)
     other_config = TextPersonInferencer(
-        osp.join(REPO_ROOT, 'configs/gadms/gadms_tiny_synthperson.py'))
+        osp.join(REPO_ROOT, 'configs/gadms/gadms_tiny_1xb64_synthperson.py'))
     with pytest.raises(ValueError, match='was built by another model'):
         other_config.load_index(path)
     hits = inferencer.search(['a person', 'someone walking'], loaded, topk=2)
@@ -180,8 +181,8 @@ def test_inferencer_features_equal_predicts_on_benchmark_data(tmp_path):
     root = str(tmp_path / 'cuhk')
     export_synth_person(root, 'cuhk-pedes', num_identities=dict(
         train=2, val=2, test=3), images_per_identity=2)
-    cfg = Config.fromfile(osp.join(REPO_ROOT,
-                                   'configs/gadms/gadms_tiny_cuhk-pedes.py'))
+    cfg = Config.fromfile(osp.join(
+        REPO_ROOT, 'configs/gadms/gadms_tiny_1xb64_cuhk-pedes.py'))
     cfg.test_dataloader.dataset.data_root = root
     torch.manual_seed(0)
     model = MODELS.build(cfg.model).eval()

@@ -17,21 +17,20 @@ from mmengine.config import Config
 sys.path.insert(0, REPO_ROOT)
 
 from benchmarks.miniature import arms  # noqa: E402
-from benchmarks.miniature.corpus import (  # noqa: E402
-    BACKGROUND_CLAUSES, DEFAULT_ERRORS, HALLUCINATIONS,
-    SimulatedMLLMCaptioner, _sha1)
-from benchmarks.miniature_paper import (paired_difference,  # noqa: E402
-                                        paired_table)
+from benchmarks.miniature.corpus import (BACKGROUND_CLAUSES,  # noqa: E402
+                                         DEFAULT_ERRORS, HALLUCINATIONS,
+                                         SimulatedMLLMCaptioner, _sha1)
+from benchmarks.miniature_paper import paired_difference  # noqa: E402
+from benchmarks.miniature_paper import paired_table
 from benchmarks.score_diagnostics import (_auc, _position_debiased,  # noqa
-                                          bank_statistics,
-                                          noise_token_labels)
+                                          bank_statistics, noise_token_labels)
+from gadms.cli import register_all_modules  # noqa: E402
 from gadms.datasets import WebPerson, export_synth_person  # noqa: E402
 from gadms.datasets.synth.attributes import sample_attributes  # noqa: E402
 from gadms.datasets.synth.captions import COLOUR_WORDS  # noqa: E402
-from gadms.datasets.transforms import (AnnotateTokens,  # noqa: E402
-                                       get_tokenizer)
+from gadms.datasets.transforms import AnnotateTokens  # noqa: E402
+from gadms.datasets.transforms import get_tokenizer
 from gadms.registry import MODELS  # noqa: E402
-from gadms.utils import register_all_modules  # noqa: E402
 
 
 def _captioner(errors=None):
@@ -269,7 +268,7 @@ def test_bank_statistics_by_hand(tmp_path):
     config.write_text(
         f"train_dataloader = dict(dataset=dict(type='WebPerson', "
         f"data_root={root!r}, ann_file='data'))\n"
-        "model = dict(neck=dict(type='DualMaskNeck', noise_mask='hard', "
+        "model = dict(neck=dict(type='DualMaskNeck', noise_preset='hard', "
         "noise_budget=2))\n")
     stats = bank_statistics(str(config), str(tmp_path / 'ckpt.pth'),
                             str(tmp_path / 'spans.json'))

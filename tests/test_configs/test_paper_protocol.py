@@ -7,8 +7,8 @@ import pytest
 from common import REPO_ROOT
 from mmengine.config import Config
 
-from gadms.utils import register_all_modules
-from gadms.utils.paper_protocol import apply_paper_protocol
+from gadms.cli import register_all_modules
+from gadms.cli.paper_protocol import apply_paper_protocol
 
 
 def _config(name: str) -> Config:
@@ -17,7 +17,7 @@ def _config(name: str) -> Config:
 
 
 def test_pretraining_selects_on_each_test_split():
-    cfg = _config('vitb16_webperson.py')
+    cfg = _config('gadms_vit-b16_8xb64_webperson.py')
     assert [d.split for d in cfg.val_dataloader.dataset.datasets] == [
         'val', 'val']  # gadms: CUHK-PEDES and RSTPReid val
     apply_paper_protocol(cfg)
@@ -30,8 +30,8 @@ def test_pretraining_selects_on_each_test_split():
 
 
 def test_fine_tuning_starts_from_the_best_cuhk_pretraining(tmp_path):
-    cfg = _config('vitb16_finetune_rstpreid.py')
-    pretraining = tmp_path / 'vitb16_webperson'
+    cfg = _config('gadms_vit-b16_1xb128_rstpreid_finetune.py')
+    pretraining = tmp_path / 'gadms_vit-b16_8xb64_webperson'
     pretraining.mkdir()
     cfg.load_from = str(pretraining / 'epoch_30.pth')
     with pytest.raises(FileNotFoundError,

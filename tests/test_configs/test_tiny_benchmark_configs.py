@@ -8,7 +8,7 @@ from common import REPO_ROOT, run_tool, run_tool_main
 from mmengine.config import Config
 from tiny_models import SHRINK_OPTIONS
 
-from gadms.utils import set_data_root
+from gadms.cli import set_data_root
 
 SIZES = ['--train-ids', '6', '--val-ids', '2', '--test-ids', '3',
          '--images-per-identity', '2']
@@ -53,12 +53,12 @@ def test_tiny_config_trains_and_tests_on_layout_data(layout, tmp_path):
 
 
 def test_data_root_reaches_every_loader_and_refuses_several_folders():
-    cfg = Config.fromfile(osp.join(REPO_ROOT,
-                                   'configs/gadms/gadms_tiny_rstpreid.py'))
+    cfg = Config.fromfile(osp.join(
+        REPO_ROOT, 'configs/gadms/gadms_tiny_1xb64_rstpreid.py'))
     set_data_root(cfg, '/data/mine')
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         assert cfg[name].dataset.data_root == '/data/mine'
     pretrain = Config.fromfile(osp.join(
-        REPO_ROOT, 'configs/gadms/vitb16_webperson.py'))
+        REPO_ROOT, 'configs/gadms/gadms_vit-b16_8xb64_webperson.py'))
     with pytest.raises(ValueError, match='reads 4'):
         set_data_root(pretrain, '/data/mine')

@@ -12,7 +12,7 @@ from gadms.corpus import (ContrastBoxDetector, RoundRobin, VLLMCaptionBackend,
 from gadms.corpus.caption_stage import (CAPTION_SCHEMA, openai_servers,
                                         vllm_answer, vllm_request)
 from gadms.corpus.captioners import PROMPT, word_confidences
-from gadms.corpus.loopback import FakeCaptionServer
+from gadms.testing.loopback import FakeCaptionServer
 
 
 def test_several_servers_share_the_requests_evenly():

@@ -16,7 +16,7 @@ from common import pixel_bomb, run_tool
 
 from gadms.corpus.download import (DownloadOptions, download_image,
                                    run_download_stage)
-from gadms.corpus.loopback import LoopbackServer
+from gadms.testing.loopback import LoopbackServer
 
 FAST = DownloadOptions(timeout=1.0, retries=1, backoff=0.0, threads=4,
                        max_bytes=2 << 20)

@@ -16,8 +16,8 @@ from gadms.corpus.caption_stage import CAPTION_SCHEMA
 from gadms.corpus.export_stage import caption_problem, normalised
 from gadms.corpus.filter_stage import CROP_SCHEMA
 from gadms.datasets import WebPerson
-from gadms.utils.peak_memory import (peak_mib, ray_worker_pids, reset_peak,
-                                     resident_mib)
+from gadms.testing.peak_memory import (peak_mib, ray_worker_pids, reset_peak,
+                                       resident_mib)
 
 pytestmark = pytest.mark.usefixtures('ray_local')
 MIB = 1 << 20

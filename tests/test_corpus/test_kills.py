@@ -13,15 +13,15 @@ from functools import partial
 import pyarrow.parquet as pq
 import pytest
 from common import REPO_ROOT, run_tool
-from ray import cloudpickle
 from corpus_scenes import TEMPLATES, exported_rows
+from ray import cloudpickle
 
 from gadms.corpus import (FilterOptions, PrecomputedDetector,
                           ServerCaptionBackend, run_caption_stage,
                           run_export_stage, run_filter_stage)
 from gadms.corpus.caption_stage import openai_servers
-from gadms.corpus.loopback import FakeCaptionServer
-from gadms.utils.forked_tools import start_forked_tool
+from gadms.testing.forked_tools import start_forked_tool
+from gadms.testing.loopback import FakeCaptionServer
 
 pytestmark = pytest.mark.usefixtures('ray_local')
 # the killers below run in Ray workers, which cannot import this module

@@ -18,9 +18,9 @@ from gadms.corpus import (FilterOptions, PrecomputedDetector,
                           ServerCaptionBackend, run_caption_stage,
                           run_export_stage, run_filter_stage)
 from gadms.corpus.caption_stage import openai_servers
-from gadms.corpus.loopback import FakeCaptionServer
 from gadms.datasets import LoadPersonImage, WebPerson
 from gadms.datasets.transforms import AnnotateTokens, get_tokenizer
+from gadms.testing.loopback import FakeCaptionServer
 
 pytestmark = pytest.mark.usefixtures('ray_local')
 

@@ -83,7 +83,7 @@ def test_a_custom_embedder_decides_the_clusters():
 
 def test_templates_cli_with_a_model_text_encoder(tmp_path):
     config = osp.join(REPO_ROOT, 'configs/baselines/'
-                      'clip-sdm_tiny_synthperson.py')
+                      'clip-sdm_tiny_1xb64_synthperson.py')
     checkpoint = str(tmp_path / 'model.pth')
     torch.manual_seed(0)
     torch.save(dict(state_dict=MODELS.build(

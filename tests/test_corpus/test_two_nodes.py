@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from common import REPO_ROOT
 from corpus_scenes import exported_rows
 
-from gadms.corpus.loopback import FakeCaptionServer, SceneWeb
+from gadms.testing.loopback import FakeCaptionServer, SceneWeb
 
 # the stages as a user runs them, with the test detector and one server;
 # ARGS: URL table, output folder, caption server URL

@@ -8,10 +8,9 @@ import sys
 import pytest
 from common import REPO_ROOT, run_tool, run_tool_main, tool_module
 
-from gadms.datasets import (CUHKPEDES, RSTPReid, WebPerson,
-                            export_synth_person)
+from gadms.cli import load_config, read_tool_config, register_all_modules
+from gadms.datasets import CUHKPEDES, RSTPReid, WebPerson, export_synth_person
 from gadms.registry import DATASETS
-from gadms.utils import load_config, read_tool_config, register_all_modules
 
 SIZES = ['--train-ids', '4', '--val-ids', '2', '--test-ids', '2',
          '--images-per-identity', '2']
@@ -270,7 +269,8 @@ def test_check_suggests_the_annotation_file_in_the_folder(irra_icfg_root):
 def test_every_dataset_tool_takes_data_root_and_ann_file(
         tool, irra_icfg_root, monkeypatch):
     register_all_modules()
-    config = osp.join(REPO_ROOT, 'configs/gadms/gadms_tiny_icfg-pedes.py')
+    config = osp.join(REPO_ROOT,
+                      'configs/gadms/gadms_tiny_1xb64_icfg-pedes.py')
     extra = {'tools/train.py': [], 'tools/test.py': ['model.pth'],
              'tools/retrieve.py': ['model.pth', '--split', 'test',
                                    '--query', 'a man'],

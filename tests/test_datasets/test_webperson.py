@@ -3,8 +3,8 @@ import copy
 import glob
 import json
 import os.path as osp
-import shutil
 import pickle
+import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -16,10 +16,10 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from tiny_models import tiny_backbone_cfg
 
+from gadms.cli import register_all_modules
 from gadms.datasets import (IdentityBalancedSampler, LoadPersonImage,
                             SynthPerson, WebPerson, export_synth_person)
 from gadms.registry import DATASETS, MODELS
-from gadms.utils import register_all_modules
 
 SYNTH = dict(num_identities=dict(train=5, val=1, test=1),
              images_per_identity=2)
@@ -162,7 +162,8 @@ def test_released_recipe_gives_sibling_captions_two_sdm_positives(
     ``identity='caption'`` (the ablation) leaves one positive per row."""
     register_all_modules()
     cfg = Config.fromfile(
-        osp.join(REPO_ROOT, 'configs/gadms/vitb16_webperson_coderecipe.py'))
+        osp.join(REPO_ROOT,
+                 'configs/gadms/gadms_vit-b16_8xb128_webperson_coderecipe.py'))
     dataset_cfg = dict(cfg.train_dataloader.dataset.to_dict(),
                        data_root=osp.join(corpus, 'parquet'), ann_file='data')
     if identity is not None:

@@ -49,7 +49,8 @@ def check_command(command: str, monkeypatch, capsys) -> None:
     command = shlex.join(words)
     if words[0] == 'sha256sum':  # the file the configs read
         pretrained = Config.fromfile(
-            'configs/gadms/vitb16_webperson.py').model.backbone.pretrained
+            'configs/gadms/gadms_vit-b16_8xb64_webperson.py'
+        ).model.backbone.pretrained
         assert words[1] == pretrained
         return
     if words[0] == 'tools/dist_train.sh':

@@ -19,13 +19,13 @@ from common import REPO_ROOT
 from doc_commands import DOCS, check_command, doc_commands
 from mmengine.config import Config
 
+from gadms.cli import register_all_modules
 from gadms.registry import DATA_SAMPLERS, MODELS, OPTIM_WRAPPERS
-from gadms.utils import register_all_modules
 
-BASE = osp.join(REPO_ROOT, 'configs/gadms/gadms_tiny_synthperson.py')
+BASE = osp.join(REPO_ROOT, 'configs/gadms/gadms_tiny_1xb64_synthperson.py')
 # usage synopses and set-up lines, not commands to check
 NOT_COMMANDS = re.compile(r'\[|^make |pip |-m venv')
-TINY_CONFIG = 'configs/gadms/gadms_tiny_synthperson.py'
+TINY_CONFIG = 'configs/gadms/gadms_tiny_1xb64_synthperson.py'
 
 
 def python_blocks(name: str) -> list:

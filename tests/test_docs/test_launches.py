@@ -1,8 +1,8 @@
 """Every training launch written in README.md, docs/*.md and the configs'
 comments passes the dry run as written, on the process count it launches
 (``tools/dist_train.sh``: GPUS x NNODES; ``tools/slurm_train.sh``: GPUS,
-8 by default; ``tools/train.py``: WORLD_SIZE, one by default), in a folder that holds what
-docs/reproduce.md says to download."""
+8 by default; ``tools/train.py``: WORLD_SIZE, one by default), in a folder
+that holds what docs/reproduce.md says to download."""
 import glob
 import os.path as osp
 import re
@@ -12,7 +12,7 @@ import pytest
 from common import REPO_ROOT, dry_run_train
 from doc_commands import assert_dry_run_passes
 
-TINY_CONFIG = 'configs/gadms/gadms_tiny_synthperson.py'
+TINY_CONFIG = 'configs/gadms/gadms_tiny_1xb64_synthperson.py'
 LAUNCH = re.compile(r'^((?:\w+=\S+ )*)((?:\.venv/bin/python |python3? )?'
                     r'tools/(?:dist_train\.sh|slurm_train\.sh|train\.py) .*)$')
 
@@ -68,7 +68,7 @@ def world_and_args(command: str) -> tuple:
 def test_the_launches_are_found():
     files = {path for path, _ in LAUNCHES}
     assert {'README.md', 'docs/distributed.md', 'docs/reproduce.md',
-            'configs/gadms/vitb16_webperson.py'} <= files
+            'configs/gadms/gadms_vit-b16_8xb64_webperson.py'} <= files
     assert any(c.startswith('NNODES=2') for _, c in LAUNCHES)
     assert any('slurm_train.sh' in c for _, c in LAUNCHES)
 

@@ -20,12 +20,14 @@ def test_the_doc_has_a_command_per_row():
     configs = {w for c in commands for w in shlex.split(c)
                if w.startswith('configs/')}
     for row in range(1, 8):
-        assert any(f'ablations/row{row}_' in c for c in configs)
-    for name in ('vitb16_webperson.py', 'vitb16_webperson-1m.py',
-                 'vitb16_webperson-100k.py', 'vitb16_webperson_coderecipe.py',
-                 'vitb16_finetune_cuhk-pedes.py',
-                 'vitb16_finetune_icfg-pedes.py',
-                 'vitb16_finetune_rstpreid.py'):
+        assert any(f'_row{row}-' in c for c in configs)
+    for name in ('gadms_vit-b16_8xb64_webperson.py',
+                 'gadms_vit-b16_8xb64_webperson-1m.py',
+                 'gadms_vit-b16_8xb64_webperson-100k.py',
+                 'gadms_vit-b16_8xb128_webperson_coderecipe.py',
+                 'gadms_vit-b16_1xb128_cuhk-pedes_finetune.py',
+                 'gadms_vit-b16_1xb128_icfg-pedes_finetune.py',
+                 'gadms_vit-b16_1xb128_rstpreid_finetune.py'):
         assert f'configs/gadms/{name}' in configs
 
 
@@ -74,9 +76,11 @@ def test_one_test_command_per_table_cell():
     checkpoint; Table 3: per (starting point, source, target)."""
     commands = [c for c in doc_commands(REPRODUCE)
                 if c.startswith('python tools/test.py')]
-    for run in ('vitb16_webperson-100k', 'vitb16_webperson-1m',
-                'vitb16_webperson', 'ablations/row1_baseline',
-                'ablations/row7_gass_sdm_mtp'):
+    for run in ('gadms_vit-b16_8xb64_webperson-100k',
+                'gadms_vit-b16_8xb64_webperson-1m',
+                'gadms_vit-b16_8xb64_webperson',
+                'ablations/gadms_vit-b16_8xb64_webperson-500k_row1-baseline',
+                'ablations/gadms_vit-b16_8xb64_webperson-500k_row7-gass-sdm-mtp'):
         folder = run.split('/')[-1]
         for name in ('CUHK-PEDES', 'ICFG-PEDES', 'RSTPReid'):
             assert (f'python tools/test.py configs/gadms/{run}.py '

@@ -12,14 +12,20 @@ from common import REPO_ROOT, run_tool, spawn_workers
 from mmengine.config import Config
 from mmengine.logging import MessageHub
 
+from gadms.cli import build_runner
+from gadms.common.checkpoint_compat import allow_mmengine_checkpoint_globals
 from gadms.engine import CheckpointError, GADMSRunner
-from gadms.engine import runner as runner_module
+from gadms.engine import resume as resume_module
 from gadms.engine.checkpoint_loading import is_readable_checkpoint
-from gadms.engine.runner import latest_resumable_checkpoint
+from gadms.engine.resume import latest_resumable_checkpoint
 from gadms.registry import MODELS
-from gadms.utils import build_runner
 
-CONFIG = osp.join(REPO_ROOT, 'configs/baselines/clip-sdm_tiny_synthperson.py')
+# these tests read MMEngine checkpoints with torch.load (weights-only), as
+# a user may after allow-listing MMEngine's types
+allow_mmengine_checkpoint_globals()
+
+CONFIG = osp.join(REPO_ROOT,
+                  'configs/baselines/clip-sdm_tiny_1xb64_synthperson.py')
 SMALL = dict(
     train_cfg=dict(max_epochs=2, val_interval=100),
     train_dataloader=dict(
@@ -34,7 +40,7 @@ KILLED_WHILE_SAVING = '''
 import os, signal, sys
 from mmengine.config import Config
 from mmengine.fileio.backends import LocalBackend
-from gadms.utils import build_runner, register_all_modules
+from gadms.cli import build_runner, register_all_modules
 
 def put_then_die(self, obj, filepath):
     if 'iter_3' in str(filepath):
@@ -192,7 +198,7 @@ def test_auto_resume_takes_only_resumable_checkpoints(tmp_path,
                                                       monkeypatch):
     good = _resumable_work_dir(tmp_path / 'work')
     logged = []
-    monkeypatch.setattr(runner_module, 'print_log',
+    monkeypatch.setattr(resume_module, 'print_log',
                         lambda message, **kwargs: logged.append(message))
     assert latest_resumable_checkpoint(str(tmp_path / 'work')) == good
     skipped = '\n'.join(logged)
@@ -205,7 +211,7 @@ def _resume_choice_worker(rank: int, work_dir: str, out_dir: str) -> None:
                             init_method=f'file://{out_dir}/rendezvous',
                             rank=rank, world_size=2)
     if rank == 1:  # this rank alone sees no resumable checkpoint
-        runner_module.has_training_state = lambda path: (False, 'hidden')
+        resume_module.has_training_state = lambda path: (False, 'hidden')
     choice = latest_resumable_checkpoint(work_dir)
     with open(osp.join(out_dir, f'rank{rank}'), 'w') as f:
         f.write(str(choice))

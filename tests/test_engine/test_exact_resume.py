@@ -8,9 +8,9 @@ import time
 from common import REPO_ROOT, run_tool
 
 from gadms.engine.checkpoint_loading import is_readable_checkpoint
-from gadms.utils.forked_tools import start_forked_tool
+from gadms.testing.forked_tools import start_forked_tool
 
-CONFIG = 'configs/gadms/gadms_tiny_synthperson-noise40.py'
+CONFIG = 'configs/gadms/gadms_tiny_1xb64_synthperson-noise40.py'
 # 16 identities x 4 photos x 2 captions / batch 16 = 8 iterations an epoch;
 # 2 epochs; a checkpoint every 3 iterations (mid-epoch); no validation;
 # two persistent workers load the data (augmentations seeded per sample:

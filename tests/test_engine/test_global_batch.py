@@ -10,7 +10,7 @@ from test_training_faults import _runner
 
 from gadms.engine.global_batch import fit_global_batch
 
-RECIPE = 'configs/gadms/vitb16_webperson.py'  # 512 = 8 x 64
+RECIPE = 'configs/gadms/gadms_vit-b16_8xb64_webperson.py'  # 512 = 8 x 64
 
 
 def _recipe():

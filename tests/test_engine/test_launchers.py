@@ -8,9 +8,9 @@ import subprocess
 
 from common import REPO_ROOT
 
-from gadms.utils.forked_tools import start_forked_tool
+from gadms.testing.forked_tools import start_forked_tool
 
-CONFIG = 'configs/baselines/clip-sdm_tiny_synthperson.py'
+CONFIG = 'configs/baselines/clip-sdm_tiny_1xb64_synthperson.py'
 OPTIONS = [
     'train_cfg.max_epochs=2', 'train_cfg.val_interval=100',
     'train_dataloader.dataset.num_identities.train=8',

@@ -12,7 +12,8 @@ from mmengine.optim import OptimWrapper
 from gadms.datasets import SynthPerson
 from gadms.registry import MODELS, OPTIM_WRAPPERS
 
-CONFIG = osp.join(REPO_ROOT, 'configs/baselines/clip-sdm_tiny_synthperson.py')
+CONFIG = osp.join(REPO_ROOT,
+                  'configs/baselines/clip-sdm_tiny_1xb64_synthperson.py')
 PIPELINE = [
     dict(type='Resize', scale=(32, 96), keep_ratio=False),
     dict(type='TokenizeCaption'),

@@ -10,7 +10,7 @@ from gadms.datasets import export_synth_person
 from gadms.registry import MODELS
 
 BASE_CONFIG = osp.join(REPO_ROOT,
-                       'configs/baselines/clip-sdm_tiny_synthperson.py')
+                       'configs/baselines/clip-sdm_tiny_1xb64_synthperson.py')
 # the SynthPerson test split of the base config, made small
 SYNTH = dict(num_identities=dict(train=16, val=4, test=4),
              images_per_identity=4, captions_per_image=2, image_size=(128, 48),

@@ -12,14 +12,14 @@ from mmengine.logging import MessageHub
 from mmengine.model import MMDistributedDataParallel
 from mmengine.optim import OptimWrapper
 
+from gadms.cli import register_all_modules
 from gadms.datasets import SynthPerson
-from gadms.models.utils import TokenScoreBank
+from gadms.models.score_bank import TokenScoreBank
 from gadms.registry import MODELS
-from gadms.utils import register_all_modules
 
 CONFIGS = {
-    'clip-sdm': 'configs/baselines/clip-sdm_tiny_synthperson.py',
-    'gadms': 'configs/gadms/gadms_tiny_synthperson.py',
+    'clip-sdm': 'configs/baselines/clip-sdm_tiny_1xb64_synthperson.py',
+    'gadms': 'configs/gadms/gadms_tiny_1xb64_synthperson.py',
 }
 GLOBAL_BATCH = 8
 PIPELINE = [

@@ -7,7 +7,8 @@ WebPerson corpus (16 images), three ways:
     method.md: its own GASS, masks, SDM, MTP, per-GPU score banks and
     webreid.py's pids, one per image, with the released constants) on 8 gloo
     processes x 4 captions, gradients averaged over ranks as DDP does;
-(b) gadms built from ``configs/gadms/vitb16_webperson_coderecipe.py``: every
+(b) gadms built from
+    ``configs/gadms/gadms_vit-b16_8xb128_webperson_coderecipe.py``: every
     setting read from the config (the model, the score bank hook, the
     dataset's identity option), only the network shrunk and the per-GPU
     batch scaled from ``released_gpu_batch`` to 4, on 8 gloo processes x 4;
@@ -40,12 +41,13 @@ from released_reference import (BETA, MASK_ID, SCORE_INIT, info_probs,
                                 released_sdm, webreid_pids)
 from tiny_models import tiny_backbone_cfg
 
-from gadms.models.utils import TokenScoreBank, keyed_uniform
+from gadms.cli import register_all_modules
+from gadms.models.score_bank import TokenScoreBank
+from gadms.models.utils import keyed_uniform
 from gadms.registry import DATASETS, MODELS
 from gadms.structures import TextPersonDataSample
-from gadms.utils import register_all_modules
 
-RECIPE = 'configs/gadms/vitb16_webperson_coderecipe.py'
+RECIPE = 'configs/gadms/gadms_vit-b16_8xb128_webperson_coderecipe.py'
 WORLD, LOCAL = 8, 4
 GLOBAL = WORLD * LOCAL
 TEXT_LAYERS = 2  # the tiny network's; the recipe scores the last 8 of 12

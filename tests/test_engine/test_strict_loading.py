@@ -9,12 +9,14 @@ from common import REPO_ROOT, run_tool
 from mmengine.config import Config
 
 from gadms.apis import GalleryIndex, TextPersonInferencer
+from gadms.cli import build_runner
 from gadms.engine import CheckpointError, load_model_weights
 from gadms.registry import MODELS
-from gadms.utils import build_runner
 
-CONFIG = osp.join(REPO_ROOT, 'configs/baselines/clip-sdm_tiny_synthperson.py')
-GADMS_CONFIG = osp.join(REPO_ROOT, 'configs/gadms/gadms_tiny_synthperson.py')
+CONFIG = osp.join(REPO_ROOT,
+                  'configs/baselines/clip-sdm_tiny_1xb64_synthperson.py')
+GADMS_CONFIG = osp.join(REPO_ROOT,
+                        'configs/gadms/gadms_tiny_1xb64_synthperson.py')
 SMALL = dict(train_dataloader=dict(
     batch_size=8, num_workers=0, persistent_workers=False,
     dataset=dict(num_identities=dict(train=4, val=2, test=2))))
@@ -133,7 +135,8 @@ def test_partial_load_is_explicit(tmp_path):
 def test_finetune_configs_allow_only_the_new_id_head():
     for name in ('cuhk-pedes', 'icfg-pedes', 'rstpreid'):
         cfg = Config.fromfile(osp.join(
-            REPO_ROOT, f'configs/gadms/vitb16_finetune_{name}.py'))
+            REPO_ROOT,
+            f'configs/gadms/gadms_vit-b16_1xb128_{name}_finetune.py'))
         assert cfg.load_partial == ['id_head.'], name
 
 

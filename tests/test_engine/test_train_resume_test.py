@@ -11,7 +11,13 @@ import torch
 from common import REPO_ROOT, run_tool
 from tiny_models import SMALL_SYNTH_OPTIONS
 
-CONFIG = 'configs/baselines/clip-sdm_tiny_synthperson.py'
+from gadms.common.checkpoint_compat import allow_mmengine_checkpoint_globals
+
+# these tests read MMEngine checkpoints with torch.load (weights-only), as
+# a user may after allow-listing MMEngine's types
+allow_mmengine_checkpoint_globals()
+
+CONFIG = 'configs/baselines/clip-sdm_tiny_1xb64_synthperson.py'
 # a smaller model: these tests check the tools, not it
 SMALL_DATA = SMALL_SYNTH_OPTIONS
 
@@ -123,7 +129,7 @@ def test_two_cpu_processes_train_and_evaluate_like_one(tmp_path):
 
 
 def test_gadms_checkpoint_carries_the_score_bank(tmp_path):
-    config = 'configs/gadms/gadms_tiny_synthperson-noise40.py'
+    config = 'configs/gadms/gadms_tiny_1xb64_synthperson-noise40.py'
     first_dir, resumed_dir = str(tmp_path / 'first'), str(tmp_path / 'next')
     _run('tools/train.py', config, '--work-dir', first_dir, '--cfg-options',
          'train_cfg.max_epochs=2', 'train_cfg.val_interval=2', *SMALL_DATA)

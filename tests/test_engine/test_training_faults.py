@@ -15,15 +15,21 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from tiny_models import SHRINK_OPTIONS, SMALL_SYNTH_OPTIONS
 
+from gadms.cli import build_runner
+from gadms.common.checkpoint_compat import allow_mmengine_checkpoint_globals
 from gadms.engine import CheckpointError
 from gadms.engine.checkpoint_loading import is_readable_checkpoint
-from gadms.engine.runner import fit_schedulers_to_training
+from gadms.engine.scheduler_fitting import fit_schedulers_to_training
 from gadms.engine.work_dir_lock import LOCK_NAME, WorkDirLockedError
 from gadms.evaluation import NonFiniteScoresError
 from gadms.registry import HOOKS, MODELS
-from gadms.utils import build_runner
 
-CONFIG = osp.join(REPO_ROOT, 'configs/baselines/clip-sdm_tiny_synthperson.py')
+# these tests read MMEngine checkpoints with torch.load (weights-only), as
+# a user may after allow-listing MMEngine's types
+allow_mmengine_checkpoint_globals()
+
+CONFIG = osp.join(REPO_ROOT,
+                  'configs/baselines/clip-sdm_tiny_1xb64_synthperson.py')
 SMALL = dict(
     train_dataloader=dict(
         batch_size=32, num_workers=0, persistent_workers=False,

@@ -6,7 +6,7 @@ import torch
 from common import EOT, SOT
 from test_gadms import _batch, _model
 
-from gadms.models.utils import TokenScoreBank
+from gadms.models.score_bank import TokenScoreBank
 from gadms.registry import MODELS
 from gadms.structures import TextPersonDataSample
 

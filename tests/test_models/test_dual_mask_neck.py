@@ -51,9 +51,9 @@ PRESET_TABLE = {
 
 
 @pytest.mark.parametrize('preset', ['paper', 'hard'])
-def test_noise_mask_presets_match_the_table(preset):
+def test_noise_presets_match_the_table(preset):
     torch.manual_seed(0)
-    neck = MODELS.build(dict(type='DualMaskNeck', noise_mask=preset,
+    neck = MODELS.build(dict(type='DualMaskNeck', noise_preset=preset,
                              force_one_noise=False))
     table = torch.tensor(PRESET_TABLE[preset])
     noise, _ = neck.selection_probs(table[:, 0])
@@ -70,12 +70,25 @@ def test_noise_mask_presets_match_the_table(preset):
 
 
 def test_a_preset_and_its_settings_are_not_mixed():
-    with pytest.raises(ValueError, match=r"noise_mask='hard' sets "
+    with pytest.raises(ValueError, match=r"noise_preset='hard' sets "
                        r"\['noise_lam'\]: give either"):
-        MODELS.build(dict(type='DualMaskNeck', noise_mask='hard',
+        MODELS.build(dict(type='DualMaskNeck', noise_preset='hard',
                           noise_lam=30))
-    with pytest.raises(ValueError, match="noise_mask must be one of"):
-        MODELS.build(dict(type='DualMaskNeck', noise_mask='soft'))
+    with pytest.raises(ValueError, match="noise_preset must be one of"):
+        MODELS.build(dict(type='DualMaskNeck', noise_preset='soft'))
+
+
+def test_the_old_name_noise_mask_still_sets_the_preset():
+    with pytest.warns(DeprecationWarning, match='use noise_preset'):
+        old = MODELS.build(dict(type='DualMaskNeck', noise_mask='hard'))
+    new = MODELS.build(dict(type='DualMaskNeck', noise_preset='hard'))
+    # NOISE_PRESETS['hard'], written out
+    for neck in (old, new):
+        assert (neck.noise_alpha, neck.noise_lam, neck.noise_gamma,
+                neck.noise_replace) == (1.0, 60.0, 0.9, 'mask_only')
+    with pytest.raises(ValueError, match='give noise_preset only'):
+        MODELS.build(dict(type='DualMaskNeck', noise_preset='hard',
+                          noise_mask='hard'))
 
 
 @pytest.mark.parametrize('preset', [None, 'paper', 'hard'])
@@ -83,7 +96,7 @@ def test_the_noise_slope_leaves_the_mtp_view_alone(preset):
     """noise_lam is the noise view's slope: the 'hard' preset (noise_lam
     60) keeps the MTP view at the paper's p_i = 0.3 sigmoid(20 (s - 0.1)):
     0.0358 at s = 0, where a shared slope of 60 gave 0.0007."""
-    neck = MODELS.build(dict(type='DualMaskNeck', noise_mask=preset))
+    neck = MODELS.build(dict(type='DualMaskNeck', noise_preset=preset))
     scores = torch.tensor(SCORE_VALUES)
     _, info = neck.selection_probs(scores)
     torch.testing.assert_close(info, torch.tensor(
@@ -230,12 +243,12 @@ def test_noise_budget_selects_only_the_lowest_scored_tokens(budget):
     ids[2, 2] = EOT  # a row with a single content token
     # scores from a few levels, so that ties between positions occur
     scores = torch.randint(0, 4, (6, 77)).float() / 10
-    neck = MODELS.build(dict(type='DualMaskNeck', noise_mask='hard',
+    neck = MODELS.build(dict(type='DualMaskNeck', noise_preset='hard',
                              noise_budget=budget))
     draws = torch.rand(6, 77)
     p_noise, p_info = neck.view_probs(ids, scores, draws)
     unbudgeted, same_info = MODELS.build(dict(
-        type='DualMaskNeck', noise_mask='hard')).view_probs(ids, scores)
+        type='DualMaskNeck', noise_preset='hard')).view_probs(ids, scores)
     eligible_counts = [7, 4, 1, 7, 7, 7]
     for row, positions in enumerate(_lowest_by_hand(ids, scores, draws,
                                                     budget)):
@@ -267,7 +280,7 @@ def test_budget_ties_go_to_the_lower_draw_and_are_counted():
     scores[1, 1:5] = torch.tensor([0.3, 0.1, 0.2, 0.0])
     draws = torch.full((3, 77), 0.99)
     draws[0, 1:5] = torch.tensor([0.9, 0.1, 0.5, 0.0])
-    neck = MODELS.build(dict(type='DualMaskNeck', noise_mask='hard',
+    neck = MODELS.build(dict(type='DualMaskNeck', noise_preset='hard',
                              noise_budget=2))
     chosen = neck.lowest_scored(ids, scores, draws)
     assert chosen[0].nonzero().flatten().tolist() == [2, 3]
@@ -282,7 +295,7 @@ def test_keyed_tie_breaks_spread_over_the_tied_words():
     position always chose the first; the same keys and step repeat the
     choice."""
     ids = _captions(1, length=8)
-    neck = MODELS.build(dict(type='DualMaskNeck', noise_mask='hard',
+    neck = MODELS.build(dict(type='DualMaskNeck', noise_preset='hard',
                              noise_budget=1, seed=3, force_one_noise=False))
     counts = torch.zeros(77)
     steps = 700

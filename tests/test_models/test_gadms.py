@@ -7,7 +7,7 @@ from common import EOT, MASK, REPO_ROOT, SOT
 from mmengine.config import Config
 from tiny_models import tiny_backbone_cfg
 
-from gadms.models.utils import TokenScoreBank
+from gadms.models.score_bank import TokenScoreBank
 from gadms.registry import MODELS
 from gadms.structures import TextPersonDataSample
 
@@ -146,5 +146,6 @@ def test_fine_tuning_logs_its_random_mlm_as_loss_mlm():
         MODELS.build(dict(type='MTPHead', embed_dim=32, depth=1, heads=2,
                           loss_name='mlm'))
     finetune = Config.fromfile(osp.join(
-        REPO_ROOT, 'configs/gadms/vitb16_finetune_cuhk-pedes.py'))
+        REPO_ROOT,
+        'configs/gadms/gadms_vit-b16_1xb128_cuhk-pedes_finetune.py'))
     assert finetune.model.mtp_head.loss_name == 'loss_mlm'

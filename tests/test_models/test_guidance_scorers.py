@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from common import EOT, SOT
 from tiny_models import tiny_backbone_cfg
 
+from gadms.cli import register_all_modules
 from gadms.datasets.transforms import get_tokenizer
 from gadms.registry import MODELS
 from gadms.structures import TextPersonDataSample
-from gadms.utils import register_all_modules
 
 TOKENIZER = get_tokenizer(77)
 LEXICON = dict(

@@ -10,7 +10,7 @@ import torch.distributed as dist
 from common import spawn_workers
 from torch.utils.data import DataLoader, Dataset
 
-from gadms.models.utils import TokenScoreBank
+from gadms.models.score_bank import TokenScoreBank
 
 
 def test_init_read_update_round_trip():
@@ -32,7 +32,7 @@ def test_init_read_update_round_trip():
 # a child that fills a default bank, then is killed like the OOM killer
 KILLED_WITH_A_BANK = '''
 import os, signal, torch
-from gadms.models.utils import TokenScoreBank
+from gadms.models.score_bank import TokenScoreBank
 bank = TokenScoreBank(1000, length=77)
 bank.update(torch.arange(4), torch.rand(4, 77))
 os.kill(os.getpid(), signal.SIGKILL)

@@ -8,7 +8,7 @@ from tensorboard.backend.event_processing.event_accumulator import \
     EventAccumulator
 from tiny_models import SHRINK_OPTIONS, SMALL_SYNTH_OPTIONS
 
-CONFIG = 'configs/gadms/gadms_tiny_synthperson.py'
+CONFIG = 'configs/gadms/gadms_tiny_1xb64_synthperson.py'
 
 
 def test_tensorboard_event_file_holds_losses_and_metrics(tmp_path):

@@ -14,7 +14,7 @@ from get_flops import measure  # noqa: E402  isort:skip
 
 def test_tiny_image_encoder_matches_a_hand_count():
     cfg = Config.fromfile(
-        osp.join(REPO_ROOT, 'configs/gadms/gadms_tiny_synthperson.py'))
+        osp.join(REPO_ROOT, 'configs/gadms/gadms_tiny_1xb64_synthperson.py'))
     rows = {name: (flops, params)
             for name, flops, params in measure(MODELS.build(cfg.model))}
     # configs/_base_/models/clip-sdm_tiny.py: width 128, 3 layers, 4 heads
@@ -38,7 +38,7 @@ def test_tiny_image_encoder_matches_a_hand_count():
 
 def test_cli_prints_the_table_and_its_result_alone():
     result = run_tool('tools/analysis_tools/get_flops.py',
-                      'configs/baselines/clip-sdm_tiny_synthperson.py',
+                      'configs/baselines/clip-sdm_tiny_1xb64_synthperson.py',
                       check=True)
     lines = result.stdout.splitlines()
     assert any(line.startswith('| image encoder ') for line in lines)
@@ -49,7 +49,7 @@ def test_cli_prints_the_table_and_its_result_alone():
 def _image_gflops(*options: str) -> float:
     out = subprocess.run(
         [sys.executable, 'tools/analysis_tools/get_flops.py',
-         'configs/baselines/clip-sdm_tiny_synthperson.py', *options],
+         'configs/baselines/clip-sdm_tiny_1xb64_synthperson.py', *options],
         cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
     row = next(line for line in out.splitlines()
                if line.startswith('| image encoder '))

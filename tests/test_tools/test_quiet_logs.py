@@ -7,10 +7,10 @@ import torch
 from common import run_fresh_tool
 from mmengine.config import Config
 
+from gadms.cli import register_all_modules
 from gadms.registry import MODELS
-from gadms.utils import register_all_modules
 
-CONFIG = 'configs/baselines/clip-sdm_tiny_synthperson.py'
+CONFIG = 'configs/baselines/clip-sdm_tiny_1xb64_synthperson.py'
 
 
 def test_console_header_is_short_and_the_log_file_has_everything(tmp_path):

@@ -6,7 +6,7 @@ import sys
 import pytest
 from common import tool_module
 
-CONFIG = 'configs/gadms/gadms_tiny_synthperson.py'
+CONFIG = 'configs/gadms/gadms_tiny_1xb64_synthperson.py'
 
 
 def _help(tool: str, monkeypatch, capsys) -> str:
@@ -64,10 +64,10 @@ def test_benchmark_keeps_one_test_set():
     """test.py --benchmark: the table cell's test set alone."""
     from mmengine.config import Config
     keep = tool_module('tools/test.py').keep_benchmark
-    cfg = Config.fromfile('configs/gadms/vitb16_webperson.py')
+    cfg = Config.fromfile('configs/gadms/gadms_vit-b16_8xb64_webperson.py')
     keep(cfg, 'ICFG-PEDES')
     assert cfg.test_dataloader.dataset.type == 'ICFGPEDES'
-    cfg = Config.fromfile('configs/gadms/vitb16_webperson.py')
+    cfg = Config.fromfile('configs/gadms/gadms_vit-b16_8xb64_webperson.py')
     with pytest.raises(SystemExit, match=r"--benchmark ICFG: the config "
                        r"tests on \['CUHK-PEDES', 'ICFG-PEDES', 'RSTPReid'\]"):
         keep(cfg, 'ICFG')

@@ -7,8 +7,8 @@ import os
 import pytest
 from common import dry_run_train, tool_module
 
-PRETRAINING = 'configs/gadms/vitb16_webperson.py'
-FINETUNING = 'configs/gadms/vitb16_finetune_cuhk-pedes.py'
+PRETRAINING = 'configs/gadms/gadms_vit-b16_8xb64_webperson.py'
+FINETUNING = 'configs/gadms/gadms_vit-b16_1xb128_cuhk-pedes_finetune.py'
 
 
 def _row(printed: str, label: str) -> str:
@@ -117,18 +117,20 @@ def test_paper_protocol_never_replaces_a_named_checkpoint(sandbox,
     config's own load_from) gets the best CUHK-PEDES checkpoint of its
     run; a run without one is refused with a message, not a traceback."""
     named = dry_run_train([FINETUNING, '--paper-protocol', '--cfg-options',
-                           'load_from=work_dirs/vitb16_webperson/'
+                           'load_from=work_dirs/gadms_vit-b16_8xb64_webperson/'
                            'epoch_30.pth'], 1, monkeypatch, capsys)
     assert _row(named, 'load_from') == \
-        'work_dirs/vitb16_webperson/epoch_30.pth (found)'
-    for args in ([], ['--cfg-options',
-                      'load_from=work_dirs/vitb16_webperson-1m/']):
+        'work_dirs/gadms_vit-b16_8xb64_webperson/epoch_30.pth (found)'
+    for args in ([], [
+            '--cfg-options',
+            'load_from=work_dirs/gadms_vit-b16_8xb64_webperson-1m/']):
         chosen = dry_run_train([FINETUNING, '--paper-protocol', *args], 1,
                                monkeypatch, capsys)
-        run = 'vitb16_webperson-1m' if args else 'vitb16_webperson'
+        run = ('gadms_vit-b16_8xb64_webperson-1m' if args else
+               'gadms_vit-b16_8xb64_webperson')
         assert _row(chosen, 'load_from') == (
             f'work_dirs/{run}/best_CUHK-PEDES_t2i_R1_epoch_21.pth (found)')
-    os.remove('work_dirs/vitb16_webperson/'
+    os.remove('work_dirs/gadms_vit-b16_8xb64_webperson/'
               'best_CUHK-PEDES_t2i_R1_epoch_21.pth')
     monkeypatch.setattr('sys.argv', ['tools/train.py', FINETUNING,
                                      '--paper-protocol', '--dry-run'])

@@ -53,7 +53,7 @@ def test_the_drawn_masks_are_the_necks(monkeypatch):
     nothing is selected)."""
     tool = tool_module('tools/analysis_tools/visualize_token_scores.py')
     config = Config.fromfile(osp.join(
-        REPO_ROOT, 'configs/gadms/gadms_tiny_synthperson.py'))
+        REPO_ROOT, 'configs/gadms/gadms_tiny_1xb64_synthperson.py'))
     config.merge_from_dict({'model.neck.policy': 'uniform',
                             'model.neck.uniform_rates': (0.3, 0.4),
                             'model.neck.seed': 7})
@@ -93,7 +93,8 @@ def _checkpoint(config: str, path) -> str:
 
 
 def test_tool_writes_pictures_and_html(tmp_path):
-    config = osp.join(REPO_ROOT, 'configs/gadms/gadms_tiny_synthperson.py')
+    config = osp.join(REPO_ROOT,
+                      'configs/gadms/gadms_tiny_1xb64_synthperson.py')
     checkpoint = _checkpoint(config, tmp_path / 'gadms.pth')
     out_dir = str(tmp_path / 'vis')
     # --cfg-options reach the model: a scorer over one layer instead of 2
@@ -122,7 +123,7 @@ def test_tool_writes_pictures_and_html(tmp_path):
 
 def test_a_model_without_scorer_needs_the_default_flag(tmp_path):
     config = osp.join(REPO_ROOT,
-                      'configs/baselines/clip-sdm_tiny_synthperson.py')
+                      'configs/baselines/clip-sdm_tiny_1xb64_synthperson.py')
     checkpoint = _checkpoint(config, tmp_path / 'clip_sdm.pth')
     refused = _tool(config, checkpoint, '--num', '1', '--out-dir',
                     str(tmp_path / 'refused'))

@@ -6,10 +6,10 @@ import torch
 from common import run_tool
 from mmengine.config import Config
 
+from gadms.cli import register_all_modules
 from gadms.registry import MODELS
-from gadms.utils import register_all_modules
 
-CONFIG = 'configs/baselines/clip-sdm_tiny_synthperson.py'
+CONFIG = 'configs/baselines/clip-sdm_tiny_1xb64_synthperson.py'
 SMALL_TEST = ['test_dataloader.dataset.num_identities.test=6',
               'test_dataloader.num_workers=0',
               'test_dataloader.persistent_workers=False']

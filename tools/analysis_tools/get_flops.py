@@ -1,6 +1,6 @@
 """FLOPs and parameters of a retriever's parts, with fvcore.
 
-    python tools/analysis_tools/get_flops.py configs/gadms/vitb16_webperson.py
+    python tools/analysis_tools/get_flops.py configs/gadms/gadms_vit-b16_8xb64_webperson.py
 
 Counts one image at the configured input size and one 77-token caption:
 the image encoder and the text encoder (what retrieval runs), and the
@@ -24,12 +24,13 @@ with warnings.catch_warnings():
                             message='`torch.jit.script` is deprecated')
     from fvcore.nn import FlopCountAnalysis
     from fvcore.nn.jit_handles import get_shape
+
 from mmengine.registry import init_default_scope
 from terminaltables import AsciiTable
 from torch import nn
 
+from gadms.cli import add_cfg_options_arg, read_config
 from gadms.registry import MODELS
-from gadms.utils import add_cfg_options_arg, read_config
 
 
 class _Call(nn.Module):

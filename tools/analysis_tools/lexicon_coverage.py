@@ -15,8 +15,6 @@ candidates to add to the lexicon's garments (CUHK-PEDES's
 vocabulary). ``--out`` writes the counts as JSON.
 """
 import argparse
-import json
-import os
 import os.path as osp
 import sys
 from collections import Counter
@@ -27,11 +25,13 @@ from terminaltables import AsciiTable
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
-from gadms.datasets.attribute_lexicon import (WORD,  # noqa: E402
-                                              AttributeLexicon)
+from gadms.cli import register_all_modules  # noqa: E402
+from gadms.cli.config_names import resolve_config_path  # noqa: E402
+from gadms.common.atomic import write_json  # noqa: E402
+from gadms.common.progress import Progress  # noqa: E402
+from gadms.datasets.attribute_lexicon import WORD  # noqa: E402
+from gadms.datasets.attribute_lexicon import AttributeLexicon
 from gadms.registry import DATASETS  # noqa: E402
-from gadms.utils import register_all_modules  # noqa: E402
-from gadms.utils.progress import Progress  # noqa: E402
 
 
 def coverage(captions: Iterable[str], lexicon: AttributeLexicon,
@@ -106,7 +106,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     register_all_modules()
-    cfg = Config.fromfile(args.config)
+    cfg = Config.fromfile(resolve_config_path(args.config))
     source = Config.fromfile(args.lexicon) if args.lexicon else cfg
     if 'attribute_lexicon' not in source:
         raise SystemExit(f'{args.lexicon or args.config} defines no '
@@ -117,9 +117,7 @@ def main() -> None:
     counts = coverage(captions, lexicon, total)
     print_report(counts, args.top)
     if args.out:
-        with open(args.out + '.part', 'w', encoding='utf-8') as f:
-            json.dump(counts, f, indent=1)
-        os.replace(args.out + '.part', args.out)
+        write_json(args.out, counts, indent=1)
 
 
 if __name__ == '__main__':

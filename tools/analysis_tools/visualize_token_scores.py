@@ -24,13 +24,12 @@ import numpy as np
 import torch
 
 from gadms.apis import TextPersonInferencer
+from gadms.cli import (add_cfg_options_arg, add_checkpoint_args, add_data_args,
+                       apply_checkpoint_args, read_tool_config)
+from gadms.common.atomic import atomic_write, write_image
 from gadms.datasets.transforms import MASK_TOKEN_ID
 from gadms.registry import DATASETS, MODELS
-from gadms.utils import (add_cfg_options_arg, add_checkpoint_args,
-                         add_data_args, apply_checkpoint_args,
-                         read_tool_config)
-from gadms.visualization import draw_token_scores
-from gadms.visualization import token_scores_html, word_rows
+from gadms.visualization import draw_token_scores, token_scores_html, word_rows
 
 
 def parse_args() -> argparse.Namespace:
@@ -154,16 +153,15 @@ def main() -> None:
         captions.append(rows)
         pictures.append(draw_token_scores(image, rows,
                                           full_bar=scored['full_bar']))
-        cv2.imwrite(osp.join(args.out_dir, f'caption_{i:03d}.png'),
+        write_image(osp.join(args.out_dir, f'caption_{i:03d}.png'),
                     pictures[-1])
         if path not in image_names:  # one thumbnail per image
             image_names[path] = f'image_{len(image_names):03d}.png'
-            cv2.imwrite(osp.join(args.out_dir, image_names[path]), image)
+            write_image(osp.join(args.out_dir, image_names[path]), image)
         thumbnails.append(image_names[path])
-    cv2.imwrite(osp.join(args.out_dir, 'overview.png'), np.concatenate(
+    write_image(osp.join(args.out_dir, 'overview.png'), np.concatenate(
         pictures))
-    with open(osp.join(args.out_dir, 'index.html'), 'w',
-              encoding='utf-8') as f:
+    with atomic_write(osp.join(args.out_dir, 'index.html')) as f:
         f.write(token_scores_html(captions, thumbnails))
     print(f'wrote {len(triples)} caption pictures, overview.png and '
           f'index.html to {args.out_dir}')

@@ -29,17 +29,17 @@ import os
 import sys
 from functools import partial
 
-from gadms.corpus import (ContrastBoxDetector, DownloadOptions,
-                          FilterOptions, PersonFilterRules,
-                          PrecomputedDetector, ServerCaptionBackend,
-                          TransformersCaptioner,
+from gadms.common.atomic import write_json
+from gadms.common.image_limits import DEFAULT_MAX_PIXELS
+from gadms.corpus import (ContrastBoxDetector, DownloadOptions, FilterOptions,
+                          PersonFilterRules, PrecomputedDetector,
+                          ServerCaptionBackend, TransformersCaptioner,
                           UltralyticsDetector, VLLMCaptionBackend,
                           build_template_bank, load_template_bank,
                           run_caption_stage, run_download_stage,
                           run_export_stage, run_filter_stage)
 from gadms.corpus.caption_stage import openai_servers
 from gadms.corpus.templates import embed
-from gadms.image_limits import DEFAULT_MAX_PIXELS
 
 
 def parse_args() -> argparse.Namespace:
@@ -257,8 +257,7 @@ def main() -> None:
         bank = build_template_bank(
             read_captions(args.captions), args.clusters, args.per_cluster,
             args.seed, embedder=embedder)
-        with open(args.out, 'w', encoding='utf-8') as f:
-            json.dump(bank, f, indent=1)
+        write_json(args.out, bank, indent=1)
         report = dict(templates=len(bank), out=args.out)
     elif args.stage == 'filter':
         rules = PersonFilterRules(

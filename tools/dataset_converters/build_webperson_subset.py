@@ -10,16 +10,17 @@ shard per input shard, one shard in memory at a time) or, for the JSON
 form, an annotation file plus an ``images`` link to the input's images.
 """
 import argparse
-import json
 import os
 import os.path as osp
 
 import numpy as np
 import pyarrow.parquet as pq
 
+from gadms.common.atomic import write_json, write_parquet
+from gadms.common.formats import (CAPTION_FIELDS, WEBPERSON_JSON_NAME,
+                                  webperson_json_entry)
+from gadms.common.progress import Progress
 from gadms.datasets import WebPerson
-from gadms.datasets.webperson_json import CAPTION_FIELDS
-from gadms.utils.progress import Progress
 
 
 def parse_args() -> argparse.Namespace:
@@ -46,7 +47,7 @@ def write_parquet_subset(corpus, rows: np.ndarray, out_dir: str) -> int:
     selected = [(file, local) for file, local in selected if len(local)]
     progress = Progress(len(selected), 'writing the subset')
     for number, (file, local) in enumerate(selected):
-        pq.write_table(
+        write_parquet(
             pq.read_table(file).take(local),
             osp.join(out_dir, 'data',
                      f'train-{number:05d}-of-{len(selected):05d}.parquet'))
@@ -57,15 +58,15 @@ def write_parquet_subset(corpus, rows: np.ndarray, out_dir: str) -> int:
 
 def write_json_subset(dataset: WebPerson, out_dir: str) -> None:
     corpus = dataset.corpus
-    entries = [{
-        corpus.paths[row].as_py():
-        {field: corpus.captions[field][row].as_py()
-         for field in CAPTION_FIELDS}
-    } for row in dataset.rows.tolist()]
+    entries = [
+        webperson_json_entry(
+            corpus.paths[row].as_py(),
+            tuple(corpus.captions[field][row].as_py()
+                  for field in CAPTION_FIELDS))
+        for row in dataset.rows.tolist()
+    ]
     os.makedirs(out_dir, exist_ok=True)
-    with open(osp.join(out_dir, 'annotations.json'), 'w',
-              encoding='utf-8') as f:
-        json.dump(entries, f)
+    write_json(osp.join(out_dir, WEBPERSON_JSON_NAME), entries)
     link = osp.join(out_dir, 'images')
     if not osp.lexists(link):
         os.symlink(osp.abspath(dataset.data_prefix['img_path']), link)
@@ -80,7 +81,7 @@ def main() -> None:
     if dataset.is_json:
         write_json_subset(dataset, args.out_dir)
         print(f'wrote {args.num_images} images to '
-              f'{osp.join(args.out_dir, "annotations.json")}')
+              f'{osp.join(args.out_dir, WEBPERSON_JSON_NAME)}')
     else:
         shards = write_parquet_subset(dataset.corpus, dataset.rows,
                                       args.out_dir)

@@ -16,7 +16,6 @@ as JSON.
 """
 import argparse
 import glob
-import json
 import os.path as osp
 import sys
 from collections import Counter, defaultdict
@@ -25,10 +24,11 @@ from typing import Dict, List
 import numpy as np
 from terminaltables import AsciiTable
 
-from gadms.datasets import (CUHKPEDES, ICFGPEDES, LoadPersonImage,
-                            RSTPReid, WebPerson)
+from gadms.common.atomic import write_json
+from gadms.common.progress import Progress
+from gadms.datasets import (CUHKPEDES, ICFGPEDES, LoadPersonImage, RSTPReid,
+                            WebPerson)
 from gadms.datasets.transforms import ImageLoadError
-from gadms.utils.progress import Progress
 
 BENCHMARKS = {'cuhk-pedes': CUHKPEDES, 'icfg-pedes': ICFGPEDES,
               'rstpreid': RSTPReid}
@@ -222,8 +222,7 @@ def main() -> int:
                         allow_outside_root=args.allow_outside_root)
     report.print()
     if args.out:
-        with open(args.out, 'w', encoding='utf-8') as f:
-            json.dump(report.to_dict(), f, indent=1)
+        write_json(args.out, report.to_dict(), indent=1)
     return 1 if report.errors else 0
 
 

@@ -20,7 +20,8 @@ from typing import Dict
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
-from gadms.utils.progress import Progress  # noqa: E402
+from gadms.common.atomic import atomic_write  # noqa: E402
+from gadms.common.progress import Progress  # noqa: E402
 
 CHUNK = 1 << 20
 
@@ -57,9 +58,8 @@ def digests(folder: str) -> Dict[str, str]:
 def write(folder: str, manifest: str) -> None:
     lines = [f'{digest}  {name}\n'
              for name, digest in digests(folder).items()]
-    with open(manifest + '.part', 'w', encoding='utf-8') as f:
+    with atomic_write(manifest) as f:
         f.writelines(lines)
-    os.replace(manifest + '.part', manifest)
     print(f'{manifest}: {len(lines)} files of {folder}')
 
 

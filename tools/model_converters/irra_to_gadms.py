@@ -14,7 +14,7 @@ from typing import Dict, List, Tuple
 
 import torch
 
-from gadms.utils import atomic_torch_save
+from gadms.common.atomic import atomic_torch_save
 
 # The official model (``model.state_dict()`` under ``'model'``, fp16) holds
 # the CLIP as ``base_model.*`` and the MLM branch at the top level; gadms

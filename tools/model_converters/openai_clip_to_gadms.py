@@ -15,10 +15,9 @@ model keys the file did not provide.
 import argparse
 import json
 
+from gadms.common.atomic import atomic_torch_save
 from gadms.models.backbones import OpenCLIPBackbone
-from gadms.models.backbones.clip_weights import \
-    read_clip_state_dict
-from gadms.utils import atomic_torch_save
+from gadms.models.backbones.clip_weights import read_clip_state_dict
 
 
 def parse_args() -> argparse.Namespace:

@@ -12,5 +12,5 @@ model = dict(
 )
 # every ViT-B/16 recipe starts from the OpenAI weights (or a checkpoint in
 # load_from): a run that would start from random weights is refused unless
-# --from-scratch asks for it (gadms/utils/preflight.py)
+# --from-scratch asks for it (gadms/cli/preflight.py)
 weights_required = True

@@ -11,11 +11,14 @@ from mmcv.transforms import BaseTransform
 from mmengine.fileio import get
 from mmengine.logging import MMLogger, print_log
 
-from gadms.image_limits import (DEFAULT_MAX_PIXELS, ImageLoadError,
-                                check_decoded_size)
+from gadms.common.atomic import atomic_write
+from gadms.common.image_limits import (DEFAULT_MAX_PIXELS, ImageLoadError,
+                                       check_decoded_size)
 from gadms.registry import TRANSFORMS
 
 SKIPPED_LIST_NAME = 'skipped_images.jsonl'
+
+
 def default_skipped_list() -> str:
     """``skipped_images.jsonl`` next to the current MMEngine log file (the
     run's log dir), or in the working directory outside a Runner."""
@@ -31,19 +34,27 @@ def record_skipped_image(list_file: str, path: str, reason: str) -> int:
     object per skipped image, so reasons may hold any character) unless
     listed; returns the new count, or 0 when it was listed already.
 
-    The file is locked while it is read and appended, so data loader
-    workers of all ranks can share it and every path is listed and logged
-    once.
+    A lock (``list_file + '.lock'``) is held while the list is read and
+    rewritten, so data loader workers of all ranks can share it and every
+    path is listed and logged once; the list is rewritten atomically, so a
+    worker killed while writing leaves the previous list whole.
     """
     os.makedirs(osp.dirname(osp.abspath(list_file)), exist_ok=True)
-    with open(list_file, 'a+', encoding='utf-8') as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        f.seek(0)
-        listed = [json.loads(line)['path'] for line in f if line.strip()]
-        if path in listed:
+    lock = os.open(list_file + '.lock', os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lines = []
+        if osp.exists(list_file):
+            with open(list_file, encoding='utf-8') as f:
+                lines = [line for line in f if line.strip()]
+        if path in (json.loads(line)['path'] for line in lines):
             return 0
-        f.write(json.dumps(dict(path=path, reason=reason)) + '\n')
-        return len(listed) + 1
+        lines.append(json.dumps(dict(path=path, reason=reason)) + '\n')
+        with atomic_write(list_file) as f:
+            f.writelines(lines)
+        return len(lines)
+    finally:
+        os.close(lock)  # releases the lock
 
 
 @TRANSFORMS.register_module()

@@ -2,8 +2,8 @@ from typing import Optional
 
 from mmengine.hooks import Hook
 
+from gadms.common.progress import Progress
 from gadms.registry import HOOKS
-from gadms.utils.progress import Progress
 
 
 @HOOKS.register_module()

@@ -18,7 +18,9 @@ class RandomStateHook(Hook):
     Python's global generators, as plain tensors, arrays and tuples, so the
     checkpoint still loads with ``weights_only=True``. The checkpoint is
     written by rank 0, whose states every rank restores. Loading weights
-    without resuming (``load_from``) leaves the generators alone.
+    without resuming (``load_from``) leaves the generators alone (it asks
+    :attr:`GADMSRunner.resuming <gadms.engine.GADMSRunner.resuming>`, so
+    the runner is gadms's, ``runner_type = 'GADMSRunner'``).
 
     Use in configs::
 
@@ -38,7 +40,7 @@ class RandomStateHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         state = checkpoint.get('random_state')
-        if state is None or not runner._resume:
+        if state is None or not runner.resuming:
             return
         torch.set_rng_state(state['torch'])
         np.random.set_state(state['numpy'])

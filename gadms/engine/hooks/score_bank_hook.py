@@ -8,7 +8,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
-from gadms.models.utils import TokenScoreBank
+from gadms.models.score_bank import TokenScoreBank
 from gadms.registry import HOOKS
 
 

@@ -24,7 +24,6 @@ queries.
 """
 import json
 import logging
-import os
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -32,6 +31,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 from terminaltables import AsciiTable
 
+from gadms.common.atomic import atomic_write
 from gadms.registry import METRICS
 
 # Comparisons of relevant images against a gallery row are made for at most
@@ -426,14 +426,12 @@ class TextPersonRetrievalMetric(BaseMetric):
 
     def _write_rankings(self, groups: Dict[tuple, List[dict]]) -> None:
         """Every query's top ``rankings_topk`` (see the class docstring)."""
-        part = self.rankings_file + '.part'
-        with open(part, 'w', encoding='utf-8') as f:
+        with atomic_write(self.rankings_file) as f:
             for (benchmark, split), results in groups.items():
                 for line in _ranking_lines(results, self.rankings_topk,
                                            self.pairs_per_chunk):
                     dataset = f'{benchmark or "-"}/{split or "-"}'
                     f.write(json.dumps(dict(dataset=dataset, **line)) + '\n')
-        os.replace(part, self.rankings_file)
         print_log(f'wrote the top-{self.rankings_topk} ranking of every '
                   f'query to {self.rankings_file}', logger='current')
 

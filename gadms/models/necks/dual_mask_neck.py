@@ -1,3 +1,4 @@
+import warnings
 from typing import Callable, NamedTuple, Optional, Tuple
 
 import torch
@@ -13,7 +14,7 @@ POLICIES = ('score', 'uniform', 'random', 'off')
 # about 0.05: nearly always [MASK]ed); docs/method.md tabulates both per
 # score. Each sets the noise view's own slope (noise_lam), so the MTP view
 # keeps the paper's lam = 20 under either.
-NOISE_MASKS = dict(
+NOISE_PRESETS = dict(
     paper=dict(noise_alpha=0.2, noise_lam=None, noise_gamma=0.9,
                noise_replace='bert'),
     hard=dict(noise_alpha=1.0, noise_lam=60.0, noise_gamma=0.9,
@@ -85,11 +86,13 @@ class DualMaskNeck(nn.Module):
         force_one_noise, force_one_mtp (bool): Fallback per view.
         seed (int, optional): Seed of the keyed draws; defaults to
             ``torch.initial_seed()`` (the run's seed).
-        noise_mask (str, optional): A named strength of the noise view
-            (``NOISE_MASKS``: ``'paper'`` or ``'hard'``) that sets
+        noise_preset (str, optional): A named strength of the noise view
+            (``NOISE_PRESETS``: ``'paper'`` or ``'hard'``) that sets
             ``noise_alpha``, ``noise_lam``, ``noise_gamma`` and
             ``noise_replace``; those four must then keep their defaults.
             The MTP view is left as it is.
+        noise_mask (str, optional): Deprecated name of ``noise_preset``
+            (accepted with a warning until gadms 0.3).
         noise_budget (int, optional): Under the ``'score'`` policy, at
             most this many tokens per caption can be selected for the
             noise view: its ``noise_budget`` lowest-scored eligible tokens
@@ -114,13 +117,15 @@ class DualMaskNeck(nn.Module):
                  force_one_noise: bool = False,
                  force_one_mtp: bool = True,
                  seed: Optional[int] = None,
-                 noise_mask: Optional[str] = None,
+                 noise_preset: Optional[str] = None,
                  noise_budget: Optional[int] = None,
-                 noise_lam: Optional[float] = None) -> None:
+                 noise_lam: Optional[float] = None,
+                 noise_mask: Optional[str] = None) -> None:
         super().__init__()
-        if noise_mask is not None:
+        noise_preset = self._renamed_preset(noise_preset, noise_mask)
+        if noise_preset is not None:
             noise_alpha, noise_lam, noise_gamma, noise_replace = \
-                self._preset(noise_mask,
+                self._preset(noise_preset,
                              dict(noise_alpha=noise_alpha, noise_lam=noise_lam,
                                   noise_gamma=noise_gamma,
                                   noise_replace=noise_replace))
@@ -148,18 +153,33 @@ class DualMaskNeck(nn.Module):
         self.budget_tied_fraction: Optional[float] = None
 
     @staticmethod
+    def _renamed_preset(noise_preset: Optional[str],
+                        noise_mask: Optional[str]) -> Optional[str]:
+        """``noise_preset``, or the value of its old name ``noise_mask``
+        with a deprecation warning."""
+        if noise_mask is None:
+            return noise_preset
+        if noise_preset is not None:
+            raise ValueError('give noise_preset only (noise_mask is its '
+                             'deprecated name)')
+        warnings.warn('DualMaskNeck(noise_mask=...) is deprecated: use '
+                      'noise_preset (the same values)', DeprecationWarning,
+                      stacklevel=3)
+        return noise_mask
+
+    @staticmethod
     def _preset(name: str, given: dict) -> tuple:
         """The four noise-view settings of preset ``name``; ``given`` (the
         arguments passed) must hold the defaults, the paper's values."""
-        if name not in NOISE_MASKS:
-            raise ValueError(f'noise_mask must be one of '
-                             f'{tuple(NOISE_MASKS)}, got {name!r}')
+        if name not in NOISE_PRESETS:
+            raise ValueError(f'noise_preset must be one of '
+                             f'{tuple(NOISE_PRESETS)}, got {name!r}')
         changed = sorted(key for key, value in given.items()
-                         if value != NOISE_MASKS['paper'][key])
+                         if value != NOISE_PRESETS['paper'][key])
         if changed:
-            raise ValueError(f'noise_mask={name!r} sets {changed}: give '
+            raise ValueError(f'noise_preset={name!r} sets {changed}: give '
                              'either the preset or the settings')
-        return tuple(NOISE_MASKS[name][key] for key in given)
+        return tuple(NOISE_PRESETS[name][key] for key in given)
 
     @property
     def needs_scores(self) -> bool:

@@ -5,7 +5,7 @@ import torch
 from mmengine.logging import MessageHub, print_log
 
 from gadms.registry import MODELS
-from ..utils import TokenScoreBank
+from ..score_bank import TokenScoreBank
 from .clip_sdm import CLIPSDM, SampleList
 
 

@@ -1,3 +1,0 @@
-# Table 9.4 row 6: GASS scores, SDM on the noise-masked caption, no MTP.
-_base_ = ['./webperson-500k.py']
-model = dict(mtp_head=None)
