@@ -66,19 +66,24 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from benchmarks.miniature import arms as arm_configs  # noqa: E402
-from benchmarks.miniature.corpus import annotate_corpus  # noqa: E402
-from benchmarks.miniature.corpus import build_corpus
+from benchmarks.miniature.corpus import (annotate_corpus,  # noqa: E402
+                                         build_corpus)
 from benchmarks.miniature.shapes import write_shapes_corpus  # noqa: E402
-from benchmarks.miniature.transfer import test_dataloader  # noqa: E402
-from benchmarks.miniature.transfer import write_test_sets
+from benchmarks.miniature.transfer import (test_dataloader,  # noqa: E402
+                                           write_test_sets)
 from benchmarks.plot_masking_curve import draw_quality_curve  # noqa: E402
-from benchmarks.score_diagnostics import bank_statistics  # noqa: E402
-from benchmarks.score_diagnostics import control_statistics, selectivity_table
+from benchmarks.score_diagnostics import (bank_statistics,  # noqa: E402
+                                          control_statistics,
+                                          selectivity_table)
 from gadms.cli import register_all_modules  # noqa: E402
+from gadms.common.checkpoint_compat import (  # noqa: E402
+    allow_mmengine_checkpoint_globals)
 from gadms.datasets import SynthPerson, export_synth_person  # noqa: E402
 from gadms.registry import DATASETS  # noqa: E402
 from gadms.testing.forked_tools import run_forked_tool  # noqa: E402
 
+# stage 0's checkpoint is read with torch.load (weights-only)
+allow_mmengine_checkpoint_globals()
 REPO_ROOT = arm_configs.REPO_ROOT
 # the clean regime's corpus: the simulated captioner makes no mistake
 CLEAN_ERRORS = dict(background=0.0, hallucination=0.0, wrong_colour=0.0,

@@ -29,9 +29,14 @@ from mmengine.dataset import pseudo_collate
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from gadms.cli import register_all_modules  # noqa: E402
+from gadms.common.checkpoint_compat import (  # noqa: E402
+    allow_mmengine_checkpoint_globals)
 from gadms.datasets.synth.captions import COLOUR_WORDS, NOISE_CLAUSES  # noqa
 from gadms.datasets.transforms import get_tokenizer  # noqa: E402
 from gadms.registry import DATASETS, MODELS  # noqa: E402
+
+# checkpoints are read with torch.load (weights-only)
+allow_mmengine_checkpoint_globals()
 
 
 def token_groups(caption: str, tokenizer) -> dict:
@@ -123,7 +128,8 @@ def bank_statistics(config: str, checkpoint: str, spans_path: str) -> dict:
     words: the AUC P(colour word scored above noise token, ties half),
     and the noise view's mean selection probability on content tokens, on
     noise tokens and on colour words (the neck's ``view_probs``, budget
-    included)."""
+    included), over the captions the scorer wrote (``unscored_captions``
+    counts the others)."""
     bank, captions, ids, cfg, dataset = _bank_rows(config, checkpoint)
     with open(spans_path, encoding='utf-8') as f:
         spans = json.load(f)
@@ -131,20 +137,26 @@ def bank_statistics(config: str, checkpoint: str, spans_path: str) -> dict:
     p_noise, _ = MODELS.build(cfg.model.neck).view_probs(ids, bank)
     kinds = {'noise': torch.zeros_like(ids, dtype=torch.bool),
              'attribute': torch.zeros_like(ids, dtype=torch.bool)}
+    # a row the scorer wrote has its SOT scored 0; a row no epoch visited
+    # (a tiny run's dropped last batches) still holds the bank's initial
+    # value and says nothing about the scorer
+    scored = bank[:, 0] == 0
     for row, caption in enumerate(captions):
         path = dataset.get_data_info(row)['img_path']
-        labels = noise_token_labels(
-            caption, recorded_spans(spans, path, caption, spans_path),
-            tokenizer)
+        recorded = recorded_spans(spans, path, caption, spans_path)
+        if not scored[row]:
+            continue
+        labels = noise_token_labels(caption, recorded, tokenizer)
         for kind, positions in labels.items():
             kinds[kind][row, sorted(positions)] = True
     return dict(
         auc=_auc(bank[kinds['attribute']], bank[kinds['noise']]),
-        masked_content=float(p_noise[_content(ids)].mean()),
+        masked_content=float(p_noise[_content(ids) & scored[:, None]].mean()),
         masked_noise=float(p_noise[kinds['noise']].mean()),
         masked_attribute=float(p_noise[kinds['attribute']].mean()),
         noise_tokens=int(kinds['noise'].sum()),
-        attribute_tokens=int(kinds['attribute'].sum()))
+        attribute_tokens=int(kinds['attribute'].sum()),
+        unscored_captions=int((~scored).sum()))
 
 
 def recorded_spans(spans: dict, path: str, caption: str,

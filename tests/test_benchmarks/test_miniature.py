@@ -20,16 +20,16 @@ from benchmarks.miniature import arms  # noqa: E402
 from benchmarks.miniature.corpus import (BACKGROUND_CLAUSES,  # noqa: E402
                                          DEFAULT_ERRORS, HALLUCINATIONS,
                                          SimulatedMLLMCaptioner, _sha1)
-from benchmarks.miniature_paper import paired_difference  # noqa: E402
-from benchmarks.miniature_paper import paired_table
+from benchmarks.miniature_paper import (paired_difference,  # noqa: E402
+                                        paired_table)
 from benchmarks.score_diagnostics import (_auc, _position_debiased,  # noqa
                                           bank_statistics, noise_token_labels)
 from gadms.cli import register_all_modules  # noqa: E402
 from gadms.datasets import WebPerson, export_synth_person  # noqa: E402
 from gadms.datasets.synth.attributes import sample_attributes  # noqa: E402
 from gadms.datasets.synth.captions import COLOUR_WORDS  # noqa: E402
-from gadms.datasets.transforms import AnnotateTokens  # noqa: E402
-from gadms.datasets.transforms import get_tokenizer
+from gadms.datasets.transforms import (AnnotateTokens,  # noqa: E402
+                                       get_tokenizer)
 from gadms.registry import MODELS  # noqa: E402
 
 
@@ -240,6 +240,7 @@ def test_bank_statistics_by_hand(tmp_path):
     tokenizer = get_tokenizer(77)
     bank = torch.ones(len(dataset), 77)
     spans, noise, correct, content = {}, [], [], 0
+    correct_rows = []
     for row in range(len(dataset)):
         info = dataset.get_data_info(row)
         caption = info['captions'][0]
@@ -261,6 +262,7 @@ def test_bank_statistics_by_hand(tmp_path):
                 value = 0.05 if rank in (1, 2) and row % 3 == 0 else 1.0
                 bank[row, position] = value
                 correct.append(value)
+                correct_rows.append((row, value))
     with open(tmp_path / 'spans.json', 'w') as f:
         json.dump(spans, f)
     torch.save(dict(score_bank=bank), tmp_path / 'ckpt.pth')
@@ -289,6 +291,21 @@ def test_bank_statistics_by_hand(tmp_path):
         lows * at_005 / len(correct), rel=1e-5)
     assert stats['masked_content'] == pytest.approx(
         (len(noise) * hard + lows * at_005) / content, rel=1e-5)
+    assert stats['unscored_captions'] == 0
+
+    # a caption no epoch visited keeps the bank's initial 0.85: left out
+    # (row 1 holds one wrong word and its correct colour words, all 1.0)
+    bank[1] = 0.85
+    torch.save(dict(score_bank=bank), tmp_path / 'ckpt.pth')
+    stats = bank_statistics(str(config), str(tmp_path / 'ckpt.pth'),
+                            str(tmp_path / 'spans.json'))
+    kept = [value for row, value in correct_rows if row != 1]
+    assert stats['unscored_captions'] == 1
+    assert stats['noise_tokens'] == len(noise) - 1
+    assert stats['attribute_tokens'] == len(kept)
+    # the wrong words all score 0: only the 0.05s and 1s of kept rows count
+    assert stats['auc'] == pytest.approx(sum(c > 0 for c in kept) /
+                                         len(kept))
 
 
 def test_bank_statistics_refuse_a_caption_without_recorded_spans(tmp_path):

@@ -29,8 +29,8 @@ from gadms.cli import register_all_modules  # noqa: E402
 from gadms.cli.config_names import resolve_config_path  # noqa: E402
 from gadms.common.atomic import write_json  # noqa: E402
 from gadms.common.progress import Progress  # noqa: E402
-from gadms.datasets.attribute_lexicon import WORD  # noqa: E402
-from gadms.datasets.attribute_lexicon import AttributeLexicon
+from gadms.datasets.attribute_lexicon import (WORD,  # noqa: E402
+                                              AttributeLexicon)
 from gadms.registry import DATASETS  # noqa: E402
 
 
