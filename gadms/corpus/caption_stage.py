@@ -66,10 +66,22 @@ REQUEST_COLUMNS = ('shard', 'id', 'which', 'template', 'image')
 
 def draw_template(templates: Sequence[str], seed: int, crop_id: str,
                   which: int) -> str:
-    """The template of caption ``which`` of a crop: the same in every run
-    and process (a CRC32 of seed, crop id and caption number seeds it)."""
-    key = zlib.crc32(f'{seed}:{crop_id}:{which}'.encode())
-    return templates[np.random.default_rng(key).integers(len(templates))]
+    """The template of caption ``which`` (1 or 2) of a crop.
+
+    The crop's two templates are drawn together without replacement, so
+    they differ whenever the bank has two or more (a greedy captioner
+    would otherwise write the same caption twice, which the export drops);
+    the draw is the same in every run and process (a CRC32 of seed and
+    crop id seeds it).
+    """
+    if which not in (1, 2):
+        raise ValueError(f'which must be 1 or 2, got {which!r}')
+    if len(templates) < 2:
+        return templates[0]
+    key = zlib.crc32(f'{seed}:{crop_id}'.encode())
+    pair = np.random.default_rng(key).choice(len(templates), size=2,
+                                             replace=False)
+    return templates[pair[which - 1]]
 
 
 def caption_requests(batch: Dict[str, np.ndarray], files: Dict[str, list],

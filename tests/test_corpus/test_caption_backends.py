@@ -6,6 +6,7 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 
 from gadms.corpus import (ContrastBoxDetector, RoundRobin, VLLMCaptionBackend,
                           draw_template)
@@ -37,6 +38,25 @@ def test_templates_are_drawn_per_crop_and_caption_and_stay():
                for key, template in draws.items())
     assert any(draw_template(templates, 1, *key) != template
                for key, template in draws.items())
+
+
+@pytest.mark.parametrize('bank', [2, 3, 50])
+def test_a_crop_never_gets_the_same_template_twice(bank):
+    templates = [f'template {i}' for i in range(bank)]
+    crops = [f'{i:05d}/img.jpg_{i % 3}.jpg' for i in range(2000)]
+    pairs = [(draw_template(templates, 7, c, 1),
+              draw_template(templates, 7, c, 2)) for c in crops]
+    assert all(first != second for first, second in pairs)
+    # every template is used in both positions: a draw, not a fixed pair
+    assert {first for first, _ in pairs} == set(templates)
+    assert {second for _, second in pairs} == set(templates)
+
+
+def test_a_bank_of_one_template_gives_it_to_both_captions():
+    assert draw_template(['only'], 0, 'c', 1) == draw_template(
+        ['only'], 0, 'c', 2) == 'only'
+    with pytest.raises(ValueError, match='which must be 1 or 2'):
+        draw_template(['a', 'b'], 0, 'c', 3)
 
 
 def test_vllm_rows_carry_the_request_and_the_failures():
