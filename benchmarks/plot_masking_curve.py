@@ -21,16 +21,30 @@ import os
 from typing import List
 
 
+def _flip_sweep(curve: List[dict]) -> List[dict]:
+    """The hard oracle with flipped labels (arms ``[prefix]oracle, hard,
+    q=...``) and its unflipped end (``[prefix]oracle, hard``) of the same
+    sweep, by flip rate: the line from a perfect scorer to chance."""
+    flipped = [p for p in curve if 'oracle, hard, q=' in p['arm']]
+    ends = {p['arm'].split('oracle, hard, q=')[0] + 'oracle, hard'
+            for p in flipped}
+    return sorted(flipped + [p for p in curve if p['arm'] in ends],
+                  key=lambda p: p['flip_rate'])
+
+
 def draw_quality_curve(curve: List[dict], path: str) -> None:
     """Draw the R1 and mAP differences to CLIP-SDM against the scorer AUC
     into ``path`` (PNG, written atomically)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
-    # the hard oracle arms, from flip rate 0 up: the line between the ends
-    line = sorted((p for p in curve if p['oracle'] and 'hard' in p['arm']),
-                  key=lambda p: p['flip_rate'])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharex=True)
+    line = _flip_sweep(curve)
+    others = [p for p in curve if p not in line]
+    # one colour per arm (20 before one repeats); earlier issues' points
+    # (their arms named '#N ...') drawn hollow
+    colours = dict(zip((p['arm'] for p in others),
+                       plt.cm.tab20.colors * 2))
     for ax, metric in zip(axes, ('R1', 'mAP')):
         key = f'{metric} - CLIP-SDM'
         drawn = [p for p in line if p[key]]
@@ -41,17 +55,20 @@ def draw_quality_curve(curve: List[dict], path: str) -> None:
             ax.annotate(f'q={point["flip_rate"]:g}',
                         (point['auc'], point[key][0]), fontsize=7,
                         textcoords='offset points', xytext=(4, 4))
-        for point in curve:
-            if point in line or not point[key]:
+        for point in others:
+            if not point[key]:
                 continue
+            colour = colours[point['arm']]
             ax.errorbar(point['auc'], point[key][0], yerr=point[key][1],
                         marker='s' if point['oracle'] else '^', capsize=3,
-                        linestyle='none', label=point['arm'])
+                        linestyle='none', label=point['arm'], color=colour,
+                        markerfacecolor='none' if point['arm'].startswith(
+                            '#') else colour)
         ax.axhline(0.0, color='grey', linestyle='--', linewidth=1)
         ax.set_xlabel('scorer AUC: correct colour word scored above a '
                       'wrong one')
         ax.set_ylabel(f'{metric} minus CLIP-SDM (paired by seed)')
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=6, ncol=2)
     fig.tight_layout()
     fig.savefig(path + '.part.png', dpi=120)
     plt.close(fig)
