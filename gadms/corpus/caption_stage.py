@@ -5,18 +5,20 @@ Input: the filter stage's finished ``crops/<shard>/`` (rows with status
 ``caption1`` and ``caption2``), each with a template drawn for (crop,
 which) that stays the same across runs. Output::
 
-    captions/<shard>/attempt-<n>/*.parquet   shard, id, which, template,
+    captions/<shard>/attempt-<n>/*.parquet   id, which, template,
                                              caption, error (null when
                                              the caption came back),
                                              word_confidences (with
                                              logprobs, else null)
     caption_report.json
 
-A run writes a new attempt folder per shard (renamed into place when the
-whole group of shards is done): the first attempt asks for every caption
-of the shard, later ones only for the captions whose requests failed in
-every earlier attempt. So a re-run skips finished crops and retries the
-failed ones, and a killed driver loses only the group in flight.
+A run writes a new attempt folder per shard, renamed into place as soon
+as every caption of that shard has come back (the answers stream to the
+driver, which holds only the unfinished shards'): the first attempt asks
+for every caption of the shard, later ones only for the captions whose
+requests failed in every earlier attempt. So a re-run skips finished
+crops and retries the failed ones, and a killed driver loses only the
+shards in flight.
 
 Backends (:class:`CaptionBackend`): :class:`ServerCaptionBackend` sends
 the requests to OpenAI-compatible servers from a pool of actors (several
@@ -43,8 +45,9 @@ import pyarrow.parquet as pq
 from gadms.common.atomic import write_json
 from .captioners import PROMPT
 from .filter_stage import crop_shard_folder, finished_crop_shards
-from .sharded import (ACTOR_RETRY_ARGS, IO_CPUS, TASK_RETRY_ARGS, over_shards,
-                      parquet_files, run_shard_groups, value_counts)
+from .sharded import (ACTOR_RETRY_ARGS, IO_CPUS, TASK_RETRY_ARGS,
+                      commit_shards_as_they_finish, over_shards,
+                      parquet_files, value_counts)
 
 WORD_CONFIDENCES = pa.list_(pa.struct([('word', pa.string()),
                                        ('confidence', pa.float64())]))
@@ -303,6 +306,16 @@ def answered_captions(out_dir: str) -> Iterator[dict]:
                     ['id', 'which', 'template', 'caption']).to_pylist()
 
 
+def _kept_crop_count(out_dir: str, shard: str) -> int:
+    """Crops of ``shard`` that the filter kept (read from its status
+    column alone)."""
+    return sum(
+        pc.sum(pc.equal(pq.read_table(f, columns=['status'],
+                                      partitioning=None)['status'],
+                        'kept')).as_py() or 0
+        for f in parquet_files(crop_shard_folder(out_dir, shard), depth=0))
+
+
 def run_caption_stage(out_dir: str, backend: CaptionBackend,
                       templates: Sequence[str], seed: int = 0,
                       shards_per_run: int = 64, readers: int = 2) -> dict:
@@ -315,8 +328,9 @@ def run_caption_stage(out_dir: str, backend: CaptionBackend,
         backend (CaptionBackend): Who answers the requests.
         templates (list[str]): Caption templates.
         seed (int): Seeds the template drawn for each caption.
-        shards_per_run (int): Shards per Ray Data pipeline (the unit a
-            killed driver loses).
+        shards_per_run (int): Shards per Ray Data pipeline; each shard's
+            captions are committed as soon as they are all answered, so a
+            killed driver loses only the shards in flight.
         readers (int): Tasks reading crops into requests at a time.
     """
     import ray.data
@@ -345,11 +359,14 @@ def run_caption_stage(out_dir: str, backend: CaptionBackend,
             **TASK_RETRY_ARGS)
         return backend.caption(requests)
 
+    # a request per caption: two per kept crop, or the ones still missing
+    expected = {s: len(pending[s]) if s in pending else
+                2 * _kept_crop_count(out_dir, s) for s in todo}
     start = time.monotonic()
-    run_shard_groups(
+    commit_shards_as_they_finish(
         todo, build, lambda s: osp.join(out_dir, 'captions', s,
                                         f'attempt-{attempt[s]:03d}'),
-        CAPTION_SCHEMA, osp.join(out_dir, 'captions.part'), shards_per_run)
+        expected, CAPTION_SCHEMA, shards_per_run)
     seconds = time.monotonic() - start
     this_run = [f for s in todo for f in parquet_files(
         caption_attempts(out_dir, s)[-1], depth=0)]

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from gadms.common.atomic import write_parquet
+from gadms.common.atomic import atomic_folder, write_parquet
 
 # CPUs reserved per read, write or network task: their threads mostly wait
 # on the disk or the network, so several share a CPU
@@ -135,6 +135,72 @@ def run_shard_groups(shards: Sequence[str],
             os.makedirs(osp.dirname(target(shard)), exist_ok=True)
             os.replace(written, target(shard))
         shutil.rmtree(work_folder, ignore_errors=True)
+
+
+def commit_shards_as_they_finish(shards: Sequence[str],
+                                 build: Callable[[List[str]], object],
+                                 target: Callable[[str], str],
+                                 expected: Dict[str, int],
+                                 schema: pa.Schema,
+                                 group_size: int) -> None:
+    """For each group of ``group_size`` shards, stream ``build(group)``'s
+    rows (with a ``shard`` column) to the driver and commit each shard as
+    soon as its ``expected[shard]`` rows have all arrived: its rows, in
+    ``schema`` without the ``shard`` column, as one parquet file in the
+    folder ``target(shard)``, renamed into place. A killed driver loses
+    only the shards still in flight; the driver holds their rows only.
+
+    Raises:
+        RuntimeError: a row of a shard outside the group, more rows than
+            expected, or a shard short of rows when the group ends.
+    """
+    columns = [name for name in schema.names if name != 'shard']
+    for start in range(0, len(shards), max(1, group_size)):
+        group = list(shards[start:start + group_size])
+        waiting = {shard: expected[shard] for shard in group}
+        arrived: Dict[str, list] = {shard: [] for shard in group}
+        for shard in [shard for shard in group if not waiting[shard]]:
+            _commit_shard(target(shard), [], schema, columns)
+        for batch in build(group).iter_batches(batch_format='pyarrow',
+                                               batch_size=None):
+            for shard in pc.unique(batch['shard']).to_pylist():
+                rows = batch.filter(pc.equal(batch['shard'], shard))
+                if waiting.get(shard, 0) < len(rows):
+                    wanted = expected[shard] if shard in waiting else 0
+                    got = wanted - waiting.get(shard, 0) + len(rows)
+                    raise RuntimeError(
+                        f'shard {shard!r}: {got} rows arrived, {wanted} '
+                        f'expected (group {sorted(group)})')
+                arrived[shard].append(rows)
+                waiting[shard] -= len(rows)
+                if not waiting[shard]:
+                    _commit_shard(target(shard), arrived.pop(shard),
+                                  schema, columns)
+        short = {shard: count for shard, count in waiting.items() if count}
+        if short:
+            raise RuntimeError(f'the pipeline ended with rows missing: '
+                               f'{short} (shard: rows still expected)')
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` in ``schema``: its columns cast, a missing (optional)
+    column null."""
+    return pa.table([
+        table[field.name].cast(field.type) if field.name in
+        table.column_names else pa.nulls(len(table), field.type)
+        for field in schema], schema=schema)
+
+
+def _commit_shard(folder: str, tables: list, schema: pa.Schema,
+                  columns: List[str]) -> None:
+    """Write a shard's rows as ``folder/part-0.parquet``, the folder
+    renamed into place."""
+    table = pa.concat_tables([_conform(t, schema) for t in tables]) \
+        if tables else schema.empty_table()
+    os.makedirs(osp.dirname(folder), exist_ok=True)
+    with atomic_folder(folder) as part:
+        write_parquet(table.select(columns),
+                      osp.join(part, 'part-0.parquet'))
 
 
 def _check_partitions(work_folder: str, group: Sequence[str]) -> None:

@@ -93,12 +93,31 @@ def _shard_folders(pattern: str) -> int:
     return len([p for p in glob.glob(pattern) if osp.isdir(p)])
 
 
+def _settled_requests(server: FakeCaptionServer) -> int:
+    """The server's request count once no request has come for 1 s (a
+    killed driver's workers may still be finishing theirs)."""
+    count = -1
+    while count != sum(server.requests.values()):
+        count = sum(server.requests.values())
+        time.sleep(1.0)
+    return count
+
+
+def _kept_crops(out: str, shards: list) -> int:
+    return sum(
+        pq.read_table(f, columns=['status'], partitioning=None)[
+            'status'].to_pylist().count('kept')
+        for shard in shards
+        for f in glob.glob(osp.join(out, 'crops', shard, '*.parquet')))
+
+
 def test_a_killed_driver_then_the_same_command(scenes, server,
                                                uninterrupted, ray_local,
                                                tmp_path):
     """The CLI joins this session's Ray. The filter's driver is killed once
-    two shards are done, the captioner's while a group of shards is half
-    written; the same command then finishes each stage."""
+    two shards are done, the captioner's once its first shard's captions
+    have landed; the same command then finishes each stage, and the
+    caption re-run asks only for the shards that had not landed."""
     out = str(tmp_path / 'corpus')
     (tmp_path / 'templates.json').write_text(json.dumps(TEMPLATES))
     tool = ['tools/dataset_converters/build_webperson_corpus.py']
@@ -110,20 +129,29 @@ def test_a_killed_driver_then_the_same_command(scenes, server,
     captioning = tool + [
         'caption', out, '--templates', str(tmp_path / 'templates.json'),
         '--base-url', server.url, '--model', 'fake-mllm',
-        '--shards-per-run', '3', '--batch-size', '2',
+        '--shards-per-run', '64', '--batch-size', '2',
         '--concurrency', '1'] + where
-    half_written = osp.join(out, 'captions.part', '*', '*.parquet')
+    landed = osp.join(out, 'captions', '*', 'attempt-000')
     for command, ready in (
             (filtering,
              lambda: _shard_folders(osp.join(out, 'crops', '*')) >= 2),
-            (captioning, lambda: glob.glob(half_written))):
+            (captioning, lambda: _shard_folders(landed) >= 1)):
         _kill_when(command, ready)
+        if command is captioning:
+            shards = sorted(osp.basename(p) for p in glob.glob(
+                osp.join(out, 'crops', '*')))
+            done = {osp.basename(osp.dirname(p)) for p in glob.glob(landed)}
+            unfinished = [s for s in shards if s not in done]
+            assert done and unfinished  # killed in the middle
+            asked_before = _settled_requests(server)
         result = run_tool(*command, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
+    # one request per caption of the shards that had not landed, no more
+    assert sum(server.requests.values()) - asked_before == \
+        2 * _kept_crops(out, unfinished)
     report = json.loads(result.stdout[result.stdout.index('{'):])
     assert report['still_missing'] == 0
-    # every caption once: the half-written group was asked again as a
-    # whole and its leftovers were not kept
+    assert report['requests_this_run'] == 2 * _kept_crops(out, unfinished)
     assert _caption_rows(out) == _caption_rows(uninterrupted)
     run_export_stage(out)
     assert exported_rows(out) == exported_rows(uninterrupted)

@@ -1,4 +1,5 @@
-"""run_shard_groups: each shard's rows renamed into place, group by group."""
+"""run_shard_groups: each shard's rows renamed into place, group by group;
+commit_shards_as_they_finish: each shard as soon as its rows are in."""
 import os
 import os.path as osp
 
@@ -7,7 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 from common import tool_module
 
-from gadms.corpus.sharded import run_shard_groups
+from gadms.corpus.sharded import (commit_shards_as_they_finish,
+                                  run_shard_groups)
 
 SCHEMA = pa.schema([('value', pa.int64())])
 
@@ -73,3 +75,62 @@ def test_cli_starts_ray_with_the_corpus_environment(monkeypatch, address):
     cli.init_ray(argparse.Namespace(address=address, num_cpus=1,
                                     num_gpus=0))
     assert calls[0]['runtime_env'] == CORPUS_RUNTIME_ENV
+
+
+class _Stream:
+    """A pipeline's output as the driver reads it: ``batches`` in order;
+    ``seen`` records which shard folders existed before each batch."""
+
+    def __init__(self, batches: list, out, seen: list) -> None:
+        self.batches, self.out, self.seen = batches, out, seen
+
+    def iter_batches(self, batch_format: str, batch_size=None):
+        for batch in self.batches:
+            self.seen.append(sorted(os.listdir(self.out))
+                             if osp.isdir(self.out) else [])
+            yield pa.Table.from_pylist(batch)
+
+
+ROWS = [[dict(shard='a', value=1), dict(shard='b', value=2)],
+        [dict(shard='a', value=3)],
+        [dict(shard='b', value=4), dict(shard='b', value=5)]]
+
+
+def test_a_shard_is_committed_when_its_last_row_arrives(tmp_path):
+    out, seen = tmp_path / 'out', []
+    commit_shards_as_they_finish(
+        ['a', 'b', 'c'], lambda group: _Stream(ROWS, out, seen),
+        lambda s: str(out / s), dict(a=2, b=3, c=0), SCHEMA, group_size=3)
+    # c (no rows expected) at once, a after the second batch, b at the end
+    assert seen == [['c'], ['c'], ['a', 'c']]
+    assert sorted(os.listdir(out)) == ['a', 'b', 'c']
+    assert _values(str(out / 'a')) == [1, 3]
+    assert _values(str(out / 'b')) == [2, 4, 5]
+    assert _values(str(out / 'c')) == []
+    # the files hold the schema's columns, not the shard
+    assert pq.read_schema(str(out / 'a' / 'part-0.parquet')).names == [
+        'value']
+
+
+@pytest.mark.parametrize('expected,message', [
+    (dict(a=2, b=2), r"shard 'b': 3 rows arrived, 2 expected"),
+    (dict(a=2, b=4), r"rows missing: \{'b': 1\}"),
+])
+def test_rows_that_do_not_add_up_are_an_error(tmp_path, expected, message):
+    out = tmp_path / 'out'
+    with pytest.raises(RuntimeError, match=message):
+        commit_shards_as_they_finish(
+            ['a', 'b'], lambda group: _Stream(ROWS, out, []),
+            lambda s: str(out / s), expected, SCHEMA, group_size=2)
+    # a finished before the error; b never lands half
+    assert sorted(os.listdir(out)) == ['a']
+
+
+def test_shards_stream_through_ray(ray_local, tmp_path):
+    values = {'a': [1, 2], 'b': [], 'c': [3], 'd': [4, 5, 6]}
+    out = tmp_path / 'out'
+    commit_shards_as_they_finish(
+        list(values), _rows(values), lambda s: str(out / s),
+        {s: len(v) for s, v in values.items()}, SCHEMA, group_size=3)
+    for shard, expected in values.items():
+        assert _values(str(out / shard)) == expected

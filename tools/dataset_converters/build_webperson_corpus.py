@@ -143,7 +143,9 @@ def parse_args() -> argparse.Namespace:
     caption.add_argument('--backoff', type=float, default=1.0)
     caption.add_argument('--device', default='cpu')
     caption.add_argument('--seed', type=int, default=0)
-    caption.add_argument('--shards-per-run', type=int, default=64)
+    caption.add_argument('--shards-per-run', type=int, default=64,
+                         help='shards per Ray Data pipeline; each shard is '
+                         'committed as soon as its captions are back')
     caption.add_argument('--logprobs', action='store_true',
                          help='--base-url servers only: record each '
                          "caption's word probabilities from the answer's "
