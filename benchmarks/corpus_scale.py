@@ -13,10 +13,12 @@ so that neither counts towards the driver:
 Reported per configuration: each stage's images per second (download:
 URLs, caption: crops, two captions each); the driver's peak private
 resident memory (``RssAnon``: the object store's shared pages left out,
-see ``WorkerPeaks``; also its whole peak RSS), the largest of a Ray worker
+see ``WorkerPeaks``; also its whole peak RSS, and its peak so far at
+the end of each stage), the largest of a Ray worker
 process, and the largest sum over the workers at one moment (sampled four
-times a second), with the number of worker processes the run started. The shards keep their
-size as the corpus grows (``--images-per-shard``), so memory should not
+times a second), with the number of worker processes the run started.
+The shards keep their size as the corpus grows (``--images-per-shard``),
+and the export uses the command line's 16 buckets, so memory should not
 grow with the corpus.
 """
 import argparse
@@ -74,6 +76,7 @@ class WorkerPeaks:
     def __init__(self) -> None:
         from gadms.testing.peak_memory import ray_worker_pids, resident_mib
         self.peaks, self.largest_sum, self.driver = {}, 0.0, 0.0
+        self.driver_by_stage = {}
         self.stage, self.stage_sums, self.titles = None, {}, {}
         self.ran = {}  # pid -> the titles seen: what the worker ran
         self.by_title = {}  # title -> the largest RssAnon seen under it
@@ -95,8 +98,10 @@ class WorkerPeaks:
                 if total > self.stage_sums.get(self.stage, (0, 0))[0]:
                     self.stage_sums[self.stage] = (round(total),
                                                    len(private))
-                self.driver = max(self.driver, resident_mib(
-                    [os.getpid()], 'RssAnon')[os.getpid()])
+                driver = resident_mib([os.getpid()], 'RssAnon')[os.getpid()]
+                self.driver = max(self.driver, driver)
+                self.driver_by_stage[self.stage] = max(
+                    driver, self.driver_by_stage.get(self.stage, 0))
         self._thread = threading.Thread(target=sample, daemon=True)
         self._thread.start()
 
@@ -125,18 +130,24 @@ def run_one(images: int, cpus: int, images_per_shard: int, web: str,
              runtime_env=CORPUS_RUNTIME_ENV)
     DataContext.get_current().enable_progress_bars = False
     table = osp.join(folder, 'urls.parquet')
-    pq.write_table(pa.table(dict(
-        key=[f'{i:08d}' for i in range(images)],
-        url=[f'{web}/scene/{i}.jpg' for i in range(images)],
-        text=['a web photo'] * images)), table)
+    # written 10,000 rows at a time: the table is the benchmark's input,
+    # and the driver's peak memory is to measure the stages, not it
+    schema = pa.schema([(name, pa.string()) for name in ('key', 'url',
+                                                         'text')])
+    with pq.ParquetWriter(table, schema) as writer:
+        for start in range(0, images, 10000):
+            rows = range(start, min(images, start + 10000))
+            writer.write_table(pa.table(dict(
+                key=[f'{i:08d}' for i in rows],
+                url=[f'{web}/scene/{i}.jpg' for i in rows],
+                text=['a web photo'] * len(rows)), schema=schema))
     shards = max(1, images // images_per_shard)
     peaks = WorkerPeaks()
     seconds = {}
     peaks.stage = 'download'
     start = time.monotonic()
     run_download_stage(table, osp.join(folder, 'web'), DownloadOptions(
-        threads=16, timeout=30), concurrency=2 * cpus, batch_size=64,
-        num_partitions=shards, shards_per_run=SHARDS_PER_RUN)
+        timeout=30), concurrency=cpus, num_partitions=shards)
     seconds['download'] = time.monotonic() - start
     peaks.stage = 'filter'
     start = time.monotonic()
@@ -159,8 +170,7 @@ def run_one(images: int, cpus: int, images_per_shard: int, web: str,
     assert report['still_missing'] == 0, report
     peaks.stage = 'export'
     start = time.monotonic()
-    exported = run_export_stage(osp.join(folder, 'corpus'),
-                                num_buckets=max(1, shards // 4))
+    exported = run_export_stage(osp.join(folder, 'corpus'))
     seconds['export'] = time.monotonic() - start
     workers = peaks.stop()
     ray.shutdown()
@@ -171,6 +181,8 @@ def run_one(images: int, cpus: int, images_per_shard: int, web: str,
         per_s={s: round(counted[s] / seconds[s], 1) for s in STAGES},
         seconds={s: round(seconds[s], 1) for s in STAGES},
         driver_peak_mib=round(workers.driver),
+        driver_peak_mib_by_stage={stage: round(mib) for stage, mib in
+                                  workers.driver_by_stage.items()},
         driver_peak_rss_mib=round(resource.getrusage(
             resource.RUSAGE_SELF).ru_maxrss / 1024),
         worker_peak_mib_max=round(max(workers.peaks.values())),

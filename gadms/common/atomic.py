@@ -11,7 +11,8 @@ interrupted save left in its work dir); it is removed when writing fails.
   (``pyarrow.parquet.write_table``, ``torch.save``);
 - :func:`write_json`, :func:`write_bytes`, :func:`write_image`,
   :func:`write_parquet`, :func:`atomic_torch_save`: the kinds of file gadms
-  writes, built on them;
+  writes, built on them; :func:`parquet_stream`: a parquet file written
+  row group by row group;
 - :func:`atomic_folder`, :func:`replace_folder`: a folder built whole (a
   corpus stage's listing or buckets) appears whole or not at all.
 """
@@ -19,7 +20,7 @@ import contextlib
 import json
 import os
 import shutil
-from typing import IO, Any, Iterator, Optional
+from typing import IO, Any, Callable, Iterator, Optional
 
 PART_SUFFIX = '.part'
 
@@ -71,6 +72,26 @@ def write_bytes(path: str, data: bytes) -> None:
         f.write(data)
 
 
+@contextlib.contextmanager
+def parquet_stream(path: str, schema) -> Iterator[Callable[[Any], None]]:
+    """Yield a function that appends a ``pyarrow.Table`` of ``schema`` to
+    the parquet file ``path`` as a row group (``ParquetWriter``), so that
+    a large file need not be held in memory; the file gets its name when
+    the block ends without an error (an empty file if nothing was
+    appended).
+
+    Example::
+
+        >>> with parquet_stream('images.parquet', schema) as append:
+        ...     for table in tables:
+        ...         append(table)
+    """
+    import pyarrow.parquet as pq
+    with atomic_path(path) as part:
+        with pq.ParquetWriter(part, schema) as writer:
+            yield writer.write_table
+
+
 def write_parquet(table, path: str, **kwargs) -> None:
     """``pyarrow.parquet.write_table(table, path, **kwargs)``,
     atomically."""
@@ -114,11 +135,13 @@ def replace_folder(new: str, path: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_folder(path: str) -> Iterator[str]:
+def atomic_folder(path: str, part: Optional[str] = None) -> Iterator[str]:
     """Yield an empty temporary folder to build ``path``'s content in; on
     a clean exit it becomes ``path`` (:func:`replace_folder`), on an error
-    it is removed and ``path`` is left as it was."""
-    part = path + PART_SUFFIX
+    it is removed and ``path`` is left as it was. The temporary folder is
+    ``part``, by default ``path`` + ``.part`` (give another on the same
+    file system when readers list ``path``'s parent folder)."""
+    part = part or path + PART_SUFFIX
     shutil.rmtree(part, ignore_errors=True)
     os.makedirs(part)
     try:

@@ -10,8 +10,6 @@ import sys
 import time
 from typing import Callable, Optional, TextIO
 
-from mmengine.utils import ProgressBar
-
 
 class Progress:
     """Count ``total`` items, showing progress as described above.
@@ -46,8 +44,11 @@ class Progress:
         self._lines = 0
         self._start = time.monotonic()
         on_terminal = getattr(self.file, 'isatty', lambda: False)()
-        self._bar = ProgressBar(total, file=self.file) \
-            if on_terminal and total and log is None else None
+        self._bar = None
+        if on_terminal and total and log is None:
+            # imported here: a corpus driver in a pipe never loads MMEngine
+            from mmengine.utils import ProgressBar
+            self._bar = ProgressBar(total, file=self.file)
 
     def update(self, count: int = 1) -> None:
         """``count`` more items are done."""

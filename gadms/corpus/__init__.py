@@ -7,13 +7,14 @@ from .caption_stage import (CaptionBackend, RoundRobin, ServerCaptionBackend,
                             run_caption_stage)
 from .captioners import (CaptionError, OpenAIChatCaptioner,
                          TransformersCaptioner)
-from .download import DownloadOptions, run_download_stage
+from .download import run_download_stage
 from .export_stage import caption_problem, run_export_stage
 from .filter_stage import FilterOptions, run_filter_stage
 from .filtering import (ContrastBoxDetector, Detection, PersonFilterRules,
                         PrecomputedDetector, UltralyticsDetector)
 from .sharded import CORPUS_RUNTIME_ENV
 from .templates import build_template_bank, load_template_bank, make_template
+from .web_fetch import DownloadOptions
 
 __all__ = [
     'Detection', 'PersonFilterRules', 'PrecomputedDetector',

@@ -3,7 +3,9 @@
 A socket timeout only bounds each read: a server that drips one byte a
 second never trips it. :func:`read_bounded` checks a wall-clock deadline
 between reads and refuses an answer over ``max_bytes``; the captioner (an
-MLLM server's JSON) and the downloader (web images) both read through it.
+MLLM server's JSON) reads through it. The downloader (asyncio) bounds its
+answers itself (:mod:`~gadms.corpus.web_fetch`) and refuses them with the
+same :class:`AnswerTooLarge`.
 """
 import http.client
 import time

@@ -46,8 +46,8 @@ from gadms.common.atomic import write_json
 from .captioners import PROMPT
 from .filter_stage import crop_shard_folder, finished_crop_shards
 from .sharded import (ACTOR_RETRY_ARGS, IO_CPUS, TASK_RETRY_ARGS,
-                      commit_shards_as_they_finish, over_shards,
-                      parquet_files, value_counts)
+                      commit_shards_as_they_finish, over_shards, parquet_files,
+                      value_counts)
 
 WORD_CONFIDENCES = pa.list_(pa.struct([('word', pa.string()),
                                        ('confidence', pa.float64())]))

@@ -1,242 +1,67 @@
-"""Stage 0: download the images of a web URL table on Ray Data.
+"""Stage 0: download the images of a web URL table, on Ray or on this
+machine's processes.
 
 Input: COYO-700M / LAION-style parquet tables with ``key``, ``url`` and
 ``text`` columns (``width`` and ``height`` where present). Output under
 ``out_dir``::
 
-    buckets/bucket=K/         the input rows by a hash of their URL
+    buckets/bucket=K/         the input rows by a hash of their URL (while
+                              deduplicating several tables)
     urls/bucket=K.parquet     a bucket with each URL once (the row with
                               the smallest key)
-    images/<part>/*.parquet   per part of urls/: key, url, text, status
+    images/bucket=K/*.parquet per bucket of urls/: key, url, text, status
                               ('ok' or the failure reason), image bytes,
                               width and height of the decoded image
     download_report.json      counts per status, images/s of the run
 
-Buckets are downloaded ``shards_per_run`` at a time by one Ray Data
-pipeline (reader tasks streaming each bucket's URLs into a pool of
-:func:`download_batch` tasks, each running ``threads`` requests at a time),
-written to a temporary folder and each bucket renamed into ``images/``
-(:func:`~gadms.corpus.sharded.run_shard_groups`): a re-run skips finished
-buckets, and a killed driver leaves no half-written one.
-Ray retries the tasks of a killed worker process.
+Each step is a task per file (a Ray task on a cluster, a process of a
+local pool on one machine: :func:`~.sharded.task_runner`): one per input table
+splits its rows into the buckets, one per bucket keeps each URL once, and
+one per bucket downloads it (``threads`` requests in flight on asyncio,
+:mod:`~gadms.corpus.web_fetch`) and writes its images row group by row
+group into ``downloading/bucket=K/``, renamed into ``images/`` when the
+bucket is complete: a re-run skips finished buckets, a killed driver loses
+only the buckets in flight, and the task of a killed worker process runs
+again. Tasks take one CPU each, so that a machine's few worker processes
+run them all (starting a worker costs about a second of CPU), and the
+images go from the task to the file without passing through the driver
+or Ray's object store.
 
-Every request has a deadline for the whole answer and a size cap, transient
-failures (HTTP 429 and 5xx, timeouts, dropped connections) are retried, at
-most ``max_redirects`` redirects are followed and extra headers (e.g. an
-``Authorization`` for a private mirror) are never sent to another origin,
-only ``http`` and ``https`` URLs are fetched, and an image whose header
-declares more than ``max_pixels`` pixels is not decoded. Originals are kept
-unless ``resize_max_side`` is set.
+Requests are bounded as :mod:`~gadms.corpus.web_fetch` describes
+(deadline, size cap, retries, redirects without private headers, pixel
+cap). Originals are kept unless ``resize_max_side`` is set.
 """
 import glob
 import os
 import os.path as osp
+import shutil
+import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from functools import partial
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from dataclasses import asdict
+from typing import Iterator, List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gadms.common.atomic import atomic_folder, write_json, write_parquet
-from gadms.common.image_limits import (DEFAULT_MAX_PIXELS, ImageLoadError,
-                                       check_decoded_size)
-from .bounded_http import AnswerTooLarge, read_bounded
-from .sharded import (IO_CPUS, TASK_RETRY_ARGS, over_shards, parquet_files,
-                      run_shard_groups, sorted_with_first, stable_bucket,
-                      value_counts, write_ray_parquet)
+from gadms.common.atomic import (atomic_folder, parquet_stream, write_json,
+                                 write_parquet)
+from .sharded import (TaskRunner, parquet_files, run_all, sorted_with_first,
+                      stable_bucket, task_runner, value_counts)
+from .web_fetch import DownloadOptions, fetch_images
 
 URL_COLUMNS = ('key', 'url', 'text')
 OPTIONAL_URL_COLUMNS = ('width', 'height')
-# headers that identify the requester: kept only on the URL's own origin
-PRIVATE_HEADERS = ('authorization', 'cookie', 'proxy-authorization')
-# the file of a bucket without rows (its key type is the URL table's)
-DOWNLOAD_SCHEMA = pa.schema([('key', pa.string()), ('url', pa.string()),
-                             ('text', pa.string()), ('status', pa.string()),
-                             ('image', pa.binary()), ('width', pa.int64()),
-                             ('height', pa.int64())])
-
-
-@dataclass
-class DownloadOptions:
-    """How each image is fetched.
-
-    Args:
-        timeout (float): Seconds for a whole request, connection to last
-            byte.
-        max_bytes (int): Largest answer read.
-        retries (int): Further attempts after a transient failure, waiting
-            ``backoff * 2 ** attempt`` seconds between them.
-        max_redirects (int): Redirects followed per request.
-        max_pixels (int): Largest image decoded (width x height, read from
-            the encoded header first).
-        resize_max_side (int, optional): Shrink images whose longer side
-            exceeds this (re-encoded as JPEG, quality 95); None keeps the
-            originals.
-        headers (dict): Extra request headers; ``Authorization`` and
-            cookies are dropped when a redirect leaves the URL's origin.
-        threads (int): Requests in flight per download task.
-        user_agent (str): The ``User-Agent`` sent (name your crawler and a
-            contact for the sites you fetch from).
-    """
-
-    timeout: float = 10.0
-    max_bytes: int = 20 << 20
-    retries: int = 2
-    backoff: float = 0.5
-    max_redirects: int = 3
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    resize_max_side: Optional[int] = None
-    headers: Dict[str, str] = field(default_factory=dict)
-    threads: int = 16
-    user_agent: str = 'gadms-corpus-downloader (research dataset builder)'
-
-
-class _Refused(ValueError):
-    """A request that retrying cannot fix (its status says why)."""
-
-
-def _origin(url: str) -> Tuple[str, str, Optional[int]]:
-    parts = urllib.parse.urlsplit(url)
-    return parts.scheme, parts.hostname or '', parts.port
-
-
-class _BoundedRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow at most ``max_redirections`` redirects, only to http(s), and
-    drop private headers when the redirect leaves the origin."""
-
-    def __init__(self, max_redirects: int) -> None:
-        self.max_redirections = max_redirects
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        if urllib.parse.urlsplit(newurl).scheme not in ('http', 'https'):
-            raise _Refused('redirect to a non-http URL')
-        new = super().redirect_request(req, fp, code, msg, headers, newurl)
-        if new is not None and _origin(newurl) != _origin(req.full_url):
-            for name in list(new.headers):
-                if name.lower() in PRIVATE_HEADERS:
-                    del new.headers[name]
-        return new
-
-    def http_error_302(self, req, fp, code, msg, headers):
-        # urllib counts redirects in req.redirect_dict and checks the new
-        # URL's scheme; it refuses with an HTTPError whose text says which
-        try:
-            return super().http_error_302(req, fp, code, msg, headers)
-        except urllib.error.HTTPError as err:
-            text = str(err.msg)
-            if 'infinite loop' in text:
-                raise _Refused('too many redirects') from err
-            if 'is not allowed' in text:
-                raise _Refused('redirect to a non-http URL') from err
-            raise
-
-    http_error_301 = http_error_303 = http_error_307 = http_error_302
-    http_error_308 = http_error_302
-
-
-def fetch(url: str, options: DownloadOptions) -> bytes:
-    """The body at ``url`` under ``options`` (one attempt).
-
-    Raises:
-        _Refused, urllib.error.HTTPError, TimeoutError, AnswerTooLarge,
-        OSError: see :func:`download_image` for the status of each.
-    """
-    if urllib.parse.urlsplit(url).scheme not in ('http', 'https'):
-        raise _Refused('not an http(s) URL')
-    opener = urllib.request.build_opener(
-        _BoundedRedirects(options.max_redirects))
-    request = urllib.request.Request(url, headers={
-        'User-Agent': options.user_agent, **options.headers})
-    deadline = time.monotonic() + options.timeout
-    with opener.open(request, timeout=options.timeout) as response:
-        return read_bounded(response, deadline, options.max_bytes)
-
-
-def _transient(err: Exception) -> bool:
-    if isinstance(err, urllib.error.HTTPError):
-        return err.code == 429 or err.code >= 500
-    return isinstance(err, (TimeoutError, OSError)) and not isinstance(
-        err, AnswerTooLarge)
-
-
-def _status(err: Exception) -> str:
-    if isinstance(err, _Refused):
-        return str(err)
-    if isinstance(err, urllib.error.HTTPError):
-        return f'http {err.code}'
-    if isinstance(err, AnswerTooLarge):
-        return 'too large'
-    if isinstance(err, TimeoutError) or 'timed out' in str(err):
-        return 'timeout'
-    return 'connection error'
-
-
-def _decode(body: bytes, options: DownloadOptions
-            ) -> Tuple[bytes, int, int]:
-    """Check and decode the body: (bytes to keep, width, height)."""
-    check_decoded_size(body, options.max_pixels, 'image')
-    image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise _Refused('not an image')
-    height, width = image.shape[:2]
-    side = options.resize_max_side
-    if side and max(height, width) > side:
-        scale = side / max(height, width)
-        image = cv2.resize(image, (max(1, round(width * scale)),
-                                   max(1, round(height * scale))),
-                           interpolation=cv2.INTER_AREA)
-        height, width = image.shape[:2]
-        body = cv2.imencode('.jpg', image,
-                            [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
-    return body, width, height
-
-
-def download_image(url: str, options: DownloadOptions) -> dict:
-    """Fetch and check one image: ``dict(status, image, width, height)``;
-    ``status`` is ``'ok'`` or the reason of the failure (``http 404``,
-    ``timeout``, ``too large``, ``not an image``, ``oversized image``,
-    ``too many redirects``, ``connection error``...)."""
-    failed = dict(image=None, width=None, height=None)
-    for attempt in range(options.retries + 1):
-        if attempt:
-            time.sleep(options.backoff * 2**(attempt - 1))
-        try:
-            body = fetch(url, options)
-            break
-        except Exception as err:  # urllib and sockets raise many kinds
-            if not _transient(err) or attempt == options.retries:
-                return dict(failed, status=_status(err))
-    try:
-        image, width, height = _decode(body, options)
-    except ImageLoadError:
-        return dict(failed, status='oversized image')
-    except _Refused as err:
-        return dict(failed, status=str(err))
-    return dict(status='ok', image=image, width=width, height=height)
-
-
-def download_batch(batch: Dict[str, np.ndarray],
-                   options: DownloadOptions) -> Dict[str, list]:
-    """A Ray Data ``map_batches`` function: downloads a batch of URLs with
-    ``options.threads`` requests in flight, adding ``status``, ``image``
-    (bytes), ``width`` and ``height`` to the batch. A task, not an actor:
-    it holds no model, and a task gives its CPU back between batches."""
-    with ThreadPoolExecutor(options.threads) as pool:
-        results = list(pool.map(
-            lambda url: download_image(str(url), options), batch['url']))
-    out = {name: list(values) for name, values in batch.items()
-           if name not in ('width', 'height')}
-    for name in ('status', 'image', 'width', 'height'):
-        out[name] = [result[name] for result in results]
-    return out
+# the columns a download adds to a URL row (width and height: decoded)
+RESULT_FIELDS = (pa.field('status', pa.string()),
+                 pa.field('image', pa.binary()),
+                 pa.field('width', pa.int64()),
+                 pa.field('height', pa.int64()))
+# rows of an input table split at once (a 747M-row crawl is ~128 tables)
+SPLIT_CHUNK_ROWS = 1 << 20
+# a download task appends a row group every this many images or bytes
+GROUP_ROWS = 256
+GROUP_BYTES = 32 << 20
 
 
 def url_tables(pattern: str) -> List[str]:
@@ -255,39 +80,50 @@ def url_tables(pattern: str) -> List[str]:
     return files
 
 
-def read_url_rows(batch: Dict[str, np.ndarray], urls: str,
-                  batch_size: int) -> Iterator[pa.Table]:
-    """For the bucket in ``batch`` (one row, ``shard``), the rows of its
-    deduplicated URL file with a ``shard`` column, ``batch_size`` at a
-    time."""
-    shard = batch['shard'][0]
-    for chunk in pq.ParquetFile(osp.join(urls, f'bucket={shard}.parquet')
-                                ).iter_batches(batch_size):
-        chunk = pa.Table.from_batches([chunk])
-        yield chunk.append_column(
-            'shard', pa.array([shard] * len(chunk), pa.string()))
+def _by_bucket(table: pa.Table, num_buckets: int
+               ) -> Iterator[Tuple[int, pa.Table]]:
+    """``(K, rows)`` for each hash bucket K that rows of ``table`` fall in
+    (:func:`stable_bucket` of the URL: every copy of a URL lands in one
+    bucket, whatever table it came from)."""
+    bucket = stable_bucket(table['url'].to_pylist(), num_buckets)
+    order = np.argsort(bucket, kind='stable')
+    table, bucket = table.take(order), bucket[order]
+    starts = np.flatnonzero(np.diff(bucket, prepend=-1))
+    for start, end in zip(starts, list(starts[1:]) + [len(bucket)]):
+        yield int(bucket[start]), table.slice(start, end - start)
 
 
-def _download_pipeline(group: List[str], urls: str, options: DownloadOptions,
-                       concurrency: int, batch_size: int):
-    """The Ray Data dataset of the download of the buckets ``group``: reader
-    tasks stream each bucket's URL file, download tasks fetch them."""
-    import ray.data
-    tasks = ray.data.TaskPoolStrategy(size=concurrency)
-    return over_shards(group).map_batches(
-        read_url_rows, batch_size=1, num_cpus=IO_CPUS, compute=tasks,
-        fn_kwargs=dict(urls=urls, batch_size=batch_size),
-        **TASK_RETRY_ARGS).map_batches(
-        download_batch, fn_kwargs=dict(options=options), compute=tasks,
-        batch_size=batch_size, num_cpus=IO_CPUS, **TASK_RETRY_ARGS)
+def split_url_table(file: str, index: int, columns: Sequence[str],
+                    buckets: str, num_buckets: int) -> int:
+    """Write the rows of URL table ``file`` (the ``index``-th input) into
+    ``buckets/bucket=K/`` by their URL's bucket, ``SPLIT_CHUNK_ROWS`` rows
+    at a time: each chunk's rows of a bucket are one file, written
+    atomically under a name that a retried task writes again. Returns the
+    row count. Runs as a task."""
+    rows = 0
+    for chunk, batch in enumerate(pq.ParquetFile(file).iter_batches(
+            SPLIT_CHUNK_ROWS, columns=list(columns))):
+        table = pa.Table.from_batches([batch])
+        for bucket, part in _by_bucket(table, num_buckets):
+            folder = osp.join(buckets, f'bucket={bucket}')
+            os.makedirs(folder, exist_ok=True)
+            write_parquet(part, osp.join(
+                folder, f'table{index:06d}-{chunk:05d}.parquet'))
+        rows += len(table)
+    return rows
 
 
-def _with_bucket(table: pa.Table, num_buckets: int) -> pa.Table:
-    """``table`` with a ``bucket`` column: a stable hash of the URL modulo
-    ``num_buckets`` (the same URL lands in the same bucket in any process
-    and run)."""
-    return table.append_column('bucket', pa.array(
-        stable_bucket(table['url'].to_pylist(), num_buckets)))
+def deduplicate_single_table(file: str, columns: Sequence[str], urls: str,
+                             num_buckets: int) -> int:
+    """The lighter path for one table that is read at once (at most
+    ``SPLIT_CHUNK_ROWS`` rows): its buckets, each URL once, written
+    straight to ``urls/bucket=K.parquet`` without the ``buckets/`` step.
+    Returns the row count. Runs as a task."""
+    table = pq.read_table(file, columns=list(columns), partitioning=None)
+    for bucket, rows in _by_bucket(table, num_buckets):
+        write_parquet(_first_row_per_url(rows),
+                      osp.join(urls, f'bucket={bucket}.parquet'))
+    return len(table)
 
 
 def _first_row_per_url(table: pa.Table) -> pa.Table:
@@ -297,45 +133,126 @@ def _first_row_per_url(table: pa.Table) -> pa.Table:
     return table.filter(pa.array(first))
 
 
-def bucket_urls(inputs: Sequence[str], out_folder: str,
-                num_buckets: int) -> None:
-    """Write the rows of the URL tables into ``out_folder/bucket=K/`` by a
-    hash of their URL (Ray Data tasks, ``write_parquet`` partitioned by
-    bucket), so that every copy of a URL is in one bucket; written to a
-    temporary folder and renamed."""
-    import ray.data
-    columns = list(URL_COLUMNS) + [
-        c for c in OPTIONAL_URL_COLUMNS
-        if c in pq.read_schema(inputs[0]).names]
-    with atomic_folder(out_folder) as part:
-        write_ray_parquet(
-            ray.data.read_parquet(list(inputs), columns=columns,
-                                  num_cpus=IO_CPUS)
-            .map_batches(_with_bucket, batch_format='pyarrow',
-                         fn_kwargs=dict(num_buckets=num_buckets),
-                         num_cpus=IO_CPUS, **TASK_RETRY_ARGS),
-            part, partition_cols=['bucket'])
-
-
 def _deduplicate_bucket(folder: str, target: str) -> int:
     """The bucket's rows with each URL once (smallest key), written to
-    ``target`` atomically; returns the row count. Runs as a Ray task."""
+    ``target`` atomically; returns the row count. Runs as a task."""
     files = sorted(glob.glob(osp.join(folder, '*.parquet')))
     table = _first_row_per_url(pa.concat_tables(
-        pq.read_table(f) for f in files))
+        pq.read_table(f, partitioning=None) for f in files))
     write_parquet(table, target)
     return len(table)
 
 
-def _bucket_urls(urls: str, bucket_folder: str) -> str:
-    return osp.join(urls, osp.basename(bucket_folder) + '.parquet')
+def deduplicate_urls(inputs: Sequence[str], out_dir: str, num_buckets: int,
+                     run_tasks: TaskRunner) -> None:
+    """Write ``out_dir/urls/bucket=K.parquet``: the rows of the URL tables
+    ``inputs`` by a hash of their URL, each URL once (the row with the
+    smallest key). The folder is built whole and renamed, so a re-run
+    skips it when it exists.
+
+    Several tables, or one too large to read at once, are split by a task
+    per table into ``out_dir/buckets/bucket=K/`` (also renamed into place
+    when whole, and removed once ``urls/`` is), then deduplicated by a task
+    per bucket; one table of at most ``SPLIT_CHUNK_ROWS`` rows takes one
+    task (:func:`deduplicate_single_table`).
+    """
+    columns = list(URL_COLUMNS) + [
+        c for c in OPTIONAL_URL_COLUMNS
+        if c in pq.read_schema(inputs[0]).names]
+    buckets = osp.join(out_dir, 'buckets')
+    with atomic_folder(osp.join(out_dir, 'urls')) as part:
+        if len(inputs) == 1 and not osp.isdir(buckets) and pq.read_metadata(
+                inputs[0]).num_rows <= SPLIT_CHUNK_ROWS:
+            run_all(run_tasks, deduplicate_single_table,
+                    [(inputs[0], columns, part, num_buckets)])
+        else:
+            if not osp.isdir(buckets):
+                with atomic_folder(buckets) as split_part:
+                    run_all(run_tasks, split_url_table, [
+                        (file, index, columns, split_part, num_buckets)
+                        for index, file in enumerate(inputs)])
+            run_all(run_tasks, _deduplicate_bucket, [
+                (folder, osp.join(part, osp.basename(folder) + '.parquet'))
+                for folder in sorted(glob.glob(osp.join(buckets,
+                                                        'bucket=*')))])
+    shutil.rmtree(buckets, ignore_errors=True)
+
+
+def download_schema(urls: pa.Schema) -> pa.Schema:
+    """The schema of a bucket's images: its URL rows' columns (without
+    ``width`` and ``height``) and :data:`RESULT_FIELDS`."""
+    return pa.schema([f for f in urls if f.name not in
+                      OPTIONAL_URL_COLUMNS] + list(RESULT_FIELDS))
+
+
+def _result_rows(urls: pa.Table, results: list,
+                 schema: pa.Schema) -> pa.Table:
+    """The rows of ``urls`` at the indices of ``results`` (``(index,
+    fetch result)`` pairs) with the results' columns, in ``schema``."""
+    rows = urls.take([index for index, _ in results])
+    return pa.table([rows[f.name] for f in schema if f not in RESULT_FIELDS]
+                    + [pa.array([r[f.name] for _, r in results], f.type)
+                       for f in RESULT_FIELDS], schema=schema)
+
+
+async def _download_into(urls: pa.Table, options: DownloadOptions,
+                         append) -> None:
+    """Fetch every URL of ``urls``, appending the finished rows a group
+    (``GROUP_ROWS`` images or ``GROUP_BYTES``) at a time."""
+    schema = download_schema(urls.schema)
+    results, size = [], 0
+    async for index, result in fetch_images(
+            enumerate(urls['url'].to_pylist()), options):
+        results.append((index, result))
+        size += len(result['image'] or b'')
+        if len(results) >= GROUP_ROWS or size >= GROUP_BYTES:
+            append(_result_rows(urls, results, schema))
+            results, size = [], 0
+    if results:
+        append(_result_rows(urls, results, schema))
+
+
+def download_bucket(url_file: str, target: str, work: str,
+                    options: DownloadOptions) -> int:
+    """Download the URLs of one bucket's file into ``target/part-0.parquet``
+    (built in the folder ``work``, renamed to ``target`` when complete);
+    returns the number of URLs. Runs as a task (Ray, or a local pool)."""
+    import asyncio
+    urls = pq.read_table(url_file, partitioning=None)
+    for folder in (work, target):
+        os.makedirs(osp.dirname(folder), exist_ok=True)
+    with atomic_folder(target, part=work) as part:
+        with parquet_stream(osp.join(part, 'part-0.parquet'),
+                            download_schema(urls.schema)) as append:
+            asyncio.run(_download_into(urls, options, append))
+    return len(urls)
+
+
+def _report(inputs: str, urls: str, images: str, pending: List[str],
+            seconds: float, options: DownloadOptions) -> dict:
+    def rows(files):
+        return sum(pq.read_metadata(f).num_rows for f in files)
+    every = sorted(glob.glob(osp.join(urls, 'bucket=*.parquet')))
+    input_rows, unique = rows(url_tables(inputs)), rows(every)
+    downloaded = rows(pending)
+    return dict(
+        input_rows=input_rows, duplicate_urls=input_rows - unique,
+        urls=unique, status=value_counts(parquet_files(images), 'status'),
+        downloaded_this_run=downloaded,
+        finished_before=unique - downloaded,
+        seconds_this_run=round(seconds, 2),
+        urls_per_s_this_run=round(downloaded / seconds, 2)
+        if seconds else None,
+        options={k: v for k, v in asdict(options).items()
+                 if k != 'headers'})
 
 
 def run_download_stage(inputs: str, out_dir: str,
                        options: DownloadOptions = DownloadOptions(),
-                       concurrency: int = 2, batch_size: int = 64,
+                       concurrency: int = 2,
                        num_partitions: int = 16,
-                       shards_per_run: int = 16) -> dict:
+                       progress_file: Optional[object] = None,
+                       pool: str = 'ray') -> dict:
     """Download every URL of the tables matching ``inputs`` into
     ``out_dir`` (layout in the module docstring) and return the report.
 
@@ -343,58 +260,41 @@ def run_download_stage(inputs: str, out_dir: str,
         inputs (str): Folder, glob or file of parquet URL tables.
         out_dir (str): Output folder; a re-run resumes there.
         options (DownloadOptions): Per-request settings.
-        concurrency (int): Download tasks at a time.
-        batch_size (int): URLs per download task.
-        num_partitions (int): URL hash buckets (the unit of
-            resumption): for 747M URLs, thousands.
-        shards_per_run (int): Buckets per Ray Data pipeline (what a killed
-            driver loses).
+        concurrency (int): Tasks at a time (each takes a CPU and keeps
+            ``options.threads`` requests in flight).
+        num_partitions (int): URL hash buckets (the unit of resumption and
+            of a task): for 747M URLs, thousands.
+        progress_file (file, optional): Where the progress over the URLs
+            is shown (default: standard error).
+        pool (str): ``'ray'``: Ray tasks (a cluster, or a local Ray the
+            caller started); ``'local'``: ``concurrency`` processes on this
+            machine, without Ray (:func:`~.sharded.task_runner`).
     """
-    import ray
+    from gadms.common.progress import Progress
+    run_tasks = task_runner(pool, concurrency)
     os.makedirs(out_dir, exist_ok=True)
-    buckets = osp.join(out_dir, 'buckets')
-    if not osp.isdir(buckets):
-        bucket_urls(url_tables(inputs), buckets, num_partitions)
     urls = osp.join(out_dir, 'urls')
-    os.makedirs(urls, exist_ok=True)
-    deduplicate = ray.remote(num_cpus=IO_CPUS,
-                             **TASK_RETRY_ARGS)(_deduplicate_bucket)
-    pending = [folder for folder in sorted(glob.glob(osp.join(
-        buckets, 'bucket=*'))) if not osp.exists(_bucket_urls(urls, folder))]
-    ray.get([deduplicate.remote(folder, _bucket_urls(urls, folder))
-             for folder in pending])
+    if not osp.isdir(urls):
+        deduplicate_urls(url_tables(inputs), out_dir, num_partitions,
+                         run_tasks)
     images = osp.join(out_dir, 'images')
     os.makedirs(images, exist_ok=True)
-    # shard K is the bucket of urls/bucket=K.parquet and images/bucket=K/
-    buckets = sorted(osp.basename(f)[len('bucket='):-len('.parquet')]
-                     for f in glob.glob(osp.join(urls, 'bucket=*.parquet')))
-    pending = [b for b in buckets
-               if not osp.isdir(osp.join(images, f'bucket={b}'))]
+    # bucket K: urls/bucket=K.parquet -> images/bucket=K/
+    buckets = [osp.basename(f)[:-len('.parquet')] for f in sorted(
+        glob.glob(osp.join(urls, 'bucket=*.parquet')))]
+    pending = [b for b in buckets if not osp.isdir(osp.join(images, b))]
+    progress = Progress(sum(pq.read_metadata(osp.join(
+        urls, b + '.parquet')).num_rows for b in pending),
+        'downloading URLs', file=progress_file or sys.stderr)
     start = time.monotonic()
-    run_shard_groups(pending, partial(
-        _download_pipeline, urls=urls, options=options,
-        concurrency=concurrency, batch_size=batch_size),
-        lambda bucket: osp.join(images, f'bucket={bucket}'),
-        DOWNLOAD_SCHEMA, osp.join(out_dir, 'images.part'), shards_per_run)
-    seconds = time.monotonic() - start
-
-    def rows(bucket_names):
-        return sum(pq.read_metadata(osp.join(
-            urls, f'bucket={b}.parquet')).num_rows for b in bucket_names)
-    downloaded = rows(pending)
-    done_before = rows(buckets) - downloaded
-    input_rows = sum(pq.read_metadata(f).num_rows
-                     for f in url_tables(inputs))
-    unique = sum(pq.read_metadata(f).num_rows
-                 for f in glob.glob(osp.join(urls, '*.parquet')))
-    report = dict(
-        input_rows=input_rows, duplicate_urls=input_rows - unique,
-        urls=unique, status=value_counts(parquet_files(images), 'status'),
-        downloaded_this_run=downloaded, finished_before=done_before,
-        seconds_this_run=round(seconds, 2),
-        urls_per_s_this_run=round(downloaded / seconds, 2)
-        if seconds else None,
-        options={k: v for k, v in asdict(options).items()
-                 if k != 'headers'})
+    for count in run_tasks(download_bucket, [
+            (osp.join(urls, b + '.parquet'), osp.join(images, b),
+             osp.join(out_dir, 'downloading', b), options)
+            for b in pending]):
+        progress.update(count)
+    progress.close()
+    report = _report(inputs, urls, images, [
+        osp.join(urls, b + '.parquet') for b in pending],
+        time.monotonic() - start, options)
     write_json(osp.join(out_dir, 'download_report.json'), report, indent=1)
     return report

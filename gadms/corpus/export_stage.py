@@ -1,4 +1,4 @@
-"""Stage 3 on Ray Data: clean the captions, drop repeated ones, write the
+"""Stage 3 on Ray: clean the captions, drop repeated ones, write the
 WebPerson parquet shards.
 
 A crop is dropped when one of its captions is missing (``not
@@ -8,28 +8,32 @@ caption of a crop with a smaller id: a caption that several clean crops
 carry stays with the first of them only. Each reason is counted per
 caption.
 
-Deduplication is a groupby on the normalised caption, hash-partitioned,
-done by Ray Data's shuffle (no file per pair of shard and bucket):
+Deduplication is a groupby on the normalised caption, hash-partitioned
+into ``num_buckets`` buckets, shuffled through files in
+``export.part/`` by three rounds of Ray tasks (one CPU each):
 
-1. one task per crop shard pairs each crop's two captions, checks them and
-   yields one row per caption (``id``, ``key``, ``problem``, ``bucket``: a
-   hash of ``key``);
-2. ``groupby('bucket')``: each bucket, which holds every copy of its keys,
-   marks all but the first crop of each key ``duplicate`` and yields the
-   dropped captions with their crop shard;
-3. ``groupby('shard')`` over those drops (and one marker row per shard):
-   each crop shard joins its kept crops (the image bytes) with its
-   captions, leaves out the dropped ones and writes
-   ``export.part/data/<shard>.parquet`` (rows sorted by id).
+1. a task per crop shard pairs each crop's two captions, checks them and
+   writes one row per caption (``id``, ``key``, ``problem``, ``bucket``: a
+   hash of ``key``) to ``checked/<shard>.parquet``, sorted by bucket in
+   small row groups;
+2. a task per bucket reads that bucket's rows from every shard's file
+   (the row groups' statistics skip the others), marks all but the first
+   crop of each key ``duplicate`` and writes the captions to drop, with
+   their crop shard, to ``drops/bucket=K.parquet`` (sorted by shard);
+3. a task per crop shard reads its drops the same way, joins its kept
+   crops (the image bytes) with its captions, leaves out the dropped ones
+   and writes ``data/<shard>.parquet`` (rows sorted by id); it returns
+   only its counts.
 
-Only step 3 touches image bytes, one shard at a time. The files are
-renamed ``train-XXXXX-of-YYYYY.parquet`` in shard order and the folder is
-swapped in as ``data/`` at the end: a killed export leaves the previous
-shards (or none), never a mix, and the corpus has the same rows in the
-same order whichever machines wrote it, so that WebPerson's seeded subsets
-stay the same. The files are written by the tasks rather than by
-``write_parquet``, whose file names and block boundaries depend on the
-scheduling.
+Only step 3 touches image bytes, one shard at a time, and the driver holds
+the counts of the shards and nothing else: its memory does not grow with
+the corpus (a Ray Data shuffle kept every shard's checked captions and
+the bookkeeping of thousands of blocks in the driver:
+docs/benchmarks.md). The files are renamed ``train-XXXXX-of-YYYYY.parquet``
+in shard order and the folder is swapped in as ``data/`` at the end: a
+killed export leaves the previous shards (or none), never a mix, and the
+corpus has the same rows in the same order whichever machines wrote it,
+so that WebPerson's seeded subsets stay the same.
 """
 import os
 import os.path as osp
@@ -38,7 +42,6 @@ import shutil
 import time
 from typing import Dict, Optional
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -47,8 +50,8 @@ from gadms.common.atomic import replace_folder, write_json, write_parquet
 from gadms.common.formats import CAPTION_FIELDS, WEBPERSON_SCHEMA
 from .caption_stage import WORD_CONFIDENCES, caption_attempts
 from .filter_stage import crop_shard_folder, finished_crop_shards
-from .sharded import (IO_CPUS, TASK_RETRY_ARGS, over_shards, parquet_files,
-                      sorted_with_first, stable_bucket)
+from .sharded import (parquet_files, run_all, sorted_with_first, stable_bucket,
+                      task_runner)
 
 REFUSALS = re.compile(
     r"\b(i'?m sorry|i am sorry|i can(no|')t|i cannot|unable to|as an ai|"
@@ -62,6 +65,9 @@ CHECKED_SCHEMA = pa.schema([
 ])
 DROP_SCHEMA = pa.schema([('shard', pa.string()), ('id', pa.string()),
                          ('reason', pa.string())])
+# rows per row group of the shuffle's files: small, so that a reader of
+# one bucket (or shard) skips the groups of the others by their statistics
+GROUP_ROWS = 64
 COUNTS_SCHEMA = pa.schema([
     ('shard', pa.string()), ('crops', pa.int64()), ('kept', pa.int64()),
     ('not_captioned', pa.int64()),
@@ -141,11 +147,10 @@ def _join_on_id(left: pa.Table, right: pa.Table) -> pa.Table:
     return left.sort_by('id')
 
 
-def check_shard_captions(batch: Dict[str, np.ndarray], out_dir: str,
-                         min_words: int, num_buckets: int) -> pa.Table:
-    """Step 1 for the shard in ``batch`` (one row): a ``CHECKED_SCHEMA`` row
-    per caption of each captioned crop."""
-    shard = batch['shard'][0]
+def checked_rows(out_dir: str, shard: str, min_words: int,
+                 num_buckets: int) -> pa.Table:
+    """A ``CHECKED_SCHEMA`` row per caption of each captioned crop of
+    ``shard``."""
     captions = shard_captions(out_dir, shard)
     rows = {name: [] for name in CHECKED_SCHEMA.names[:-1]}
     first_field, second_field = CAPTION_FIELDS
@@ -163,6 +168,47 @@ def check_shard_captions(batch: Dict[str, np.ndarray], out_dir: str,
                 rows[name].append(value)
     rows['bucket'] = stable_bucket(rows['key'], num_buckets)
     return pa.Table.from_pydict(rows, schema=CHECKED_SCHEMA)
+
+
+def check_shard(shard: str, out_dir: str, min_words: int, num_buckets: int,
+                checked: str) -> None:
+    """Step 1 for ``shard``: its :func:`checked_rows` sorted by bucket, to
+    ``checked/<shard>.parquet``. Runs as a Ray task."""
+    write_parquet(checked_rows(out_dir, shard, min_words,
+                               num_buckets).sort_by('bucket'),
+                  osp.join(checked, f'{shard}.parquet'),
+                  row_group_size=GROUP_ROWS)
+
+
+def _rows_where(folder: str, schema: pa.Schema, column: str,
+                value) -> pa.Table:
+    """The rows of the parquet files of ``folder`` whose ``column`` is
+    ``value`` (files sorted by it: their row groups' statistics let the
+    reader skip the rest)."""
+    import pyarrow.dataset as ds
+    files = parquet_files(folder, depth=0)
+    if not files:
+        return schema.empty_table()
+    return ds.dataset(files, schema=schema, format='parquet').to_table(
+        filter=pc.field(column) == value)
+
+
+def find_bucket_drops(bucket: int, checked: str, drops: str) -> None:
+    """Step 2 for ``bucket``: :func:`bucket_drops` of its rows in every
+    shard's checked file, sorted by shard, to ``drops/bucket=K.parquet``.
+    Runs as a Ray task."""
+    write_parquet(bucket_drops(_rows_where(
+        checked, CHECKED_SCHEMA, 'bucket', bucket)).sort_by('shard'),
+        osp.join(drops, f'bucket={bucket}.parquet'),
+        row_group_size=GROUP_ROWS)
+
+
+def export_shard(shard: str, out_dir: str, drops: str, folder: str,
+                 word_confidences: bool) -> pa.Table:
+    """Step 3 for ``shard``: :func:`write_shard` with its drops from every
+    bucket's file; returns its counts. Runs as a Ray task."""
+    return write_shard(_rows_where(drops, DROP_SCHEMA, 'shard', shard),
+                       shard, out_dir, folder, word_confidences)
 
 
 def bucket_drops(bucket: pa.Table) -> pa.Table:
@@ -184,23 +230,13 @@ def bucket_drops(bucket: pa.Table) -> pa.Table:
         schema=DROP_SCHEMA)
 
 
-def shard_marker(batch: Dict[str, np.ndarray]) -> pa.Table:
-    """A ``DROP_SCHEMA`` row without an id for the shard in ``batch``: every
-    shard reaches step 3, with drops or without."""
-    return pa.table(dict(shard=pa.array(batch['shard'], pa.string()),
-                         id=pa.nulls(len(batch['shard']), pa.string()),
-                         reason=pa.nulls(len(batch['shard']), pa.string())),
-                    schema=DROP_SCHEMA)
-
-
-def write_shard(drops: pa.Table, out_dir: str, folder: str,
+def write_shard(drops: pa.Table, shard: str, out_dir: str, folder: str,
                 word_confidences: bool = False) -> pa.Table:
-    """Step 3 for one crop shard (its ``DROP_SCHEMA`` rows and marker):
-    write its kept crops with their captions (and their word confidences,
-    asked for) to ``folder/<shard>.parquet``; returns its counts
-    (``shard``, ``crops``, ``not_captioned``, ``kept``) and the reasons of
-    its dropped captions (``reason``, ``count``)."""
-    shard = drops['shard'][0].as_py()
+    """Write the kept crops of ``shard`` (its ``DROP_SCHEMA`` rows:
+    ``drops``) with their captions (and their word confidences, asked for)
+    to ``folder/<shard>.parquet``; returns its counts (``shard``,
+    ``crops``, ``not_captioned``, ``kept``) and the reasons of its dropped
+    captions (``reason``, ``count``)."""
     captioned = shard_captions(out_dir, shard, word_confidences)
     captions = captioned.filter(pc.invert(pc.is_in(
         captioned['id'], drops['id'].drop_null().combine_chunks())))
@@ -248,32 +284,34 @@ def run_export_stage(out_dir: str, min_words: int = 8,
         out_dir (str): The corpus folder of the earlier stages.
         min_words (int): Shorter captions are ``truncated``.
         num_buckets (int): Hash buckets of the caption groupby (one task
-            each; thousands for WebPerson's 10M captions).
+            each, which reads a footer of every shard's file: tens to low
+            hundreds).
         word_confidences (bool): Also export each caption's word
             confidences (``caption1_word_confidences``,
             ``caption2_word_confidences``; null where the caption stage
             ran without ``logprobs``), which ``AnnotateTokens`` reads.
     """
+    import ray
     start = time.monotonic()
     shards = finished_crop_shards(out_dir)
     work = osp.join(out_dir, 'export.part')
     shutil.rmtree(work, ignore_errors=True)
-    data = osp.join(work, 'data')
-    os.makedirs(data)
-    checked = over_shards(shards).map_batches(
-        check_shard_captions, batch_size=1, num_cpus=IO_CPUS,
-        fn_kwargs=dict(out_dir=out_dir, min_words=min_words,
-                       num_buckets=num_buckets), **TASK_RETRY_ARGS)
-    drops = checked.groupby('bucket', num_partitions=num_buckets).map_groups(
-        bucket_drops, batch_format='pyarrow', num_cpus=IO_CPUS,
-        **TASK_RETRY_ARGS)
-    markers = over_shards(shards).map_batches(shard_marker,
-                                              num_cpus=IO_CPUS)
-    counts = drops.union(markers).groupby('shard').map_groups(
-        write_shard, batch_format='pyarrow', num_cpus=IO_CPUS,
-        fn_kwargs=dict(out_dir=out_dir, folder=data,
-                       word_confidences=word_confidences),
-        **TASK_RETRY_ARGS).take_all()
+    checked, drops, data = (osp.join(work, name)
+                            for name in ('checked', 'drops', 'data'))
+    for folder in (checked, drops, data):
+        os.makedirs(folder)
+    run_tasks = task_runner('ray', int(ray.cluster_resources().get(
+        'CPU', 1)))
+    run_all(run_tasks, check_shard, [
+        (shard, out_dir, min_words, num_buckets, checked)
+        for shard in shards], 'export: checking captions (shards)')
+    run_all(run_tasks, find_bucket_drops, [
+        (bucket, checked, drops) for bucket in range(num_buckets)],
+        'export: finding repeated captions (buckets)')
+    counts = pa.concat_tables(
+        [COUNTS_SCHEMA.empty_table()] + run_all(run_tasks, export_shard, [
+            (shard, out_dir, drops, data, word_confidences)
+            for shard in shards], 'export: writing shards')).to_pylist()
     num_files = _name_and_swap(data, osp.join(out_dir, 'data'))
     seconds = time.monotonic() - start
     crops = sum(row['crops'] for row in counts)

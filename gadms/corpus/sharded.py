@@ -1,5 +1,5 @@
-"""What the Ray Data corpus stages share: shards renamed into place, hash
-buckets, reports.
+"""What the corpus stages share: shards renamed into place, hash buckets,
+tasks at a bounded concurrency (on Ray or a local pool), reports.
 
 A stage's unit of work is a *shard* (a part of its input: a download
 bucket, a slice of a folder listing). :func:`run_shard_groups` runs one Ray
@@ -8,14 +8,20 @@ shard into a temporary folder and then renames each shard's folder into
 place. A shard's folder therefore exists only when all its rows were
 written: a re-run skips it, and a killed driver leaves no half-written
 shard behind (the temporary folder is cleared by the next run).
+:func:`commit_shards_as_they_finish` commits each shard as soon as its
+rows are in. :func:`bounded_tasks` and :func:`local_process_tasks` run
+plain tasks (the download's), on Ray or on this machine's processes.
 """
 import glob
 import os
 import os.path as osp
 import shutil
+import sys
 import warnings
 import zlib
-from typing import Callable, Dict, Iterable, List, Sequence, Tuple
+from functools import partial
+from typing import (Callable, Dict, Iterable, Iterator, List, Optional,
+                    Sequence, Tuple)
 
 import numpy as np
 import pyarrow as pa
@@ -34,9 +40,13 @@ WORKER_RETRIES = 3
 TASK_RETRY_ARGS = dict(max_retries=WORKER_RETRIES)
 ACTOR_RETRY_ARGS = dict(max_restarts=WORKER_RETRIES,
                         max_task_retries=WORKER_RETRIES)
-# The Ray job's environment for the corpus stages (``ray.init(...,
-# runtime_env=CORPUS_RUNTIME_ENV)``), so that a worker's memory does not
-# grow with the corpus (docs/benchmarks.md). Arrow's default allocator in
+# prctl's option: the signal a process gets when its parent ends
+PR_SET_PDEATHSIG = 1
+# The workers' environment for the corpus stages (a cluster's job:
+# ``ray.init(..., runtime_env=CORPUS_RUNTIME_ENV)``; a Ray or a pool of
+# processes started by the CLI: its own environment, which they inherit),
+# so that a worker's memory does not grow with the corpus
+# (docs/benchmarks.md). Arrow's default allocator in
 # the pyarrow wheels (mimalloc) kept what the many threads of a download
 # task freed: a worker that ran the downloads of 20,000 images held 299 MiB
 # with it, 149 MiB with the C library's allocator. glibc, in turn, raises
@@ -105,6 +115,124 @@ def over_shards(shards: Sequence[str]):
     import ray.data
     return ray.data.from_items([dict(shard=s) for s in shards],
                                override_num_blocks=max(1, len(shards)))
+
+
+# CPUs per plain task (the download's, the export's): one task keeps a core
+# busy, and a machine's few worker processes run them all (starting a Ray
+# worker costs about a second of CPU)
+TASK_CPUS = 1
+# run_tasks(function, calls): each call's result as it finishes
+TaskRunner = Callable[[Callable, Sequence[tuple]], Iterator]
+
+
+def task_runner(pool: str, concurrency: int) -> TaskRunner:
+    """Where a stage's plain tasks run, ``concurrency`` at a time:
+    ``'ray'`` (Ray tasks of ``TASK_CPUS``, on the Ray the caller started
+    or joined, retried when their worker dies) or ``'local'``
+    (:func:`local_process_tasks`, no Ray)."""
+    if pool == 'ray':
+        import ray
+
+        def on_ray(function, calls):
+            return bounded_tasks(ray.remote(num_cpus=TASK_CPUS,
+                                            **TASK_RETRY_ARGS)(function),
+                                 calls, concurrency)
+        return on_ray
+    if pool == 'local':
+        return partial(local_process_tasks, processes=concurrency)
+    raise ValueError(f"pool must be 'ray' or 'local', got {pool!r}")
+
+
+def run_all(run_tasks: TaskRunner, function: Callable,
+            calls: Sequence[tuple], title: Optional[str] = None) -> list:
+    """Every result of ``run_tasks(function, calls)``, in the order they
+    finished; with a ``title``, counted on standard error as they finish
+    (:class:`~gadms.common.progress.Progress`)."""
+    from gadms.common.progress import Progress
+    progress = Progress(len(calls), title, file=sys.stderr) \
+        if title else None
+    results = []
+    for result in run_tasks(function, calls):
+        results.append(result)
+        if progress:
+            progress.update()
+    if progress:
+        progress.close()
+    return results
+
+
+def bounded_tasks(remote_function, calls: Iterable[tuple],
+                  concurrency: int) -> Iterator:
+    """``remote_function.remote(*call)`` for each call, at most
+    ``concurrency`` in flight; yields each task's result as it finishes
+    (a task's error is raised here)."""
+    import ray
+    calls, in_flight = iter(calls), []
+    while True:
+        for call in calls:
+            in_flight.append(remote_function.remote(*call))
+            if len(in_flight) >= max(1, concurrency):
+                break
+        if not in_flight:
+            return
+        done, in_flight = ray.wait(in_flight, num_returns=1)
+        yield ray.get(done[0])
+
+
+def local_process_tasks(function: Callable, calls: Iterable[tuple],
+                        processes: int) -> Iterator:
+    """``function(*call)`` for each call in a pool of ``processes`` local
+    processes: what :func:`bounded_tasks` does on Ray, without Ray; yields
+    each result as it finishes (an error in a call is raised here).
+
+    A worker process that dies (killed, out of memory) breaks the pool:
+    the calls without a result are run again in a new pool, at most
+    ``WORKER_RETRIES`` times in all, so that a call which kills every
+    worker fails the run instead of looping for ever. The workers are
+    spawned by the caller and end with it (:func:`_end_with_parent`): a
+    killed driver leaves none finishing a call that its next run does
+    again.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+    waiting, restarts = list(calls), 0
+    while waiting:
+        with ProcessPoolExecutor(
+                max(1, processes),
+                mp_context=multiprocessing.get_context('spawn'),
+                initializer=_end_with_parent) as pool:
+            futures = {pool.submit(function, *call): call
+                       for call in waiting}
+            waiting = []
+            for future in as_completed(futures):
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    waiting.append(futures[future])
+                    continue
+                yield result
+        if waiting:
+            restarts += 1
+            if restarts > WORKER_RETRIES:
+                raise RuntimeError(
+                    f'worker processes died {restarts} times; '
+                    f'{len(waiting)} call(s) of {function!r} never '
+                    'finished')
+
+
+def _end_with_parent() -> None:
+    """Have the kernel SIGKILL this process when its parent ends (Linux's
+    ``PR_SET_PDEATHSIG``; elsewhere nothing). Not with multiprocessing's
+    fork server: each of its children keeps it alive, so it never ends
+    with the caller."""
+    import ctypes
+    import signal
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG,
+                                                signal.SIGKILL)
+    except (OSError, AttributeError):  # no prctl: not Linux
+        pass
 
 
 def run_shard_groups(shards: Sequence[str],

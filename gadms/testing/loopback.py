@@ -116,13 +116,22 @@ def scene(index: int, height: int = 320, width: int = 240) -> bytes:
 
 class SceneWeb(LoopbackServer):
     """Serves ``/scene/<n>.jpg`` (:func:`scene`), and ``/missing/<n>`` as
-    HTTP 404: a synthetic web for the download stage."""
+    HTTP 404: a synthetic web for the download stage. ``requests`` counts
+    the requests per path; each answer waits ``delay`` seconds first."""
 
-    def __init__(self, make_scene: Callable[[int], bytes] = scene) -> None:
+    def __init__(self, make_scene: Callable[[int], bytes] = scene,
+                 delay: float = 0.0) -> None:
+        self.requests: Counter = Counter()
+        self.lock = threading.Lock()
+        web = self
 
         class Handler(BaseHTTPRequestHandler):
 
             def do_GET(self):  # noqa: N802 (http.server's name)
+                with web.lock:
+                    web.requests[self.path] += 1
+                if delay:
+                    time.sleep(delay)
                 kind, _, name = self.path.strip('/').partition('/')
                 if kind == 'scene':
                     _send(self, 200, make_scene(int(name.split('.')[0])),

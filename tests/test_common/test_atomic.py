@@ -18,8 +18,8 @@ from common import REPO_ROOT
 
 from gadms.apis.gallery import GalleryIndex
 from gadms.common.atomic import (atomic_folder, atomic_torch_save,
-                                 atomic_write, write_bytes, write_image,
-                                 write_json, write_parquet)
+                                 atomic_write, parquet_stream, write_bytes,
+                                 write_image, write_json, write_parquet)
 
 
 def _index(value: float) -> GalleryIndex:
@@ -65,6 +65,13 @@ def _write_parquet(path, version):
     write_parquet(pa.table(dict(version=[version])), path)
 
 
+def _stream_parquet(path, version):
+    """Two row groups appended one after the other."""
+    with parquet_stream(path, pa.schema([('version', pa.int64())])) as add:
+        add(pa.table(dict(version=[version])))
+        add(pa.table(dict(version=[version * 10])))
+
+
 KINDS = {
     'text': ('list.txt', _write_text,
              lambda p: open(p, encoding='utf-8').read()),
@@ -76,6 +83,8 @@ KINDS = {
               lambda p: cv2.imread(p)[0, 0, 0]),
     'parquet': ('shard.parquet', _write_parquet,
                 lambda p: pq.read_table(p)['version'].to_pylist()),
+    'parquet stream': ('images.parquet', _stream_parquet,
+                       lambda p: pq.read_table(p)['version'].to_pylist()),
     'torch': ('weights.pth',
               lambda p, v: atomic_torch_save(dict(w=torch.tensor(v)), p),
               lambda p: torch.load(p)['w'].item()),
@@ -226,3 +235,38 @@ def test_the_scan_finds_in_place_writes():
     assert in_place_writes(source) == [
         (1, 'open'), (2, 'open'), (5, 'pq.write_table'), (6, 'torch.save'),
         (8, 'json.dump'), (10, 'cv2.imwrite')]
+
+
+def test_a_streamed_parquet_file_appears_when_its_block_ends(tmp_path):
+    """Row groups appended to a parquet stream are not visible under the
+    file's name until the block ends; an error half-way leaves nothing."""
+    path = str(tmp_path / 'images.parquet')
+    schema = pa.schema([('version', pa.int64())])
+    with pytest.raises(RuntimeError, match='half-way'):
+        with parquet_stream(path, schema) as append:
+            append(pa.table(dict(version=[1])))
+            assert not osp.exists(path)
+            raise RuntimeError('half-way')
+    assert os.listdir(tmp_path) == []
+    with parquet_stream(path, schema) as append:
+        for version in range(3):
+            append(pa.table(dict(version=[version])))
+    assert pq.ParquetFile(path).metadata.num_row_groups == 3
+    assert pq.read_table(path)['version'].to_pylist() == [0, 1, 2]
+    with parquet_stream(path, schema):
+        pass
+    assert pq.read_table(path).num_rows == 0
+
+
+def test_a_folder_can_be_built_elsewhere_on_the_same_disk(tmp_path):
+    """With ``part``, nothing appears beside the target until it is whole
+    (readers that list the target's parent see no temporary folder)."""
+    listed, work = tmp_path / 'images', tmp_path / 'work'
+    listed.mkdir()
+    with atomic_folder(str(listed / 'bucket=1'),
+                       part=str(work / 'bucket=1')) as part:
+        write_bytes(os.path.join(part, 'a'), b'1')
+        assert os.listdir(listed) == [] and part == str(work / 'bucket=1')
+    assert os.listdir(listed) == ['bucket=1']
+    assert os.listdir(listed / 'bucket=1') == ['a']
+    assert os.listdir(work) == []

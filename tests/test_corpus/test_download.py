@@ -1,10 +1,14 @@
 """The download stage against a loopback web that misbehaves: 404, 500,
 a slow drip, a non-image, a huge answer, a pixel bomb, redirects to
 another port, redirect loops; each outcome counted, nothing hanging."""
+import asyncio
 import glob
+import io
 import json
+import os
 import os.path as osp
 import time
+import zlib
 from http.server import BaseHTTPRequestHandler
 
 import cv2
@@ -13,10 +17,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from common import pixel_bomb, run_tool
+from PIL import Image
 
-from gadms.corpus.download import (DownloadOptions, download_image,
-                                   run_download_stage)
-from gadms.testing.loopback import LoopbackServer
+from gadms.corpus.download import (_deduplicate_bucket,
+                                   deduplicate_single_table,
+                                   run_download_stage, split_url_table)
+from gadms.corpus.web_fetch import (DownloadOptions, Refused, decode,
+                                    download_image, fetch_images)
+from gadms.testing.loopback import LoopbackServer, scene
 
 FAST = DownloadOptions(timeout=1.0, retries=1, backoff=0.0, threads=4,
                        max_bytes=2 << 20)
@@ -143,6 +151,9 @@ def test_each_fault_has_its_status_and_nothing_hangs(webs):
     # 404 is final, 500 retried once, the flaky 503 then answered
     assert [p for p, _ in web.asked].count('/missing.png') == 1
     assert [p for p, _ in web.asked].count('/broken.png') == 2
+    # a redirect loop is followed max_redirects times, then refused
+    assert [p for p, _ in web.asked].count('/loop.png') == \
+        options.max_redirects + 1
     assert download_image('ftp://127.0.0.1/a.png', options)['status'] == \
         'not an http(s) URL'
 
@@ -162,7 +173,10 @@ def _url_table(path, rows) -> None:
     pq.write_table(pa.Table.from_pylist(rows), str(path))
 
 
-def test_stage_deduplicates_counts_and_resumes(webs, ray_local, tmp_path):
+@pytest.mark.parametrize('pool', ['ray', 'local'])
+def test_stage_deduplicates_counts_and_resumes(webs, ray_local, tmp_path,
+                                               pool):
+    """The same outcomes with the tasks on Ray and in a local pool."""
     web, _ = webs
     tables = tmp_path / 'urls'
     tables.mkdir()
@@ -175,15 +189,14 @@ def test_stage_deduplicates_counts_and_resumes(webs, ray_local, tmp_path):
         dict(key='9999', url=web.base + '/ok.png', text='again')])
     out = str(tmp_path / 'out')
     report = run_download_stage(str(tables), out, FAST, concurrency=1,
-                                batch_size=4, num_partitions=2)
+                                num_partitions=2, pool=pool)
     expected_counts = {}
     for status in EXPECTED.values():
         expected_counts[status] = expected_counts.get(status, 0) + 1
     assert report['input_rows'] == 13 and report['duplicate_urls'] == 1
     assert report['status'] == dict(sorted(expected_counts.items()))
-    written = pa.concat_tables(
-        pq.read_table(f) for f in glob.glob(osp.join(out, 'images', '*',
-                                                      '*.parquet')))
+    written = pa.concat_tables(pq.read_table(f) for f in glob.glob(
+        osp.join(out, 'images', '*', '*.parquet')))
     by_url = {r['url']: r for r in written.to_pylist()}
     assert by_url[web.base + '/ok.png']['key'] == '0000'  # smallest key
     assert by_url[web.base + '/ok.png']['image'] == _png()
@@ -191,14 +204,16 @@ def test_stage_deduplicates_counts_and_resumes(webs, ray_local, tmp_path):
     # a re-run downloads nothing again
     asked = len(web.asked)
     again = run_download_stage(str(tables), out, FAST, concurrency=1,
-                               batch_size=4, num_partitions=2)
+                               num_partitions=2, pool=pool)
     assert again['downloaded_this_run'] == 0 and len(web.asked) == asked
     assert again['status'] == report['status']
 
 
-def test_download_cli_runs_on_local_ray(webs, tmp_path):
-    """The documented command on a small table, in a pipe: the report is
-    printed as JSON and the log stays short (no progress bars)."""
+def test_download_cli_runs_without_ray(webs, tmp_path):
+    """The documented command on a small table, in a pipe: without
+    ``--address`` it runs in local processes and starts no Ray; the
+    report is printed as JSON and the log stays short (no progress
+    bars)."""
     web, _ = webs
     _url_table(tmp_path / 'table.parquet', [
         dict(key='a', url=web.base + '/ok.png', text='x'),
@@ -206,10 +221,126 @@ def test_download_cli_runs_on_local_ray(webs, tmp_path):
     out = tmp_path / 'out'
     result = run_tool(
         'tools/dataset_converters/build_webperson_corpus.py', 'download',
-        str(tmp_path / 'table.parquet'), str(out), '--num-cpus', '1',
+        str(tmp_path / 'table.parquet'), str(out),
         '--concurrency', '1', '--partitions', '1', '--timeout', '2',
         '--retries', '0', timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout[result.stdout.index('{'):])
     assert report['status'] == {'http 404': 1, 'ok': 1}
     assert len((result.stdout + result.stderr).splitlines()) < 200
+    assert 'Ray' not in result.stdout + result.stderr
+
+
+def _rotated_jpeg() -> bytes:
+    """A 20 x 40 JPEG whose EXIF says: turn it a quarter (orientation 6),
+    so that it shows 40 wide and 20 high."""
+    image = np.zeros((40, 20, 3), np.uint8)
+    image[:10] = 255
+    picture = Image.fromarray(image)
+    exif = picture.getexif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    picture.save(out, 'JPEG', exif=exif.tobytes())
+    return out.getvalue()
+
+
+def test_a_jpeg_is_checked_at_reduced_scale_with_its_full_size():
+    """JPEGs are checked by a 1/8-scale decode: the size recorded is still
+    the full decode's (EXIF orientation applied, as OpenCV does), and a
+    JPEG that OpenCV cannot decode is still refused."""
+    options = DownloadOptions()
+    for body in (_rotated_jpeg(), scene(3)):
+        full = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+        kept, width, height = decode(body, options)
+        assert kept == body and (height, width) == full.shape[:2]
+    assert cv2.imdecode(np.frombuffer(_rotated_jpeg(), np.uint8),
+                        cv2.IMREAD_COLOR).shape[:2] == (20, 40)
+    good = scene(3)
+    for broken in (good[:len(good) // 2], good[:600] + bytes(2000)):
+        assert cv2.imdecode(np.frombuffer(broken, np.uint8),
+                            cv2.IMREAD_COLOR) is None
+        with pytest.raises(Refused, match='not an image'):
+            decode(broken, options)
+
+
+def test_requests_in_flight_and_urls_read_are_bounded(webs):
+    """``threads`` requests at a time, and the next URL is read only when
+    one finishes (a bucket's URLs are not all turned into requests at
+    once)."""
+    web, _ = webs
+    pulled = []
+
+    def urls():
+        for index in range(40):
+            pulled.append(index)
+            yield index, web.base + '/ok.png'
+
+    async def first_and_all():
+        results = fetch_images(urls(), DownloadOptions(threads=4,
+                                                       timeout=5))
+        await results.__anext__()
+        at_first = len(pulled)
+        rest = [result async for _, result in results]
+        return at_first, 1 + len(rest), {r['status'] for r in rest}
+    at_first, count, statuses = asyncio.run(first_and_all())
+    assert at_first == 4 and count == 40 and statuses == {'ok'}
+
+
+def test_proxies_from_the_environment_are_used(webs, monkeypatch):
+    """As urllib does, a proxy named in the environment carries the
+    request (the host below does not resolve: only the proxy reaches
+    it)."""
+    web, _ = webs
+    target = 'http://images.invalid/photo.png'
+    proxy = Web({target: _answer(_png())})
+    try:
+        for name in ('no_proxy', 'NO_PROXY', 'HTTP_PROXY'):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv('http_proxy', proxy.base)
+        result = download_image(target, FAST)
+        assert result['status'] == 'ok' and result['image'] == _png()
+        assert [path for path, _ in proxy.asked] == [target]
+    finally:
+        proxy.close()
+
+
+def _bucket_rows(folder: str) -> dict:
+    return {osp.basename(f): pq.read_table(f).to_pylist()
+            for f in glob.glob(osp.join(folder, '*.parquet'))}
+
+
+def test_one_table_and_several_give_the_same_unique_urls(tmp_path):
+    """The single-table path (one task) and the split-then-deduplicate
+    path give the same ``urls/`` buckets, and both the brute-force answer:
+    each URL once, with its smallest key, in bucket crc32(url) % n."""
+    rng = np.random.default_rng(0)
+    rows = [dict(key=f'{k:04d}', url=f'http://h/{int(u)}.jpg',
+                 text=f't{k}') for k, u in enumerate(
+                     rng.integers(0, 30, 80))]
+    rng.shuffle(rows)
+    columns = ['key', 'url', 'text']
+    one = str(tmp_path / 'one.parquet')
+    _url_table(one, rows)
+    os.makedirs(tmp_path / 'single')
+    deduplicate_single_table(one, columns, str(tmp_path / 'single'), 4)
+    split = str(tmp_path / 'split')
+    for index, part in enumerate((rows[:50], rows[50:])):
+        _url_table(tmp_path / f'part-{index}.parquet', part)
+        split_url_table(str(tmp_path / f'part-{index}.parquet'), index,
+                        columns, split, 4)
+    os.makedirs(tmp_path / 'deduplicated')
+    for folder in glob.glob(osp.join(split, 'bucket=*')):
+        _deduplicate_bucket(folder, str(tmp_path / 'deduplicated' / (
+            osp.basename(folder) + '.parquet')))
+    smallest = {}
+    for row in rows:
+        if row['url'] not in smallest or row['key'] < \
+                smallest[row['url']]['key']:
+            smallest[row['url']] = row
+    expected = {}
+    for url in sorted(smallest):
+        bucket = zlib.crc32(url.encode()) % 4
+        expected.setdefault(f'bucket={bucket}.parquet', []).append(
+            smallest[url])
+    assert _bucket_rows(str(tmp_path / 'single')) == expected
+    assert _bucket_rows(str(tmp_path / 'deduplicated')) == expected

@@ -5,11 +5,11 @@ import glob
 import json
 import os
 import os.path as osp
-import signal
 import sys
 import time
 from functools import partial
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from common import REPO_ROOT, run_tool
@@ -21,28 +21,13 @@ from gadms.corpus import (FilterOptions, PrecomputedDetector,
                           run_export_stage, run_filter_stage)
 from gadms.corpus.caption_stage import openai_servers
 from gadms.testing.forked_tools import start_forked_tool
-from gadms.testing.loopback import FakeCaptionServer
+from gadms.testing.kills import KillsOnce
+from gadms.testing.loopback import FakeCaptionServer, SceneWeb
 
 pytestmark = pytest.mark.usefixtures('ray_local')
 # the killers below run in Ray workers, which cannot import this module
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 SHARD_SIZE = 2
-
-
-class KillsOnce:
-    """Calls ``inner``; the first call in any process (a marker file says
-    it happened) kills its own worker process instead, as the OOM killer
-    or a crashing decoder would."""
-
-    def __init__(self, inner, marker: str) -> None:
-        self.inner, self.marker = inner, marker
-
-    def __call__(self, *args):
-        try:
-            open(self.marker, 'x').close()
-        except FileExistsError:
-            return self.inner(*args)
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def killing_captioner(url: str, marker: str) -> KillsOnce:
@@ -174,3 +159,68 @@ def test_killed_workers_are_retried(scenes, server,
     run_export_stage(out)
     assert _caption_rows(out) == _caption_rows(uninterrupted)
     assert exported_rows(out) == exported_rows(uninterrupted)
+
+
+def _downloaded(out: str) -> list:
+    return sorted((r['key'], r['status'], r['image']) for f in glob.glob(
+        osp.join(out, 'images', '*', '*.parquet'))
+        for r in pq.read_table(f, partitioning=None).to_pylist())
+
+
+def _settled_paths(web: SceneWeb) -> dict:
+    """The web's requests per path once none has come for 1 s."""
+    count = -1
+    while count != sum(web.requests.values()):
+        count = sum(web.requests.values())
+        time.sleep(1.0)
+    return dict(web.requests)
+
+
+@pytest.mark.parametrize('pool', ['ray', 'local'])
+def test_a_killed_download_driver_then_the_same_command(ray_local,
+                                                        tmp_path, pool):
+    """The download's driver (on this session's Ray, or with its local
+    pool of processes) is killed once its first bucket has landed; the
+    same command then asks the web again only for the URLs of the buckets
+    that had not landed, each once, and writes what an uninterrupted run
+    writes."""
+    web = SceneWeb(delay=0.02)
+    try:
+        table = str(tmp_path / 'urls.parquet')
+        pq.write_table(pa.table(dict(
+            key=[f'{i:03d}' for i in range(60)],
+            url=[f'{web.base}/scene/{i}.jpg' for i in range(60)],
+            text=['x'] * 60)), table)
+        where = ['--address', ray_local.get_runtime_context().gcs_address
+                 ] if pool == 'ray' else []
+
+        def download(out):
+            return ['tools/dataset_converters/build_webperson_corpus.py',
+                    'download', table, out, '--partitions', '6',
+                    '--concurrency', '1', '--threads', '2'] + where
+        uninterrupted = str(tmp_path / 'uninterrupted')
+        assert run_tool(*download(uninterrupted), timeout=300
+                        ).returncode == 0
+        web.requests.clear()
+        out = str(tmp_path / 'out')
+        _kill_when(download(out), lambda: _shard_folders(
+            osp.join(out, 'images', 'bucket=*')) >= 1)
+        landed = {osp.basename(p) for p in glob.glob(
+            osp.join(out, 'images', 'bucket=*'))}
+        unfinished = [f for f in glob.glob(osp.join(out, 'urls', '*'))
+                      if osp.basename(f)[:-len('.parquet')] not in landed]
+        assert landed and unfinished  # killed in the middle
+        before = _settled_paths(web)
+        result = run_tool(*download(out), timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        asked = {path: count - before.get(path, 0)
+                 for path, count in web.requests.items()
+                 if count > before.get(path, 0)}
+        expected = {url[len(web.base):]: 1 for f in unfinished
+                    for url in pq.read_table(f)['url'].to_pylist()}
+        assert asked == expected
+        assert _downloaded(out) == _downloaded(uninterrupted)
+        assert len(_downloaded(out)) == 60
+        assert not osp.exists(osp.join(out, 'buckets'))
+    finally:
+        web.close()

@@ -8,8 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 from common import tool_module
 
-from gadms.corpus.sharded import (commit_shards_as_they_finish,
-                                  run_shard_groups)
+from gadms.corpus.sharded import (bounded_tasks, commit_shards_as_they_finish,
+                                  local_process_tasks, run_shard_groups)
+from gadms.testing.kills import KillsOnce, kill_own_process
 
 SCHEMA = pa.schema([('value', pa.int64())])
 
@@ -70,11 +71,18 @@ def test_cli_starts_ray_with_the_corpus_environment(monkeypatch, address):
 
     from gadms.corpus import CORPUS_RUNTIME_ENV
     cli = tool_module('tools/dataset_converters/build_webperson_corpus.py')
+    environ = {}
+    monkeypatch.setattr(os, 'environ', environ)
     calls = []
-    monkeypatch.setattr(ray, 'init', lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(ray, 'init', lambda **kwargs: calls.append(
+        dict(kwargs, environ=dict(environ))))
     cli.init_ray(argparse.Namespace(address=address, num_cpus=1,
                                     num_gpus=0))
-    assert calls[0]['runtime_env'] == CORPUS_RUNTIME_ENV
+    if address:  # a cluster's workers get it from the job's runtime_env
+        assert calls[0]['runtime_env'] == CORPUS_RUNTIME_ENV
+    else:  # a local Ray's from the driver's environment, when it starts
+        assert 'runtime_env' not in calls[0]
+        assert calls[0]['environ'] == CORPUS_RUNTIME_ENV['env_vars']
 
 
 class _Stream:
@@ -134,3 +142,49 @@ def test_shards_stream_through_ray(ray_local, tmp_path):
         {s: len(v) for s, v in values.items()}, SCHEMA, group_size=3)
     for shard, expected in values.items():
         assert _values(str(out / shard)) == expected
+
+
+def test_bounded_tasks_keep_at_most_concurrency_in_flight(monkeypatch):
+    """Tasks are submitted as earlier ones finish, never more than
+    ``concurrency`` at once, and every result comes back (Ray's wait and
+    get stood in for: tasks finish in the order they were submitted)."""
+    import ray
+    submitted, in_flight_at_wait = [], []
+
+    class Task:
+
+        @staticmethod
+        def remote(value):
+            submitted.append(value)
+            return value
+
+    def wait(refs, num_returns):
+        in_flight_at_wait.append(len(refs))
+        return refs[:num_returns], refs[num_returns:]
+
+    monkeypatch.setattr(ray, 'wait', wait)
+    monkeypatch.setattr(ray, 'get', lambda ref: ref * 10)
+    calls = iter([(value, ) for value in range(7)])
+    results = []
+    for result in bounded_tasks(Task, calls, 3):
+        results.append(result)
+        # one submission per finished task: the calls are read lazily
+        assert len(submitted) == min(7, len(results) + 2)
+    assert results == [value * 10 for value in range(7)]
+    assert max(in_flight_at_wait) == 3 and in_flight_at_wait[-1] == 1
+
+
+def test_local_tasks_run_again_when_their_worker_dies(tmp_path):
+    """A local pool's worker killed in a call: the calls without a result
+    run again in a new pool, and every result comes back once."""
+    killer = KillsOnce(abs, str(tmp_path / 'killed'))
+    results = list(local_process_tasks(killer, [(-v, ) for v in range(6)],
+                                       processes=2))
+    assert sorted(results) == list(range(6))
+    assert osp.exists(tmp_path / 'killed')
+
+
+def test_local_tasks_that_kill_every_worker_fail_the_run():
+    with pytest.raises(RuntimeError, match='died 4 times'):
+        for _ in local_process_tasks(kill_own_process, [(1, )], 1):
+            pass

@@ -27,8 +27,7 @@ from gadms.corpus.caption_stage import openai_servers
 
 table, out, url = ARGS
 run_download_stage(table, out + '/web', DownloadOptions(
-    timeout=5, retries=0, threads=2), concurrency=2, batch_size=2,
-    num_partitions=3)
+    timeout=5, retries=0, threads=2), concurrency=2, num_partitions=3)
 run_filter_stage(out + '/web', ContrastBoxDetector(), out + '/corpus',
                  FilterOptions(rules=PersonFilterRules(
                      require_keypoints=False), actors=2, batch_size=2))

@@ -1,9 +1,9 @@
 """Build a WebPerson-style corpus from web URL tables or your own images.
 
-    # 0. download a COYO/LAION-style URL table (parquet: key, url, text) on
-    #    Ray Data: local by default, a cluster with --address
+    # 0. download a COYO/LAION-style URL table (parquet: key, url, text):
+    #    processes on this machine by default, a Ray cluster with --address
     python tools/dataset_converters/build_webperson_corpus.py download \
-        coyo-parquet/ out/ --concurrency 8 --threads 32 [--address auto]
+        coyo-parquet/ out/ --concurrency 8 --threads 128 [--address auto]
     # caption templates from benchmark captions (CUHK-PEDES etc.)
     python tools/dataset_converters/build_webperson_corpus.py templates \
         data/CUHK-PEDES/reid_raw.json templates.json --clusters 200
@@ -31,13 +31,14 @@ from functools import partial
 
 from gadms.common.atomic import write_json
 from gadms.common.image_limits import DEFAULT_MAX_PIXELS
-from gadms.corpus import (ContrastBoxDetector, DownloadOptions, FilterOptions,
-                          PersonFilterRules, PrecomputedDetector,
-                          ServerCaptionBackend, TransformersCaptioner,
-                          UltralyticsDetector, VLLMCaptionBackend,
-                          build_template_bank, load_template_bank,
-                          run_caption_stage, run_download_stage,
-                          run_export_stage, run_filter_stage)
+from gadms.corpus import (CORPUS_RUNTIME_ENV, ContrastBoxDetector,
+                          DownloadOptions, FilterOptions, PersonFilterRules,
+                          PrecomputedDetector, ServerCaptionBackend,
+                          TransformersCaptioner, UltralyticsDetector,
+                          VLLMCaptionBackend, build_template_bank,
+                          load_template_bank, run_caption_stage,
+                          run_download_stage, run_export_stage,
+                          run_filter_stage)
 from gadms.corpus.caption_stage import openai_servers
 from gadms.corpus.templates import embed
 
@@ -50,17 +51,16 @@ def parse_args() -> argparse.Namespace:
     download.add_argument('url_tables', help='parquet URL table(s): a '
                           'folder, a glob or a file with key, url, text')
     download.add_argument('out_dir')
-    download.add_argument('--concurrency', type=int, default=2,
-                          help='download tasks at a time')
-    download.add_argument('--threads', type=int, default=16,
-                          help='requests in flight per task')
-    download.add_argument('--batch-size', type=int, default=64)
+    download.add_argument('--concurrency', type=int,
+                          help='download tasks at a time, one CPU each '
+                          '(default: the CPUs of this machine, or of the '
+                          'Ray cluster)')
+    download.add_argument('--threads', type=int, default=64,
+                          help='requests in flight per task (asyncio)')
     download.add_argument('--partitions', type=int, default=16,
                           help='parts of the deduplicated URL table (the '
-                          'unit a re-run skips when finished)')
-    download.add_argument('--shards-per-run', type=int, default=16,
-                          help='parts per Ray Data pipeline (what a killed '
-                          'driver loses)')
+                          'unit of a task, and what a re-run skips when '
+                          'finished)')
     download.add_argument('--timeout', type=float, default=10.0,
                           help='seconds for a whole request')
     download.add_argument('--retries', type=int, default=2)
@@ -70,7 +70,10 @@ def parse_args() -> argparse.Namespace:
                           default=DEFAULT_MAX_PIXELS)
     download.add_argument('--resize-max-side', type=int,
                           help='shrink larger images (default: originals)')
-    add_ray_args(download)
+    download.add_argument('--address', default=os.environ.get('RAY_ADDRESS'),
+                          help='Ray cluster to run the tasks on (default: '
+                          'RAY_ADDRESS, else --concurrency processes on '
+                          'this machine, without Ray)')
 
     templates = stages.add_parser('templates', help='build a template bank')
     templates.add_argument('captions', help='benchmark annotation JSON '
@@ -158,7 +161,9 @@ def parse_args() -> argparse.Namespace:
     export.add_argument('out_dir')
     export.add_argument('--min-words', type=int, default=8)
     export.add_argument('--buckets', type=int, default=16,
-                        help='hash buckets of the caption deduplication')
+                        help='hash buckets of the caption deduplication '
+                        '(tens to low hundreds: each bucket task reads every '
+                        'shard file)')
     export.add_argument('--word-confidences', action='store_true',
                         help='also export the word confidences recorded by '
                         'caption --logprobs (columns caption1_word_'
@@ -184,16 +189,19 @@ def init_ray(args: argparse.Namespace) -> None:
     import ray
     from ray.data import DataContext
 
-    from gadms.corpus import CORPUS_RUNTIME_ENV
     if args.address:
         ray.init(address=args.address, log_to_driver=False,
                  runtime_env=CORPUS_RUNTIME_ENV)
     else:
+        # a local Ray's workers inherit this process's environment: set
+        # there, the variables reach the workers Ray starts with the node
+        # (a runtime_env restarts them first, half a second of a short run)
+        os.environ.update(CORPUS_RUNTIME_ENV['env_vars'])
         # 'local': a new Ray on this machine, never a stale one that a
         # killed `ray start` left in /tmp/ray/ray_current_cluster
         ray.init(address='local', num_cpus=args.num_cpus,
                  num_gpus=args.num_gpus, include_dashboard=False,
-                 log_to_driver=False, runtime_env=CORPUS_RUNTIME_ENV)
+                 log_to_driver=False)
     DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
 
 
@@ -238,7 +246,8 @@ def filter_detector(args: argparse.Namespace):
 
 def main() -> None:
     args = parse_args()
-    if args.stage != 'templates':
+    if args.stage not in ('templates', 'download') or (
+            args.stage == 'download' and args.address):
         init_ray(args)
     if args.stage == 'download':
         options = DownloadOptions(
@@ -246,9 +255,16 @@ def main() -> None:
             retries=args.retries, max_redirects=args.max_redirects,
             max_pixels=args.max_pixels,
             resize_max_side=args.resize_max_side, threads=args.threads)
-        report = run_download_stage(args.url_tables, args.out_dir, options,
-                                    args.concurrency, args.batch_size,
-                                    args.partitions, args.shards_per_run)
+        if args.address:
+            import ray
+            concurrency = args.concurrency or int(
+                ray.cluster_resources().get('CPU', 1))
+        else:  # the pool's processes inherit the environment
+            os.environ.update(CORPUS_RUNTIME_ENV['env_vars'])
+            concurrency = args.concurrency or os.cpu_count()
+        report = run_download_stage(
+            args.url_tables, args.out_dir, options, concurrency,
+            args.partitions, pool='ray' if args.address else 'local')
     elif args.stage == 'templates':
         embedder = embed
         if args.embed_with:
