@@ -112,11 +112,19 @@ def test_deduplication_matches_a_brute_force_reference(tmp_path):
     assert exported_rows(out) == rows
 
 
+def distinct_clean_shards(num_shards: int, per_shard: int) -> dict:
+    """``write_stages`` input: shards ``00000``... of ``per_shard`` crops
+    whose two captions pass every check and are all different, so that
+    every crop is kept."""
+    caption = 'walks past the door in a long grey coat and black shoes.'
+    return {f'{s:05d}': [(f'{s:05d}/c{k}', b'img', f'{s} {k} a ' + caption,
+                          f'{s} {k} the ' + caption)
+                         for k in range(per_shard)]
+            for s in range(num_shards)}
+
+
 def test_a_failed_export_keeps_the_previous_corpus(tmp_path):
-    caption = 'A person in a long grey coat walks past the door.'
-    shards = {f'{s:05d}': [(f'{s:05d}/c{k}', b'img', f'{k} {s} ' + caption,
-                            f'{k} {s} also ' + caption) for k in range(3)]
-              for s in range(3)}
+    shards = distinct_clean_shards(3, 3)
     out = str(tmp_path / 'corpus')
     write_stages(out, shards)
     assert run_export_stage(out)['shards'] == 3
@@ -181,10 +189,7 @@ def test_driver_memory_does_not_grow_with_the_shards(tmp_path):
     (the Ray Data shuffle this replaced held 24 MiB more at 300 such
     shards: every shard's small blocks and their bookkeeping,
     docs/benchmarks.md)."""
-    words = 'walks past the door in a long grey coat and black shoes.'
-    shards = {f'{s:05d}': [(f'{s:05d}/c{k}', b'img', f'{s} {k} a ' + words,
-                            f'{s} {k} the ' + words) for k in range(20)]
-              for s in range(500)}
+    shards = distinct_clean_shards(500, 20)
     out = str(tmp_path / 'corpus')
     write_stages(out, shards)
     warm = str(tmp_path / 'warm')
