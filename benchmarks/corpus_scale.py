@@ -17,9 +17,10 @@ see ``WorkerPeaks``; also its whole peak RSS, and its peak so far at
 the end of each stage), the largest of a Ray worker
 process, and the largest sum over the workers at one moment (sampled four
 times a second), with the number of worker processes the run started.
-The shards keep their size as the corpus grows (``--images-per-shard``),
-and the export uses the command line's 16 buckets, so memory should not
-grow with the corpus.
+The shards keep their size as the corpus grows (``--images-per-shard``);
+the filter and caption stages run the command line's 64 shards per Ray
+Data pipeline (``--shards-per-run``) and the export its 16 buckets, so
+memory should not grow with the corpus.
 """
 import argparse
 import json
@@ -38,9 +39,6 @@ from functools import partial
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 STAGES = ('download', 'filter', 'caption', 'export')
-# shards per Ray Data pipeline; with 125 images per shard the smallest run
-# (2,000 images) is one whole group: every run reaches its steady state
-SHARDS_PER_RUN = 16
 TEMPLATES = ['A [person] in a [colour] [upper] and [colour] [lower].',
              'The [person] wears [colour] [shoes] and carries a [bag].',
              'A [person] with [hair] walks in a [colour] [upper].',
@@ -111,8 +109,9 @@ class WorkerPeaks:
         return self
 
 
-def run_one(images: int, cpus: int, images_per_shard: int, web: str,
-            caption_url: str, folder: str) -> dict:
+def run_one(images: int, cpus: int, images_per_shard: int,
+            shards_per_run: int, web: str, caption_url: str,
+            folder: str) -> dict:
     """Every stage on ``images`` URLs with a local Ray of ``cpus`` CPUs."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -125,6 +124,8 @@ def run_one(images: int, cpus: int, images_per_shard: int, web: str,
                               run_caption_stage, run_download_stage,
                               run_export_stage, run_filter_stage)
     from gadms.corpus.caption_stage import openai_servers
+    from gadms.corpus.sharded import bound_driver_memory
+    bound_driver_memory()
     ray.init(address='local', num_cpus=cpus, include_dashboard=False,
              log_to_driver=False, configure_logging=False,
              runtime_env=CORPUS_RUNTIME_ENV)
@@ -155,7 +156,7 @@ def run_one(images: int, cpus: int, images_per_shard: int, web: str,
         osp.join(folder, 'web'), ContrastBoxDetector(),
         osp.join(folder, 'corpus'), FilterOptions(
             rules=PersonFilterRules(require_keypoints=False), actors=cpus,
-            batch_size=32, shards_per_run=SHARDS_PER_RUN))
+            batch_size=32, shards_per_run=shards_per_run))
     seconds['filter'] = time.monotonic() - start
     crops = report['kept']
     peaks.stage = 'caption'
@@ -165,7 +166,7 @@ def run_one(images: int, cpus: int, images_per_shard: int, web: str,
                                    openai_servers, [caption_url],
                                    model='fake-mllm'), actors=cpus,
                                    threads=8, batch_size=32),
-                               TEMPLATES, shards_per_run=SHARDS_PER_RUN)
+                               TEMPLATES, shards_per_run=shards_per_run)
     seconds['caption'] = time.monotonic() - start
     assert report['still_missing'] == 0, report
     peaks.stage = 'export'
@@ -224,6 +225,9 @@ def main() -> None:
                         default=[2000, 20000])
     parser.add_argument('--cpus', type=int, nargs='+', default=[1, 2])
     parser.add_argument('--images-per-shard', type=int, default=125)
+    parser.add_argument('--shards-per-run', type=int, default=64,
+                        help='shards per Ray Data pipeline of the filter and '
+                        'caption stages (default: the command line\'s 64)')
     parser.add_argument('--out', help='JSON results file')
     parser.add_argument('--one', nargs=4, metavar=('IMAGES', 'CPUS', 'WEB',
                                                    'CAPTIONS'),
@@ -233,8 +237,8 @@ def main() -> None:
         folder = tempfile.mkdtemp(prefix='corpus_scale_')
         try:
             result = run_one(int(args.one[0]), int(args.one[1]),
-                             args.images_per_shard, args.one[2],
-                             args.one[3], folder)
+                             args.images_per_shard, args.shards_per_run,
+                             args.one[2], args.one[3], folder)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         print('RESULT ' + json.dumps(result))
@@ -249,7 +253,8 @@ def main() -> None:
         for cpus in args.cpus:
             run = subprocess.run(
                 [sys.executable, __file__, '--images-per-shard',
-                 str(args.images_per_shard), '--one', str(images),
+                 str(args.images_per_shard), '--shards-per-run',
+                 str(args.shards_per_run), '--one', str(images),
                  str(cpus), web, captions],
                 capture_output=True, text=True,
                 env=dict(os.environ, RAY_DEDUP_LOGS='1'))

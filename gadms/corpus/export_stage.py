@@ -40,7 +40,8 @@ import os.path as osp
 import re
 import shutil
 import time
-from typing import Dict, Optional
+from collections import Counter
+from typing import Optional
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -68,11 +69,8 @@ DROP_SCHEMA = pa.schema([('shard', pa.string()), ('id', pa.string()),
 # rows per row group of the shuffle's files: small, so that a reader of
 # one bucket (or shard) skips the groups of the others by their statistics
 GROUP_ROWS = 64
-COUNTS_SCHEMA = pa.schema([
-    ('shard', pa.string()), ('crops', pa.int64()), ('kept', pa.int64()),
-    ('not_captioned', pa.int64()),
-    ('reasons', pa.map_(pa.string(), pa.int64())),
-])
+# the counts of a shard's dropped captions, by reason: ``reason: <why>``
+REASON = 'reason: '
 
 
 def caption_problem(caption: Optional[str], min_words: int = 8
@@ -204,7 +202,7 @@ def find_bucket_drops(bucket: int, checked: str, drops: str) -> None:
 
 
 def export_shard(shard: str, out_dir: str, drops: str, folder: str,
-                 word_confidences: bool) -> pa.Table:
+                 word_confidences: bool) -> Counter:
     """Step 3 for ``shard``: :func:`write_shard` with its drops from every
     bucket's file; returns its counts. Runs as a Ray task."""
     return write_shard(_rows_where(drops, DROP_SCHEMA, 'shard', shard),
@@ -231,12 +229,13 @@ def bucket_drops(bucket: pa.Table) -> pa.Table:
 
 
 def write_shard(drops: pa.Table, shard: str, out_dir: str, folder: str,
-                word_confidences: bool = False) -> pa.Table:
+                word_confidences: bool = False) -> Counter:
     """Write the kept crops of ``shard`` (its ``DROP_SCHEMA`` rows:
     ``drops``) with their captions (and their word confidences, asked for)
-    to ``folder/<shard>.parquet``; returns its counts (``shard``,
-    ``crops``, ``not_captioned``, ``kept``) and the reasons of its dropped
-    captions (``reason``, ``count``)."""
+    to ``folder/<shard>.parquet``; returns its counts: ``crops``,
+    ``kept``, ``not captioned`` and each reason of its dropped captions
+    (``reason: <reason>``). A plain Counter: the driver adds up one per
+    shard, and a small Arrow table each held 20 KiB there."""
     captioned = shard_captions(out_dir, shard, word_confidences)
     captions = captioned.filter(pc.invert(pc.is_in(
         captioned['id'], drops['id'].drop_null().combine_chunks())))
@@ -264,13 +263,13 @@ def write_shard(drops: pa.Table, shard: str, out_dir: str, folder: str,
         write_parquet(table, osp.join(folder, f'{shard}.parquet'),
                       row_group_size=100)
     reasons = pc.value_counts(drops['reason'].drop_null().combine_chunks())
-    return pa.table(dict(
-        shard=[shard], crops=[len(crops)], kept=[len(table)],
-        not_captioned=[len(crops) - len(crops.select(['id']).join(
-            captioned.select(['id']), 'id', join_type='inner'))],
-        reasons=[list(zip(reasons.field('values').to_pylist(),
-                          reasons.field('counts').to_pylist()))]),
-        schema=COUNTS_SCHEMA)
+    counts = Counter(crops=len(crops), kept=len(table), **{
+        'not captioned': len(crops) - len(crops.select(['id']).join(
+            captioned.select(['id']), 'id', join_type='inner'))})
+    counts.update({f'{REASON}{reason}': count for reason, count in zip(
+        reasons.field('values').to_pylist(),
+        reasons.field('counts').to_pylist())})
+    return counts
 
 
 def run_export_stage(out_dir: str, min_words: int = 8,
@@ -308,21 +307,18 @@ def run_export_stage(out_dir: str, min_words: int = 8,
     run_all(run_tasks, find_bucket_drops, [
         (bucket, checked, drops) for bucket in range(num_buckets)],
         'export: finding repeated captions (buckets)')
-    counts = pa.concat_tables(
-        [COUNTS_SCHEMA.empty_table()] + run_all(run_tasks, export_shard, [
-            (shard, out_dir, drops, data, word_confidences)
-            for shard in shards], 'export: writing shards')).to_pylist()
+    counts: Counter = Counter()
+    run_all(run_tasks, export_shard, [
+        (shard, out_dir, drops, data, word_confidences)
+        for shard in shards], 'export: writing shards', counts.update)
     num_files = _name_and_swap(data, osp.join(out_dir, 'data'))
     seconds = time.monotonic() - start
-    crops = sum(row['crops'] for row in counts)
-    dropped: Dict[str, int] = {}
-    for row in counts:
-        for reason, count in row['reasons'] or ():  # a map: (key, value)
-            dropped[reason] = dropped.get(reason, 0) + count
-    not_captioned = sum(row['not_captioned'] for row in counts)
-    if not_captioned:
-        dropped['not captioned'] = not_captioned
-    report = dict(crops=crops, kept=sum(row['kept'] for row in counts),
+    crops = counts['crops']
+    dropped = {key[len(REASON):]: count for key, count in counts.items()
+               if key.startswith(REASON)}
+    if counts['not captioned']:
+        dropped['not captioned'] = counts['not captioned']
+    report = dict(crops=crops, kept=counts['kept'],
                   dropped_captions=dict(sorted(dropped.items())),
                   shards=num_files, seconds=round(seconds, 2),
                   crops_per_s=round(crops / seconds, 2) if seconds else None)

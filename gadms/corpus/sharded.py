@@ -42,6 +42,21 @@ ACTOR_RETRY_ARGS = dict(max_restarts=WORKER_RETRIES,
                         max_task_retries=WORKER_RETRIES)
 # prctl's option: the signal a process gets when its parent ends
 PR_SET_PDEATHSIG = 1
+# mallopt's option: the most malloc arenas (heaps) a process's threads share
+M_ARENA_MAX = -8
+# What the driver's memory grew with (docs/benchmarks.md, issue #38):
+# - Ray's core worker and each Ray Data pipeline start threads, and glibc
+#   gives threads arenas of their own (up to 8 per core); memory freed in
+#   one stays there: the driver grew by 2 MiB per pipeline of 160 tasks,
+#   by 0.2 MiB with two arenas.
+# - Ray keeps each process's task status events in a ring buffer, flushed
+#   to the GCS every second, whose pages become resident as it first fills:
+#   7 MiB after about 1,600 tasks with Ray's default of 10,000 events, 0.7
+#   MiB with 1,000 (a driver submits far fewer than 1,000 events a second;
+#   only the dashboard's task list would miss the excess).
+DRIVER_MALLOC_ARENAS = 2
+DRIVER_RAY_ENV = dict(
+    RAY_task_events_max_num_status_events_buffer_on_worker='1000')
 # The workers' environment for the corpus stages (a cluster's job:
 # ``ray.init(..., runtime_env=CORPUS_RUNTIME_ENV)``; a Ray or a pool of
 # processes started by the CLI: its own environment, which they inherit),
@@ -144,16 +159,22 @@ def task_runner(pool: str, concurrency: int) -> TaskRunner:
 
 
 def run_all(run_tasks: TaskRunner, function: Callable,
-            calls: Sequence[tuple], title: Optional[str] = None) -> list:
+            calls: Sequence[tuple], title: Optional[str] = None,
+            on_result: Optional[Callable] = None) -> list:
     """Every result of ``run_tasks(function, calls)``, in the order they
-    finished; with a ``title``, counted on standard error as they finish
+    finished; with ``on_result``, each is handed to it instead and none is
+    kept (the driver's memory does not grow with the calls); with a
+    ``title``, counted on standard error as they finish
     (:class:`~gadms.common.progress.Progress`)."""
     from gadms.common.progress import Progress
     progress = Progress(len(calls), title, file=sys.stderr) \
         if title else None
     results = []
     for result in run_tasks(function, calls):
-        results.append(result)
+        if on_result is None:
+            results.append(result)
+        else:
+            on_result(result)
         if progress:
             progress.update()
     if progress:
@@ -219,6 +240,23 @@ def local_process_tasks(function: Callable, calls: Iterable[tuple],
                     f'worker processes died {restarts} times; '
                     f'{len(waiting)} call(s) of {function!r} never '
                     'finished')
+
+
+def bound_driver_memory(arenas: int = DRIVER_MALLOC_ARENAS) -> bool:
+    """Keep a corpus driver's memory from growing with the number of
+    tasks and pipelines it runs: its threads share at most ``arenas``
+    malloc arenas (glibc's ``M_ARENA_MAX``), and Ray's task-event buffer
+    is :data:`DRIVER_RAY_ENV`'s size unless the environment sets it. Call
+    it before ``ray.init``: a thread keeps the arena it got first, and Ray
+    reads its settings when it starts. Returns whether the C library took
+    the arena limit (False off glibc)."""
+    import ctypes
+    for name, value in DRIVER_RAY_ENV.items():
+        os.environ.setdefault(name, value)
+    try:
+        return bool(ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):  # no mallopt: not glibc
+        return False
 
 
 def _end_with_parent() -> None:

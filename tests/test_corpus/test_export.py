@@ -185,10 +185,11 @@ def test_export_memory_is_one_shard_not_the_corpus(tmp_path):
 
 def test_driver_memory_does_not_grow_with_the_shards(tmp_path):
     """The driver's peak over an export of 500 small shards stays within
-    a few MiB of what it held: only the shards' counts come back to it
-    (the Ray Data shuffle this replaced held 24 MiB more at 300 such
-    shards: every shard's small blocks and their bookkeeping,
-    docs/benchmarks.md)."""
+    a few MiB of what it held: only the shards' counts come back to it, as
+    plain counters added up as they arrive (the Ray Data shuffle this
+    replaced held 24 MiB more at 300 such shards: every shard's small
+    blocks and their bookkeeping; a one-row Arrow table of counts per
+    shard, 10 MiB more at 500, docs/benchmarks.md)."""
     shards = distinct_clean_shards(500, 20)
     out = str(tmp_path / 'corpus')
     write_stages(out, shards)
@@ -199,4 +200,4 @@ def test_driver_memory_does_not_grow_with_the_shards(tmp_path):
     before = resident_mib([os.getpid()])[os.getpid()]
     assert run_export_stage(out, num_buckets=4)['kept'] == 500 * 20
     growth = peak_mib([os.getpid()])[os.getpid()] - before
-    assert growth < 20, growth
+    assert growth < 6, growth

@@ -2,6 +2,8 @@
 commit_shards_as_they_finish: each shard as soon as its rows are in."""
 import os
 import os.path as osp
+import subprocess
+import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -76,13 +78,86 @@ def test_cli_starts_ray_with_the_corpus_environment(monkeypatch, address):
     calls = []
     monkeypatch.setattr(ray, 'init', lambda **kwargs: calls.append(
         dict(kwargs, environ=dict(environ))))
+    monkeypatch.setattr(cli, 'bound_driver_memory',
+                        lambda: calls.append('arenas'))
     cli.init_ray(argparse.Namespace(address=address, num_cpus=1,
                                     num_gpus=0))
+    # the driver's threads share two arenas from before Ray starts them
+    assert calls[0] == 'arenas'
+    calls.pop(0)
     if address:  # a cluster's workers get it from the job's runtime_env
         assert calls[0]['runtime_env'] == CORPUS_RUNTIME_ENV
     else:  # a local Ray's from the driver's environment, when it starts
         assert 'runtime_env' not in calls[0]
         assert calls[0]['environ'] == CORPUS_RUNTIME_ENV['env_vars']
+
+
+# Eight threads malloc at once, then the script prints how many arenas
+# (heaps) glibc's malloc_info reports
+_ARENAS_SCRIPT = '''
+import ctypes, sys, tempfile, threading
+from gadms.corpus.sharded import bound_driver_memory
+if sys.argv[1] == 'limit':
+    assert bound_driver_memory()
+libc = ctypes.CDLL(None)
+libc.malloc.restype = libc.fopen.restype = ctypes.c_void_p
+together = threading.Barrier(8)
+
+def allocate():
+    together.wait()
+    held = [libc.malloc(4096) for _ in range(100)]
+    together.wait()
+
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+with tempfile.NamedTemporaryFile(suffix='.xml') as report:
+    out = ctypes.c_void_p(libc.fopen(report.name.encode(), b'w'))
+    libc.malloc_info(0, out)
+    libc.fclose(out)
+    print(open(report.name).read().count('<heap nr='))
+'''
+
+
+def test_the_driver_threads_share_two_malloc_arenas():
+    """The driver's threads share two arenas (its growth per pipeline,
+    docs/benchmarks.md); threads that start together otherwise get one
+    each."""
+    def arenas(mode: str) -> int:
+        return int(subprocess.run(
+            [sys.executable, '-c', _ARENAS_SCRIPT, mode], check=True,
+            capture_output=True, text=True).stdout)
+    assert arenas('limit') <= 2
+    assert arenas('none') >= 4
+
+
+# A driver runs 2,400 one-line tasks after 200 to warm up, then prints
+# how much its private memory grew (MiB)
+_TASKS_SCRIPT = '''
+import os, sys
+from gadms.corpus.sharded import bound_driver_memory, bounded_tasks
+from gadms.testing.peak_memory import resident_mib
+bound_driver_memory()
+import ray
+ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+work = ray.remote(num_cpus=1)(lambda i: i)
+me = [os.getpid()]
+list(bounded_tasks(work, [(i, ) for i in range(200)], 2))
+before = resident_mib(me, 'RssAnon')[me[0]]
+list(bounded_tasks(work, [(i, ) for i in range(2400)], 2))
+print(resident_mib(me, 'RssAnon')[me[0]] - before)
+'''
+
+
+def test_the_driver_does_not_grow_with_its_tasks():
+    """Ray's task-event ring in the driver is kept small: with Ray's
+    default (10,000 events) 2,400 tasks made the driver 7 MiB larger."""
+    grown = float(subprocess.run(
+        [sys.executable, '-c', _TASKS_SCRIPT], check=True,
+        capture_output=True, text=True).stdout.splitlines()[-1])
+    assert grown < 3
 
 
 class _Stream:

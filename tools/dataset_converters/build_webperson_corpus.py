@@ -40,6 +40,7 @@ from gadms.corpus import (CORPUS_RUNTIME_ENV, ContrastBoxDetector,
                           run_download_stage, run_export_stage,
                           run_filter_stage)
 from gadms.corpus.caption_stage import openai_servers
+from gadms.corpus.sharded import bound_driver_memory
 from gadms.corpus.templates import embed
 
 
@@ -189,6 +190,7 @@ def init_ray(args: argparse.Namespace) -> None:
     import ray
     from ray.data import DataContext
 
+    bound_driver_memory()
     if args.address:
         ray.init(address=args.address, log_to_driver=False,
                  runtime_env=CORPUS_RUNTIME_ENV)
