@@ -8,14 +8,15 @@ DEMO_DIR := work_dirs/demo
 BASELINE_CONFIG := configs/baselines/clip-sdm_tiny_1xb64_synthperson.py
 BASELINE_DIR := work_dirs/demo_baseline
 
-.PHONY: demo demo-baseline test venv clean
+.PHONY: demo demo-baseline serve test venv clean
 
 $(STAMP): requirements/runtime.txt requirements/tests.txt \
-		requirements/corpus.txt requirements/constraints.txt setup.py
+		requirements/corpus.txt requirements/serve.txt \
+		requirements/constraints.txt setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -c requirements/constraints.txt \
 		-r requirements/runtime.txt -r requirements/tests.txt \
-		-r requirements/corpus.txt
+		-r requirements/corpus.txt -r requirements/serve.txt
 	$(PY) -m pip install --no-deps --no-build-isolation -e .
 	touch $@
 
@@ -40,6 +41,12 @@ demo: $(STAMP)
 	@echo "rankings:     $(DEMO_DIR)/rankings.jsonl"
 	@echo "retrieval:    $(DEMO_DIR)/retrieval.png"
 	@echo "token scores: $(DEMO_DIR)/token_scores/overview.png"
+
+# Search the demo model's test split in the browser (after make demo):
+# http://127.0.0.1:7860
+serve: $(STAMP)
+	$(PY) tools/serve.py $(DEMO_CONFIG) "$$(cat $(DEMO_DIR)/last_checkpoint)" \
+		--split test
 
 # The CLIP-SDM baseline of the same size on clean SynthPerson.
 demo-baseline: $(STAMP)

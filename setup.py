@@ -32,11 +32,13 @@ setup(
     python_requires='>=3.9',
     packages=find_packages(exclude=('configs', 'tools', 'tests', 'docs')),
     include_package_data=True,
+    package_data={'gadms.serving': ['page.html']},
     install_requires=read_requirements('runtime'),
     extras_require={
         'tests': read_requirements('tests'),
         'optional': read_requirements('optional'),
         'corpus': read_requirements('corpus'),
+        'serve': read_requirements('serve'),
     },
     zip_safe=False,
 )

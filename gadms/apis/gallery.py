@@ -3,7 +3,7 @@ and :class:`GalleryIndex`, their normalised features saved with what they
 index."""
 import os
 import os.path as osp
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -13,11 +13,16 @@ from gadms.common.formats import (GALLERY_INDEX_KEYS,
                                   GALLERY_INDEX_OPTIONAL_KEYS,
                                   IMAGE_EXTENSIONS)
 from gadms.engine.checkpoint_loading import read_checkpoint
+from .approximate import (IVFPQ, IVFPQSettings, build_ivfpq, deserialize,
+                          ivfpq_topk, serialize)
+from .search import chunked_topk, faiss_topk
 
 # (path, reason) of a gallery entry left out of an index
 Skip = Tuple[str, str]
 # the most skipped entries quoted in a log line or an error
 MAX_QUOTED_SKIPS = 10
+# what an index may record as its kind
+INDEX_KINDS = ('exact', IVFPQ)
 
 
 def _inside(real: str, root: str) -> bool:
@@ -119,6 +124,12 @@ class GalleryIndex:
         root (str, optional): The gallery folder the paths are relative to.
         skipped (list[tuple[str, str]]): Entries of the gallery folder left
             out when the index was built, with the reason (not saved).
+        kind (str): ``'exact'`` (every row scored) or ``'ivfpq'``
+            (:mod:`gadms.apis.approximate`: candidates re-ranked).
+        ann (faiss index, optional): The approximate index of an
+            ``'ivfpq'`` index.
+        ann_settings (IVFPQSettings, optional): How it was built and is
+            searched.
     """
 
     features: torch.Tensor
@@ -127,6 +138,9 @@ class GalleryIndex:
     fingerprint: str
     root: Optional[str] = None
     skipped: List[Skip] = field(default_factory=list)
+    kind: str = 'exact'
+    ann: Optional[object] = None
+    ann_settings: Optional[IVFPQSettings] = None
 
     def image_path(self, row: int) -> str:
         """The file of gallery image ``row``."""
@@ -134,12 +148,42 @@ class GalleryIndex:
             return self.paths[row]
         return osp.join(self.root, self.paths[row])
 
+    def approximate(self, settings: IVFPQSettings = IVFPQSettings(),
+                    progress: bool = True) -> None:
+        """Make this an approximate (``'ivfpq'``) index: searches then
+        re-rank the candidates of an IVF-PQ index."""
+        self.ann = build_ivfpq(self.features, settings, progress)
+        self.kind, self.ann_settings = IVFPQ, settings
+
+    def topk(self, queries: torch.Tensor, k: int,
+             backend: Optional[str] = None,
+             chunk_size: Optional[int] = None
+             ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Scores ``[Q, k]`` and rows ``[Q, k]`` of the best images for
+        normalised ``queries [Q, D]``: by the index's kind, or exactly
+        with ``backend`` ``'torch'`` (:func:`chunked_topk`) or ``'faiss'``
+        (:func:`faiss_topk`)."""
+        k = min(k, len(self.features))
+        if backend is None and self.kind == IVFPQ:
+            return ivfpq_topk(queries, self.ann, self.features, k,
+                              self.ann_settings)
+        if backend in (None, 'torch'):
+            return chunked_topk(queries, self.features, k, chunk_size)
+        if backend == 'faiss':
+            return faiss_topk(queries, self.features, k)
+        raise ValueError(f"backend must be 'torch' or 'faiss', got "
+                         f'{backend!r}')
+
     def save(self, path: str) -> None:
         """Write the index (a weights-only loadable torch file), atomically:
         a failed write leaves an existing index at ``path`` untouched."""
-        atomic_torch_save(
-            dict(features=self.features, paths=self.paths, pids=self.pids,
-                 fingerprint=self.fingerprint, root=self.root), path)
+        content = dict(features=self.features, paths=self.paths,
+                       pids=self.pids, fingerprint=self.fingerprint,
+                       root=self.root, kind=self.kind)
+        if self.ann is not None:
+            content.update(ann=serialize(self.ann),
+                           ann_settings=asdict(self.ann_settings))
+        atomic_torch_save(content, path)
 
     @classmethod
     def load(cls, path: str,
@@ -158,6 +202,16 @@ class GalleryIndex:
             raise ValueError(
                 f'{path} is not a gallery index (keys: {sorted(content)}); '
                 'build one with --save-index')
+        if content.get('kind', 'exact') not in INDEX_KINDS or (
+                content.get('kind') == IVFPQ) != ('ann' in content):
+            raise ValueError(f'{path}: kind {content.get("kind")!r} with'
+                             f'{"" if "ann" in content else "out"} an '
+                             f'approximate index; expected one of '
+                             f'{INDEX_KINDS}, the approximate one with it')
+        if 'ann' in content:
+            content['ann'] = deserialize(content['ann'])
+            content['ann_settings'] = IVFPQSettings(**content[
+                'ann_settings'])
         index = cls(**content)
         if fingerprint is not None and index.fingerprint != fingerprint:
             raise ValueError(
@@ -175,3 +229,22 @@ class GalleryIndex:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def extend(self, features: torch.Tensor, paths: List[str]) -> None:
+        """Append rows (``features [N, D]``, normalised; ``paths`` as this
+        index stores them) to an index without pids.
+
+        Raises:
+            ValueError: the index has pids, or a path is already indexed.
+        """
+        if self.pids is not None:
+            raise ValueError('an index of a dataset split (with pids) '
+                             'cannot take images without identities')
+        repeated = sorted(set(paths) & set(self.paths))
+        if repeated:
+            raise ValueError(f'already indexed: {repeated[:MAX_QUOTED_SKIPS]}')
+        self.features = torch.cat([self.features,
+                                   features.to(self.features.dtype)])
+        self.paths = self.paths + list(paths)
+        if self.ann is not None:  # faiss numbers the new rows after the old
+            self.ann.add(features.float().contiguous().numpy())

@@ -1,6 +1,8 @@
 """Use a trained retriever: encode, index a gallery, search by text."""
 import hashlib
+import json
 import logging
+import os
 import os.path as osp
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -20,7 +22,7 @@ from gadms.engine.checkpoint_loading import load_model_weights
 from gadms.registry import DATASETS, MODELS, TRANSFORMS
 from .gallery import (MAX_QUOTED_SKIPS, GalleryIndex, describe_skips,
                       list_images)
-from .search import chunked_topk, faiss_topk
+from .search import chunked_topk
 
 ImageInput = Union[str, np.ndarray]
 # test-pipeline steps that are not about the image's pixels
@@ -28,8 +30,7 @@ NON_IMAGE_STEPS = ('LoadPersonImage', 'TokenizeCaption',
                    'PackTextPersonInputs')
 
 
-def test_image_transform(cfg: Config,
-                         image_size: Sequence[int]) -> Callable[[dict], dict]:
+def test_image_steps(cfg: Config, image_size: Sequence[int]) -> List[dict]:
     """The image steps of the config's test pipeline (without loading,
     tokenising and packing), so the inferencer sees images exactly as
     ``tools/test.py`` does; a config without a test pipeline resizes to
@@ -41,9 +42,26 @@ def test_image_transform(cfg: Config,
     else:
         pipeline = [dict(type='Resize', scale=tuple(image_size)[::-1],
                          keep_ratio=False)]
+    return [step for step in pipeline if step['type'] not in NON_IMAGE_STEPS]
+
+
+def test_image_transform(cfg: Config,
+                         image_size: Sequence[int]) -> Callable[[dict], dict]:
+    """:func:`test_image_steps` built into one transform."""
     init_default_scope('gadms')
-    return Compose([TRANSFORMS.build(step) for step in pipeline
-                    if step['type'] not in NON_IMAGE_STEPS])
+    return Compose([TRANSFORMS.build(step)
+                    for step in test_image_steps(cfg, image_size)])
+
+
+def model_config_text(model_cfg: dict) -> str:
+    """The model config as the fingerprint reads it: JSON with sorted keys
+    (a tuple reads as a list, so a config that went through JSON, such as
+    a pretrained folder's, reads the same), without the backbone's
+    ``pretrained`` weights (the fingerprint hashes every weight itself)."""
+    model = dict(model_cfg)
+    model['backbone'] = {key: value for key, value in
+                         model['backbone'].items() if key != 'pretrained'}
+    return json.dumps(model, sort_keys=True, default=repr)
 
 
 def _batches(items: Sequence, size: int, progress: bool) -> Iterable:
@@ -104,10 +122,38 @@ class TextPersonInferencer:
         self.tokenizer = get_tokenizer(self.model.backbone.context_length)
         self.fingerprint = self._fingerprint()
 
+    @classmethod
+    def from_pretrained(cls, folder: str,
+                        device: str = 'cpu') -> 'TextPersonInferencer':
+        """A retriever from a pretrained folder (``model.safetensors``,
+        ``config.json``; written by
+        ``tools/model_converters/export_pretrained.py``). Nothing in the
+        folder is run as code (:mod:`gadms.apis.pretrained`).
+
+        Raises:
+            FileNotFoundError: a file of the folder is missing.
+            PretrainedFolderError: its config is not one gadms wrote, names
+                an unregistered module, or it and the weights no longer
+                match the fingerprint recorded at export.
+            CheckpointError: the weights do not fit the config (the keys
+                are named).
+        """
+        from .pretrained import (WEIGHTS_FILE, PretrainedFolderError,
+                                 read_pretrained_config)
+        cfg, recorded = read_pretrained_config(folder)
+        inferencer = cls(cfg, osp.join(folder, WEIGHTS_FILE), device)
+        if inferencer.fingerprint != recorded:
+            raise PretrainedFolderError(
+                f'{folder}: its weights and config have fingerprint '
+                f'{inferencer.fingerprint[:12]}, not the {recorded[:12]} '
+                'recorded at export: they were changed since; export the '
+                'checkpoint again')
+        return inferencer
+
     def _fingerprint(self) -> str:
         """Hash of the model config and every weight."""
         digest = hashlib.blake2b(digest_size=16)
-        digest.update(repr(self.cfg.model.to_dict()).encode())
+        digest.update(model_config_text(self.cfg.model.to_dict()).encode())
         for name, tensor in sorted(self.model.state_dict().items()):
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().view(-1).view(
@@ -263,6 +309,46 @@ class TextPersonInferencer:
                             [osp.relpath(p, folder) for p in images], None,
                             self.fingerprint, osp.abspath(folder), skipped)
 
+    def extend_index(self, index: GalleryIndex, folder: str,
+                     batch_size: int = 64, progress: bool = True,
+                     allow_outside_links: bool = False
+                     ) -> Tuple[List[str], List[Tuple[str, str]]]:
+        """Add the images of ``folder`` (inside the index's gallery folder)
+        that the index does not hold yet; the images already indexed are
+        not encoded again.
+
+        Returns:
+            tuple: the paths added (relative to the gallery folder) and the
+            entries skipped, with the reason.
+
+        Raises:
+            ValueError: the index has no gallery folder, or ``folder`` is
+                not inside it.
+            FileNotFoundError: ``folder`` holds no image.
+        """
+        if index.root is None:
+            raise ValueError('only an index of an image folder can take more '
+                             'images (this one has no gallery folder)')
+        root = osp.realpath(index.root)
+        real = osp.realpath(osp.join(index.root, folder))
+        if real != root and not real.startswith(root + os.sep):
+            raise ValueError(f'{folder} is outside the gallery folder '
+                             f'{index.root}')
+        images, skipped = list_images(real, allow_outside_links)
+        known = set(index.paths)
+        new = [path for path in images
+               if osp.relpath(path, root) not in known]
+        unreadable: List[Tuple[int, str]] = []
+        features = self.encode_images(new, batch_size, progress, unreadable)
+        left_out = {position for position, _ in unreadable}
+        skipped += [(new[position], reason) for position, reason in
+                    unreadable]
+        added = [osp.relpath(path, root) for position, path in
+                 enumerate(new) if position not in left_out]
+        if added:
+            index.extend(features, added)
+        return added, skipped
+
     def load_index(self, path: str,
                    gallery_root: Optional[str] = None) -> GalleryIndex:
         """Load an index built by this model (refuses others); with
@@ -274,9 +360,12 @@ class TextPersonInferencer:
                index: GalleryIndex,
                topk: int = 10,
                chunk_size: Optional[int] = None,
-               backend: str = 'torch') -> List[List[dict]]:
+               backend: Optional[str] = None) -> List[List[dict]]:
         """Rank the gallery for each caption (text to image).
 
+        By default the index's kind decides: an ``'ivfpq'`` index re-ranks
+        the candidates of its approximate index
+        (:mod:`gadms.apis.approximate`), an exact one is scanned whole.
         ``backend='torch'`` scans the index in chunks (bounded memory, fp16
         storage kept, ties by gallery order, ``chunk_size`` gallery rows
         per step, by default :func:`~gadms.apis.search.default_chunk_rows`);
@@ -286,25 +375,20 @@ class TextPersonInferencer:
 
         Returns:
             list[list[dict]]: per caption, ``topk`` hits ``dict(rank, path,
-            score, index, pid)`` (pid None when unknown), best first.
+            score, index, pid)`` (pid None when unknown), best first (an
+            approximate index may find fewer).
         """
         if isinstance(captions, str):
             captions = [captions]
-        queries, k = self.encode_texts(captions), min(topk, len(index))
-        if backend == 'faiss':
-            scores, rows = faiss_topk(queries, index.features, k)
-        elif backend == 'torch':
-            scores, rows = chunked_topk(queries, index.features, k,
-                                        chunk_size)
-        else:
-            raise ValueError(f"backend must be 'torch' or 'faiss', got "
-                             f'{backend!r}')
+        scores, rows = index.topk(self.encode_texts(captions), topk,
+                                  backend, chunk_size)
         return [[
             dict(rank=rank + 1, path=index.image_path(row),
                  score=float(score),
                  index=int(row),
                  pid=None if index.pids is None else int(index.pids[row]))
             for rank, (score, row) in enumerate(zip(row_scores, row_ids))
+            if row >= 0  # an approximate search may find fewer than topk
         ] for row_scores, row_ids in zip(scores, rows)]
 
     def rank_captions(self, image: ImageInput,

@@ -46,9 +46,11 @@ def webperson_parquet_row(png: bytes, image_path: str,
 
 
 # a gallery index saved by GalleryIndex.save: these keys, plus 'root'
-# (the gallery folder, optional)
+# (the gallery folder), 'kind' ('exact' or 'ivfpq') and, for an
+# approximate index, 'ann' (the faiss index) and 'ann_settings'
 GALLERY_INDEX_KEYS = frozenset({'features', 'paths', 'pids', 'fingerprint'})
-GALLERY_INDEX_OPTIONAL_KEYS = frozenset({'root'})
+GALLERY_INDEX_OPTIONAL_KEYS = frozenset({'root', 'kind', 'ann',
+                                         'ann_settings'})
 
 # the files a gallery folder or a crawl's listing counts as images
 IMAGE_EXTENSIONS: Tuple[str, ...] = ('.jpg', '.jpeg', '.png', '.bmp',

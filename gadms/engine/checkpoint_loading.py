@@ -37,6 +37,8 @@ PARTIAL_HINT = ('if a partial load is intended (e.g. a pretraining '
 # module such as os ("unsupported GLOBAL posix.system whose module ...")
 REFUSED_GLOBAL = re.compile(r'(?:Unsupported global: GLOBAL|unsupported '
                             r'GLOBAL) ([\w.]+)')
+# weights written by safetensors (a pretrained folder's model.safetensors)
+SAFETENSORS_SUFFIX = '.safetensors'
 # the longest key list quoted in an error
 MAX_LISTED_KEYS = 20
 
@@ -75,6 +77,8 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
         CheckpointError: empty, truncated or corrupt; holding untrusted
             objects; or not a dict.
     """
+    if filename.endswith(SAFETENSORS_SUFFIX):
+        return dict(state_dict=_read_safetensors(filename))
     allow_mmengine_checkpoint_globals()
     try:
         checkpoint = CheckpointLoader.load_checkpoint(
@@ -102,6 +106,25 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
             f'{filename} is not a model checkpoint: it holds a '
             f'{type(checkpoint).__name__}, not a dict')
     return checkpoint
+
+
+def _read_safetensors(filename: str) -> Dict[str, torch.Tensor]:
+    """The tensors of a safetensors file (no pickle: nothing to trust).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: not a complete safetensors file.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint {filename} does not exist')
+    try:
+        return load_file(filename)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f'checkpoint {filename} is not a complete safetensors file '
+            f'({err})') from err
 
 
 def model_state_dict(checkpoint: dict, filename: str,

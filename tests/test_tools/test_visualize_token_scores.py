@@ -6,10 +6,11 @@ import subprocess
 import cv2
 import numpy as np
 import torch
-from common import EOT, REPO_ROOT, SOT, run_tool, tool_module
+from common import EOT, REPO_ROOT, SOT, run_tool
 from mmengine.config import Config
 
 from gadms.apis import TextPersonInferencer
+from gadms.apis.token_view import score_pairs, token_scorer
 from gadms.datasets.transforms import MASK_TOKEN_ID, get_tokenizer
 from gadms.models.utils import keyed_uniform
 from gadms.registry import MODELS
@@ -51,7 +52,6 @@ def test_the_drawn_masks_are_the_necks(monkeypatch):
     caption t is selected in the noise view iff u(seed, step, t, j, 0) <
     rate (purposes 3-5 for the MTP view, which forces its first word when
     nothing is selected)."""
-    tool = tool_module('tools/analysis_tools/visualize_token_scores.py')
     config = Config.fromfile(osp.join(
         REPO_ROOT, 'configs/gadms/gadms_tiny_1xb64_synthperson.py'))
     config.merge_from_dict({'model.neck.policy': 'uniform',
@@ -62,8 +62,8 @@ def test_the_drawn_masks_are_the_necks(monkeypatch):
                 'someone']
     image = np.zeros((96, 32, 3), np.uint8)
     triples = [(image, caption, None) for caption in captions]
-    scorer = tool.model_scorer(inferencer.model, False)
-    scored = tool.score(inferencer, triples, scorer, step=5)
+    scorer = token_scorer(inferencer.model, False)
+    scored = score_pairs(inferencer, triples, scorer, step=5)
     ids = scored['text_ids']
     eligible = (ids > 0) & (ids < MASK_TOKEN_ID)
     keys = torch.arange(3)[:, None]

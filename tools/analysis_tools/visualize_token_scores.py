@@ -19,16 +19,15 @@ import argparse
 import os
 import os.path as osp
 
-import cv2
 import numpy as np
 import torch
 
 from gadms.apis import TextPersonInferencer
+from gadms.apis.token_view import score_pairs, token_scorer
 from gadms.cli import (add_cfg_options_arg, add_checkpoint_args, add_data_args,
                        apply_checkpoint_args, read_tool_config)
 from gadms.common.atomic import atomic_write, write_image
-from gadms.datasets.transforms import MASK_TOKEN_ID
-from gadms.registry import DATASETS, MODELS
+from gadms.registry import DATASETS
 from gadms.visualization import draw_token_scores, token_scores_html, word_rows
 
 
@@ -77,72 +76,21 @@ def samples(args, inferencer: TextPersonInferencer) -> list:
     return triples
 
 
-def model_scorer(model, default: bool):
-    """The model's scorer, or with ``default`` a ``GradAttnScorer`` over
-    its last (up to 8) text layers.
-
-    Raises:
-        SystemExit: the model has no scorer and ``default`` is off.
-    """
-    scorer = getattr(model, 'scorer', None)
-    if scorer is not None:
-        return scorer
-    if not default:
-        raise SystemExit(
-            f'{type(model).__name__} has no token scorer; pass '
-            '--default-scorer to score with a GradAttnScorer')
-    return MODELS.build(dict(
-        type='GradAttnScorer',
-        num_layers=min(8, len(model.backbone.clip.transformer.resblocks)),
-        norm_scope='sample'))
-
-
-@torch.no_grad()
-def score(inferencer: TextPersonInferencer, triples: list, scorer,
-          step: int) -> dict:
-    """The token scores ``[T, L]``, each view's masking probabilities, one
-    draw of the neck's masks (the model's neck, keyed by the caption's
-    number, ``step`` and the neck's seed or else the config's
-    ``randomness.seed``, as in training) and the ids."""
-    model = inferencer.model
-    neck = getattr(model, 'neck', None) or MODELS.build(
-        dict(type='DualMaskNeck'))
-    text_ids = torch.from_numpy(inferencer.tokenizer(
-        [caption for _, caption, _ in triples])).to(inferencer.device)
-    height, width = inferencer.image_size
-    pixels = np.stack([cv2.resize(image, (width, height))
-                       for image, _, _ in triples])
-    images = model.data_preprocessor.normalise_images(
-        torch.from_numpy(pixels).permute(0, 3, 1, 2).to(inferencer.device))
-    image_tokens = model.backbone.encode_image(images)
-    scores = scorer(model.backbone, text_ids, image_tokens)
-    p_noise, p_info = neck.view_probs(text_ids, scores)
-    if neck.seed is None:  # training keys the draws by the run's seed
-        torch.manual_seed(inferencer.cfg.get('randomness', {}).get('seed',
-                                                                   0))
-    views = neck(text_ids, scores, sample_keys=torch.arange(
-        len(triples), device=text_ids.device), step=step)
-    eligible = (text_ids > 0) & (text_ids < MASK_TOKEN_ID)
-    no_targets = torch.zeros_like(eligible)
-    return dict(scores=scores, p_noise=p_noise * eligible,
-                p_info=p_info * eligible, noise=views.noise_labels != 0,
-                mtp=no_targets if views.mtp_labels is None else (
-                    views.mtp_labels != 0),
-                text_ids=text_ids,
-                full_bar=float(max(p_noise.max(), p_info.max(), 0.05)))
-
-
 def main() -> None:
     args = parse_args()
     apply_checkpoint_args(args)
     inferencer = TextPersonInferencer(
         read_tool_config(args), args.checkpoint,
         args.device, args.partial_load)
-    scorer = model_scorer(inferencer.model, args.default_scorer)
+    try:
+        scorer = token_scorer(inferencer.model, args.default_scorer)
+    except ValueError as err:
+        raise SystemExit(f'{err}; pass --default-scorer to score with a '
+                         'GradAttnScorer') from err
     triples = samples(args, inferencer)
     scored = {k: v.cpu().numpy() if torch.is_tensor(v) else v
-              for k, v in score(inferencer, triples, scorer,
-                                args.step).items()}
+              for k, v in score_pairs(inferencer, triples, scorer,
+                                      args.step).items()}
     os.makedirs(args.out_dir, exist_ok=True)
     captions, thumbnails, pictures, image_names = [], [], [], {}
     for i, (image, _, path) in enumerate(triples):

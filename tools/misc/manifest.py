@@ -12,7 +12,6 @@ reads the folder again and names each file that is missing, changed or
 not in the manifest, exiting with 1 when there is any.
 """
 import argparse
-import hashlib
 import os
 import os.path as osp
 import sys
@@ -21,9 +20,8 @@ from typing import Dict
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 from gadms.common.atomic import atomic_write  # noqa: E402
+from gadms.common.file_digest import file_sha256  # noqa: E402
 from gadms.common.progress import Progress  # noqa: E402
-
-CHUNK = 1 << 20
 
 
 def _files(folder: str) -> list:
@@ -35,21 +33,13 @@ def _files(folder: str) -> list:
     return sorted(found)
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(CHUNK), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def digests(folder: str) -> Dict[str, str]:
     """Relative path -> SHA-256 of every file under ``folder``."""
     files = _files(folder)
     progress = Progress(len(files), 'hashing files')
     found = {}
     for name in files:
-        found[name] = _sha256(osp.join(folder, name))
+        found[name] = file_sha256(osp.join(folder, name))
         progress.update()
     progress.close()
     return found
